@@ -1,0 +1,134 @@
+"""The ``aiplatform`` command. Imports nothing heavy until a subcommand needs it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import msgspec
+
+from aiplatform import __version__
+from aiplatform.settings import (
+    Settings,
+    SettingsError,
+    engine_names,
+    load_settings,
+    select_engines,
+)
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"aiplatform: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "engines":
+        return _print_engines(settings)
+    return _serve(settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiplatform",
+        description="Self-hosted, OpenAI-compatible AI platform.",
+    )
+    parser.add_argument("--version", action="version", version=f"aiplatform {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the OpenAI-compatible server with every enabled engine.",
+    )
+    _add_config(serve)
+    serve.add_argument(
+        "--engines",
+        metavar="NAME,...",
+        help=f"serve only these engines (a pod); known: {', '.join(engine_names())}",
+    )
+    serve.add_argument("--host", help="address to bind (default from settings: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default from settings: 8000)")
+    serve.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="logging level"
+    )
+
+    engines = commands.add_parser(
+        "engines", help="list engines and their mode", description="List engines and their mode."
+    )
+    _add_config(engines)
+    return parser
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML settings file (default: $AIPLATFORM_CONFIG)"
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if getattr(args, "engines", None):
+        settings = select_engines(settings, args.engines.split(","))
+    server = settings.server
+    changes = {
+        key: value
+        for key, value in (
+            ("host", getattr(args, "host", None)),
+            ("port", getattr(args, "port", None)),
+            ("log_level", getattr(args, "log_level", None)),
+        )
+        if value is not None
+    }
+    if changes:
+        settings = msgspec.structs.replace(settings, server=msgspec.structs.replace(server, **changes))
+    return settings
+
+
+def _print_engines(settings: Settings) -> int:
+    print(f"{'ENGINE':<14}{'MODE':<10}DETAIL")
+    for name in engine_names():
+        section = settings.engine(name)
+        if not section.enabled:
+            mode, detail = "off", ""
+        elif section.url:
+            mode, detail = "remote", section.url
+        else:
+            fields = msgspec.structs.asdict(section)
+            mode = "local"
+            detail = " ".join(
+                f"{key}={fields[key]}" for key in ("backend", "model", "path") if fields.get(key)
+            )
+        print(f"{name:<14}{mode:<10}{detail}")
+    return 0
+
+
+def _serve(settings: Settings) -> int:
+    server = settings.server
+    logging.basicConfig(
+        level=server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    import uvicorn
+
+    from aiplatform.server.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=server.host,
+        port=server.port,
+        log_level=server.log_level,
+        access_log=server.access_log,
+        timeout_graceful_shutdown=10,
+    )
+    return 0

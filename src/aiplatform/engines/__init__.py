@@ -1,0 +1,1 @@
+"""Engines: the contract (:mod:`.base`), the in-process adapter (:mod:`.local`) and the kinds."""

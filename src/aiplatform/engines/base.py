@@ -1,0 +1,108 @@
+"""The engine contract: operations declared once, and the protocol both adapters implement.
+
+An engine kind lists its :class:`Operation` s: name, HTTP method and path, request type,
+response type and, for operations that can stream, the chunk type. From that one table come the
+server's routes, the in-process call (:class:`~aiplatform.engines.local.LocalEngine`) and the
+HTTP call (:class:`~aiplatform.remote.client.RemoteEngine`). Callers hold an :class:`Engine` and
+never learn which of the two they have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, Self, TypeVar
+
+import msgspec
+
+if TYPE_CHECKING:
+    from aiplatform.api.health import EngineStatus
+    from aiplatform.api.openai import ModelCard
+    from aiplatform.settings import EngineSettings
+
+__all__ = [
+    "Engine",
+    "EngineKind",
+    "EngineMode",
+    "HttpMethod",
+    "NoChunk",
+    "Operation",
+]
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+EngineMode = Literal["local", "remote"]
+
+Req = TypeVar("Req", bound=msgspec.Struct)
+Resp = TypeVar("Resp", bound=msgspec.Struct)
+Chunk = TypeVar("Chunk", bound=msgspec.Struct)
+S = TypeVar("S", bound="EngineSettings")
+
+
+class NoChunk(msgspec.Struct):
+    """Chunk type of an operation that never streams."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operation(Generic[Req, Resp, Chunk]):
+    """One call an engine serves, declared once for routes, local calls and HTTP calls.
+
+    For an operation with a ``chunk`` type, the request's ``stream_field`` (OpenAI's ``stream``)
+    picks between one response and a stream of chunks on the same path, as OpenAI does.
+    """
+
+    name: str
+    method: HttpMethod
+    path: str
+    request: type[Req]
+    response: type[Resp]
+    chunk: type[Chunk] | None = None
+    stream_field: str = "stream"
+    summary: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+    def wants_stream(self, request: Req) -> bool:
+        """Whether this request asks for the streamed form of the operation."""
+        return self.chunk is not None and bool(getattr(request, self.stream_field, False))
+
+
+class Engine(Protocol):
+    """What callers hold: the same API whether the engine runs in-process or behind a URL.
+
+    An engine is an async context manager: entering it starts whatever it needs (loading a model
+    in the background, opening a connection pool) and leaving it releases everything.
+    """
+
+    @property
+    def kind(self) -> EngineKind[Any]: ...
+
+    @property
+    def mode(self) -> EngineMode: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def status(self) -> EngineStatus:
+        """Readiness: loaded (local) or reachable (remote), with a reason when not."""
+        ...
+
+    async def list_models(self) -> list[ModelCard]: ...
+
+    async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp: ...
+
+    def stream(self, op: Operation[Req, Any, Chunk], request: Req) -> AsyncIterator[Chunk]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineKind(Generic[S]):
+    """A kind of engine: its name, its operation table, its settings and its local factory.
+
+    ``build_local`` imports the heavy backend itself, so that declaring a kind (and mounting its
+    routes, or forwarding it) never imports torch or any model library.
+    """
+
+    name: str
+    summary: str
+    operations: tuple[Operation[Any, Any, Any], ...]
+    settings_type: type[S]
+    build_local: Callable[[S], Engine]

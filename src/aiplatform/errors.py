@@ -1,0 +1,132 @@
+"""One error hierarchy for the whole platform.
+
+Every error knows its HTTP status and its OpenAI error ``type``, so the server renders any of
+them in OpenAI's error shape and the remote adapter turns an upstream error response back into
+the same class. Engines raise these; nothing else needs to know about HTTP.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AIPlatformError",
+    "AuthenticationError",
+    "ConflictError",
+    "EngineUnavailableError",
+    "InternalError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "UnprocessableEntityError",
+    "error_for_status",
+]
+
+
+class AIPlatformError(Exception):
+    """Base class: an error with an HTTP status and an OpenAI error type."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class InvalidRequestError(AIPlatformError):
+    """The request is malformed or asks for something impossible (400)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(AIPlatformError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class PermissionDeniedError(AIPlatformError):
+    status_code = 403
+    error_type = "permission_error"
+
+
+class NotFoundError(AIPlatformError):
+    """An unknown model, route or resource (404)."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+
+
+class ConflictError(AIPlatformError):
+    status_code = 409
+    error_type = "invalid_request_error"
+
+
+class RequestTooLargeError(AIPlatformError):
+    status_code = 413
+    error_type = "invalid_request_error"
+
+
+class UnprocessableEntityError(AIPlatformError):
+    status_code = 422
+    error_type = "invalid_request_error"
+
+
+class RateLimitError(AIPlatformError):
+    status_code = 429
+    error_type = "rate_limit_error"
+
+
+class InternalError(AIPlatformError):
+    status_code = 500
+    error_type = "server_error"
+
+
+class EngineUnavailableError(AIPlatformError):
+    """An engine cannot serve now: a remote that is down or timed out, or a failed load (503)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+
+_BY_STATUS: dict[int, type[AIPlatformError]] = {
+    cls.status_code: cls
+    for cls in (
+        InvalidRequestError,
+        AuthenticationError,
+        PermissionDeniedError,
+        NotFoundError,
+        ConflictError,
+        RequestTooLargeError,
+        UnprocessableEntityError,
+        RateLimitError,
+        InternalError,
+        EngineUnavailableError,
+    )
+}
+
+
+def error_for_status(
+    status_code: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> AIPlatformError:
+    """Build the error class that owns ``status_code``, keeping the status when none does."""
+    cls = _BY_STATUS.get(status_code)
+    if cls is None:
+        cls = InvalidRequestError if 400 <= status_code < 500 else InternalError
+    return cls(message, param=param, code=code, status_code=status_code)

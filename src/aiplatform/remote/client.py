@@ -1,0 +1,252 @@
+"""The remote adapter: any engine kind, forwarded over HTTP by one generic class.
+
+It encodes the operation's request type, calls the operation's path on the configured URL,
+decodes the response type (or the SSE stream of chunk types) and turns upstream error responses
+back into the platform's own errors. Because the paths are OpenAI's, the same class forwards to
+our own pod (``aiplatform serve --engines NAME``) and to any OpenAI-compatible server.
+
+Connection failures and timeouts become a 503 within the configured deadline; the connection
+pool reconnects on the next call, so an upstream that comes back is used again at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import httpx
+import msgspec
+
+from aiplatform import __version__
+from aiplatform.api.health import EngineStatus
+from aiplatform.api.openai import ModelCard, ModelList
+from aiplatform.engines.base import EngineKind, EngineMode, Operation
+from aiplatform.errors import (
+    AIPlatformError,
+    EngineUnavailableError,
+    InternalError,
+    error_for_status,
+)
+from aiplatform.settings import EngineSettings
+from aiplatform.sse import DONE, iter_data
+
+__all__ = ["RemoteEngine"]
+
+logger = logging.getLogger(__name__)
+
+Req = TypeVar("Req", bound=msgspec.Struct)
+Resp = TypeVar("Resp", bound=msgspec.Struct)
+Chunk = TypeVar("Chunk", bound=msgspec.Struct)
+
+_JSON = {"content-type": "application/json"}
+_MODELS_PATH = "/v1/models"
+
+
+class RemoteEngine:
+    """An :class:`~aiplatform.engines.base.Engine` whose calls go to ``settings.url``.
+
+    ``transport`` replaces the network (``httpx.ASGITransport(app)`` calls an app in-process).
+    """
+
+    def __init__(
+        self,
+        kind: EngineKind[Any],
+        settings: EngineSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not settings.url:
+            raise ValueError(f"engine {kind.name!r} has no url to forward to")
+        self._kind = kind
+        self._settings = settings
+        self._base_url = _base_url(settings.url)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._encoder = msgspec.json.Encoder()
+
+    @property
+    def kind(self) -> EngineKind[Any]:
+        return self._kind
+
+    @property
+    def mode(self) -> EngineMode:
+        return "remote"
+
+    @property
+    def url(self) -> str:
+        return self._base_url
+
+    async def __aenter__(self) -> Self:
+        settings = self._settings
+        limits = httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+        )
+        transport = self._transport or httpx.AsyncHTTPTransport(limits=limits, retries=1)
+        headers = {"user-agent": f"aiplatform/{__version__}"}
+        if settings.api_key:
+            headers["authorization"] = f"Bearer {settings.api_key}"
+        self._client = httpx.AsyncClient(
+            base_url=self._base_url,
+            transport=transport,
+            headers=headers,
+            timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
+        response = await self._send(op.method, op.path, self._encoder.encode(request))
+        if response.status_code >= 400:
+            raise self._error(response)
+        try:
+            return msgspec.json.decode(response.content, type=op.response)
+        except msgspec.MsgspecError as exc:
+            raise self._bad_response(op.path, exc) from exc
+
+    async def stream(self, op: Operation[Req, Any, Chunk], request: Req) -> AsyncIterator[Chunk]:
+        chunk_type = op.chunk
+        if chunk_type is None:
+            raise InternalError(f"operation '{op.name}' does not stream")
+        client = self._require_client()
+        body = self._encoder.encode(request)
+        try:
+            async with client.stream(op.method, op.path, content=body, headers=_JSON) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._error(response)
+                async for data in iter_data(response.aiter_lines()):
+                    if data == DONE:
+                        return
+                    yield self._decode_chunk(data, chunk_type, op.path)
+        except httpx.HTTPError as exc:
+            raise self._unavailable(exc) from exc
+
+    async def list_models(self) -> list[ModelCard]:
+        response = await self._send("GET", _MODELS_PATH, None, self._settings.connect_timeout_s)
+        if response.status_code >= 400:
+            raise self._error(response)
+        try:
+            return msgspec.json.decode(response.content, type=ModelList).data
+        except msgspec.MsgspecError as exc:
+            raise self._bad_response(_MODELS_PATH, exc) from exc
+
+    async def status(self) -> EngineStatus:
+        paths = [self._settings.ready_path] if self._settings.ready_path else ["/ready", "/health"]
+        detail = ""
+        for path in paths:
+            try:
+                response = await self._send("GET", path, None, self._settings.connect_timeout_s)
+            except EngineUnavailableError as exc:
+                return EngineStatus(mode="remote", ready=False, detail=exc.message)
+            if response.status_code == 404 and path != paths[-1]:
+                continue
+            if response.status_code < 400:
+                return EngineStatus(mode="remote", ready=True, detail=self._base_url)
+            detail = f"{self._base_url}{path} answered {response.status_code}"
+            break
+        return EngineStatus(mode="remote", ready=False, detail=detail)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _require_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
+        return self._client
+
+    async def _send(
+        self, method: str, path: str, body: bytes | None, deadline_s: float | None = None
+    ) -> httpx.Response:
+        client = self._require_client()
+        deadline = deadline_s or self._settings.timeout_s
+        try:
+            with anyio.fail_after(deadline):
+                return await client.request(
+                    method, path, content=body, headers=_JSON if body is not None else None
+                )
+        except TimeoutError as exc:
+            raise EngineUnavailableError(
+                f"Engine '{self._kind.name}' at {self._base_url} did not answer within "
+                f"{deadline:g}s.",
+                code="upstream_timeout",
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: httpx.HTTPError) -> EngineUnavailableError:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            return EngineUnavailableError(
+                f"Engine '{self._kind.name}' at {self._base_url} timed out: {reason}",
+                code="upstream_timeout",
+            )
+        return EngineUnavailableError(
+            f"Engine '{self._kind.name}' at {self._base_url} is unreachable: {reason}",
+            code="upstream_unavailable",
+        )
+
+    def _error(self, response: httpx.Response) -> AIPlatformError:
+        """The platform error for an upstream error response, whatever shape its body has."""
+        message, param, code = _error_fields(response)
+        return error_for_status(response.status_code, message, param=param, code=code)
+
+    def _decode_chunk(self, data: str, chunk_type: type[Chunk], path: str) -> Chunk:
+        try:
+            return msgspec.json.decode(data, type=chunk_type)
+        except msgspec.MsgspecError as exc:
+            try:
+                payload = msgspec.json.decode(data)
+            except msgspec.DecodeError:
+                payload = None
+            if isinstance(payload, dict) and "error" in payload:
+                message, param, code = _fields_from_payload(payload, data)
+                raise error_for_status(500, message, param=param, code=code) from exc
+            raise self._bad_response(path, exc) from exc
+
+    def _bad_response(self, path: str, exc: Exception) -> AIPlatformError:
+        return InternalError(
+            f"Engine '{self._kind.name}' at {self._base_url} sent an unexpected response to "
+            f"{path}: {exc}",
+            code="bad_upstream_response",
+            status_code=502,
+        )
+
+
+def _base_url(url: str) -> str:
+    """``url`` without a trailing slash or ``/v1``: operation paths already start with it."""
+    parts = urlsplit(url.rstrip("/"))
+    path = parts.path.removesuffix("/v1")
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _error_fields(response: httpx.Response) -> tuple[str, str | None, str | None]:
+    try:
+        payload = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        payload = None
+    text = response.text.strip()[:300] or response.reason_phrase
+    return _fields_from_payload(payload, f"upstream answered {response.status_code}: {text}")
+
+
+def _fields_from_payload(payload: object, fallback: str) -> tuple[str, str | None, str | None]:
+    """Message, param and code from OpenAI's error shape, or the common non-OpenAI ones."""
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            param, code = error.get("param"), error.get("code")
+            return (
+                error["message"],
+                param if isinstance(param, str) else None,
+                str(code) if code is not None else None,
+            )
+        for key in ("error", "detail", "message"):
+            if isinstance(payload.get(key), str):
+                return payload[key], None, None
+    return fallback, None, None

@@ -1,0 +1,1 @@
+"""The HTTP server: routes mounted from the engines' operation tables."""

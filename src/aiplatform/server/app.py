@@ -1,0 +1,66 @@
+"""``create_app``: engines built from settings (or given), routes mounted from their operations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig
+
+from aiplatform import __version__
+from aiplatform.engines.base import Engine
+from aiplatform.server.errors import EXCEPTION_HANDLERS
+from aiplatform.server.routes import operation_route
+from aiplatform.server.system import system_routes
+from aiplatform.server.wiring import build_engines
+from aiplatform.settings import Settings, load_settings
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engines: Mapping[str, Engine] | None = None,
+) -> Litestar:
+    """The platform's ASGI app.
+
+    ``engines`` replaces the engines the settings would build (tests, embedding the server in a
+    larger program). The app enters every engine on startup and leaves it on shutdown.
+    """
+    settings = settings if settings is not None else load_settings()
+    engines = dict(engines) if engines is not None else build_engines(settings)
+
+    @asynccontextmanager
+    async def run_engines(_: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for engine in engines.values():
+                await stack.enter_async_context(engine)
+            yield
+
+    app = Litestar(
+        route_handlers=[*system_routes(engines), *_engine_routes(engines)],
+        lifespan=[run_engines],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="aiplatform", version=__version__, path="/docs"),
+        logging_config=None,
+    )
+    app.state.engines = engines
+    app.state.settings = settings
+    return app
+
+
+def _engine_routes(engines: Mapping[str, Engine]) -> list[HTTPRouteHandler]:
+    routes: list[HTTPRouteHandler] = []
+    owners: dict[tuple[str, str], str] = {}
+    for name, engine in engines.items():
+        for op in engine.kind.operations:
+            key = (op.method, op.path)
+            if key in owners:
+                raise ValueError(f"{op.method} {op.path} is served by both {owners[key]} and {name}")
+            owners[key] = name
+            routes.append(operation_route(engine, op))
+    return routes

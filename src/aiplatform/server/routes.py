@@ -1,0 +1,112 @@
+"""Routes built from operation tables: one thin handler per operation, whatever the engine mode.
+
+A handler decodes the operation's request type (litestar does it with msgspec, so the OpenAPI
+schema comes from the same types), calls the engine through its protocol, and returns the
+response type or, when the request asks for it, an SSE stream of chunk types.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, route
+from litestar.handlers import HTTPRouteHandler
+from litestar.response import Stream
+
+from aiplatform.engines.base import Engine, Operation
+from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError
+from aiplatform.server.errors import error_body
+from aiplatform.sse import DONE_EVENT, encode_event
+
+__all__ = ["operation_route"]
+
+logger = logging.getLogger(__name__)
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
+    """The route serving ``op`` with ``engine``."""
+    if op.method not in _BODY_METHODS:
+        return _query_route(engine, op)
+    encoder = msgspec.json.Encoder()
+
+    async def handler(data: Any, request: Request[Any, Any, Any]) -> Any:
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_unknown_fields(await request.body(), op)
+        if op.wants_stream(data):
+            return await _stream_response(engine.stream(op, data), encoder)
+        return await engine.invoke(op, data)
+
+    handler.__annotations__ = {"data": op.request, "request": Request, "return": op.response}
+    return _mount(handler, engine, op)
+
+
+def _query_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
+    """Operations without a body take their request from the query string."""
+
+    async def handler(request: Request[Any, Any, Any]) -> Any:
+        params = dict(request.query_params.items())
+        try:
+            data = msgspec.convert(params, op.request, strict=False)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequestError(f"Invalid query parameters: {exc}") from exc
+        return await engine.invoke(op, data)
+
+    handler.__annotations__ = {"request": Request, "return": op.response}
+    return _mount(handler, engine, op)
+
+
+def _mount(handler: Any, engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
+    handler.__name__ = handler.__qualname__ = f"{engine.kind.name}_{op.name}"
+    return route(
+        op.path,
+        http_method=op.method,
+        name=f"{engine.kind.name}.{op.name}",
+        summary=op.summary or None,
+        tags=list(op.tags) or [engine.kind.name],
+        operation_id=f"{engine.kind.name}_{op.name}",
+        status_code=200,
+    )(handler)
+
+
+async def _stream_response(
+    chunks: AsyncIterator[msgspec.Struct], encoder: msgspec.json.Encoder
+) -> Stream:
+    """An SSE response. The first chunk is awaited here, so an error before any output is a
+    plain HTTP error with its own status; later errors become an ``error`` event."""
+    iterator = aiter(chunks)
+    try:
+        first = await anext(iterator)
+    except StopAsyncIteration:
+        first = None
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield encode_event(encoder.encode(first))
+                async for chunk in iterator:
+                    yield encode_event(encoder.encode(chunk))
+        except AIPlatformError as exc:
+            yield encode_event(encoder.encode(error_body(exc)))
+        except Exception:
+            logger.exception("stream failed")
+            failure = InternalError("The stream failed with an internal error; it has been logged.")
+            yield encode_event(encoder.encode(error_body(failure)))
+        yield DONE_EVENT
+
+    return Stream(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+
+def _log_unknown_fields(body: bytes, op: Operation[Any, Any, Any]) -> None:
+    try:
+        fields = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
+    except msgspec.MsgspecError:
+        return
+    known = set(getattr(op.request, "__struct_encode_fields__", ()))
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        logger.debug("%s %s: ignoring unknown fields %s", op.method, op.path, ", ".join(unknown))

