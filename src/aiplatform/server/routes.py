@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, route
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import JSONBody
 from litestar.response import Stream
 
 from aiplatform.engines.base import Engine, Operation
@@ -41,7 +42,11 @@ def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHa
             return await _stream_response(engine.stream(op, data), encoder)
         return await engine.invoke(op, data)
 
-    handler.__annotations__ = {"data": op.request, "request": Request, "return": op.response}
+    handler.__annotations__ = {
+        "data": JSONBody[op.request],  # type: ignore[name-defined]
+        "request": Request,
+        "return": op.response,
+    }
     return _mount(handler, engine, op)
 
 

@@ -129,6 +129,8 @@ class LocalEmbeddingsEngine(LocalEngine):
             items: Sequence[str | int | list[int]] = [value]
         else:
             items = value
+        if not items:
+            raise InvalidRequestError("input must not be an empty list.", param="input")
         if len(items) > self._settings.max_inputs:
             raise InvalidRequestError(
                 f"{len(items)} inputs in one request; at most {self._settings.max_inputs} allowed.",

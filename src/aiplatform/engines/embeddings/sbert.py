@@ -56,6 +56,8 @@ class SentenceTransformersBackend:
         return self._max_tokens
 
     def load(self) -> None:
+        if self._model is not None:
+            return
         folder = Path(self._path) if self._path else shipped_model_path()
         if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder} is not a sentence-transformers model folder")
