@@ -90,7 +90,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value is not None
     }
     if changes:
-        settings = msgspec.structs.replace(settings, server=msgspec.structs.replace(server, **changes))
+        settings = msgspec.structs.replace(
+            settings, server=msgspec.structs.replace(server, **changes)
+        )
     return settings
 
 

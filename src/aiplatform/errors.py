@@ -20,6 +20,7 @@ __all__ = [
     "RequestTooLargeError",
     "UnprocessableEntityError",
     "error_for_status",
+    "status_for_type",
 ]
 
 
@@ -116,6 +117,21 @@ _BY_STATUS: dict[int, type[AIPlatformError]] = {
         EngineUnavailableError,
     )
 }
+
+
+_STATUS_BY_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "rate_limit_error": 429,
+    "server_error": 500,
+    "service_unavailable": 503,
+}
+
+
+def status_for_type(error_type: str | None) -> int:
+    """The HTTP status an OpenAI error ``type`` stands for (errors inside a stream carry none)."""
+    return _STATUS_BY_TYPE.get(error_type or "", 500)
 
 
 def error_for_status(

@@ -32,9 +32,9 @@ def vectors(response: EmbeddingResponse) -> np.ndarray:
     return np.stack(rows)
 
 
-async def both(engine: Engine, reference: Engine, request: EmbeddingRequest) -> tuple[
-    EmbeddingResponse, EmbeddingResponse
-]:
+async def both(
+    engine: Engine, reference: Engine, request: EmbeddingRequest
+) -> tuple[EmbeddingResponse, EmbeddingResponse]:
     return await engine.invoke(EMBED, request), await reference.invoke(EMBED, request)
 
 
@@ -60,7 +60,9 @@ async def test_list_keeps_order(engine: Engine, reference: Engine) -> None:
 
 
 async def test_base64_equals_float(engine: Engine, reference: Engine) -> None:
-    encoded = await engine.invoke(EMBED, EmbeddingRequest(input=SENTENCES, encoding_format="base64"))
+    encoded = await engine.invoke(
+        EMBED, EmbeddingRequest(input=SENTENCES, encoding_format="base64")
+    )
     assert all(isinstance(item.embedding, str) for item in encoded.data)
     plain = await reference.invoke(EMBED, EmbeddingRequest(input=SENTENCES))
     np.testing.assert_allclose(vectors(encoded), vectors(plain), atol=1e-6)
@@ -118,8 +120,16 @@ async def test_unknown_model_is_not_found(engine: Engine) -> None:
         EmbeddingRequest(input=["x"] * 65),
         EmbeddingRequest(input="x", dimensions=100_000),
     ],
-    ids=["empty", "empty-item", "no-items", "mixed", "empty-tokens", "negative-token",
-         "too-many", "too-many-dimensions"],
+    ids=[
+        "empty",
+        "empty-item",
+        "no-items",
+        "mixed",
+        "empty-tokens",
+        "negative-token",
+        "too-many",
+        "too-many-dimensions",
+    ],
 )
 async def test_bad_input_is_invalid_request(engine: Engine, bad: EmbeddingRequest) -> None:
     with pytest.raises(InvalidRequestError) as caught:

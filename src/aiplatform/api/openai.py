@@ -53,7 +53,9 @@ class ModelList(msgspec.Struct, kw_only=True):
 #: engine.
 EmbeddingInput = (
     str
-    | Annotated[list[str | int | list[int]], msgspec.Meta(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+    | Annotated[
+        list[str | int | list[int]], msgspec.Meta(min_length=1, max_length=MAX_EMBEDDING_INPUTS)
+    ]
 )
 
 

@@ -100,7 +100,9 @@ class MicroBatcher(Generic[In, Out]):
         assert pending.result is not None
         return pending.result
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Form and run batches until cancelled."""
         send, receive = anyio.create_memory_object_stream[_Pending[In, Out]](math.inf)
         self._send, self._receive = send, receive

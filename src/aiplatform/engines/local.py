@@ -55,7 +55,9 @@ class LocalEngine(ABC):
     async def start_background(self, task_group: anyio.abc.TaskGroup) -> None:
         """Start long-lived tasks (a micro-batcher, say) in the engine's task group."""
 
-    def bind(self, op: Operation[Req, Resp, Any], handler: Callable[[Req], Awaitable[Resp]]) -> None:
+    def bind(
+        self, op: Operation[Req, Resp, Any], handler: Callable[[Req], Awaitable[Resp]]
+    ) -> None:
         """Serve ``op`` with ``handler``; the types tie the handler to the operation."""
         self._handlers[op.name] = handler
 
@@ -103,7 +105,9 @@ class LocalEngine(ABC):
         if not self._loaded.is_set():
             return EngineStatus(mode="local", ready=False, detail="loading")
         if self._load_error is not None:
-            return EngineStatus(mode="local", ready=False, detail=f"failed to load: {self._load_error}")
+            return EngineStatus(
+                mode="local", ready=False, detail=f"failed to load: {self._load_error}"
+            )
         return EngineStatus(mode="local", ready=True)
 
     async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:

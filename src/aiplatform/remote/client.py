@@ -29,6 +29,7 @@ from aiplatform.errors import (
     EngineUnavailableError,
     InternalError,
     error_for_status,
+    status_for_type,
 )
 from aiplatform.settings import EngineSettings
 from aiplatform.sse import DONE, iter_data
@@ -122,6 +123,11 @@ class RemoteEngine:
                 if response.status_code >= 400:
                     await response.aread()
                     raise self._error(response)
+                media_type = response.headers.get("content-type", "")
+                if not media_type.startswith("text/event-stream"):
+                    raise self._bad_response(
+                        op.path, ValueError(f"expected an SSE stream, got {media_type!r}")
+                    )
                 async for data in iter_data(response.aiter_lines()):
                     if data == DONE:
                         return
@@ -207,7 +213,10 @@ class RemoteEngine:
                 payload = None
             if isinstance(payload, dict) and "error" in payload:
                 message, param, code = _fields_from_payload(payload, data)
-                raise error_for_status(500, message, param=param, code=code) from exc
+                error = payload["error"]
+                error_type = error.get("type") if isinstance(error, dict) else None
+                status = status_for_type(error_type if isinstance(error_type, str) else None)
+                raise error_for_status(status, message, param=param, code=code) from exc
             raise self._bad_response(path, exc) from exc
 
     def _bad_response(self, path: str, exc: Exception) -> AIPlatformError:

@@ -60,7 +60,9 @@ def _engine_routes(engines: Mapping[str, Engine]) -> list[HTTPRouteHandler]:
         for op in engine.kind.operations:
             key = (op.method, op.path)
             if key in owners:
-                raise ValueError(f"{op.method} {op.path} is served by both {owners[key]} and {name}")
+                raise ValueError(
+                    f"{op.method} {op.path} is served by both {owners[key]} and {name}"
+                )
             owners[key] = name
             routes.append(operation_route(engine, op))
     return routes

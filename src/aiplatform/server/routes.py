@@ -14,9 +14,11 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, route
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import Stream
 
+from aiplatform.api.openai import ErrorResponse
 from aiplatform.engines.base import Engine, Operation
 from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError
 from aiplatform.server.errors import error_body
@@ -27,6 +29,15 @@ __all__ = ["operation_route"]
 logger = logging.getLogger(__name__)
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_ERROR_RESPONSES = {
+    status: ResponseSpec(data_container=ErrorResponse, description=description)
+    for status, description in (
+        (400, "Invalid request"),
+        (404, "Unknown model or resource"),
+        (413, "Request body too large"),
+        (503, "Engine unavailable (loading, failed, or remote unreachable)"),
+    )
+}
 
 
 def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
@@ -35,17 +46,19 @@ def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHa
         return _query_route(engine, op)
     encoder = msgspec.json.Encoder()
 
-    async def handler(data: Any, request: Request[Any, Any, Any]) -> Any:
+    async def handler(data: Any, request: Request[Any, Any, Any]) -> Response[Any]:
         if logger.isEnabledFor(logging.DEBUG):
             _log_unknown_fields(await request.body(), op)
         if op.wants_stream(data):
             return await _stream_response(engine.stream(op, data), encoder)
-        return await engine.invoke(op, data)
+        result = await engine.invoke(op, data)
+        return Response(encoder.encode(result), media_type="application/json")
 
+    # The request type is set at runtime so litestar decodes it and documents it in OpenAPI.
     handler.__annotations__ = {
         "data": JSONBody[op.request],  # type: ignore[name-defined]
         "request": Request,
-        "return": op.response,
+        "return": Response,
     }
     return _mount(handler, engine, op)
 
@@ -53,15 +66,16 @@ def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHa
 def _query_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
     """Operations without a body take their request from the query string."""
 
-    async def handler(request: Request[Any, Any, Any]) -> Any:
+    async def handler(request: Request[Any, Any, Any]) -> Response[Any]:
         params = dict(request.query_params.items())
         try:
             data = msgspec.convert(params, op.request, strict=False)
         except msgspec.ValidationError as exc:
             raise InvalidRequestError(f"Invalid query parameters: {exc}") from exc
-        return await engine.invoke(op, data)
+        result = await engine.invoke(op, data)
+        return Response(msgspec.json.encode(result), media_type="application/json")
 
-    handler.__annotations__ = {"request": Request, "return": op.response}
+    handler.__annotations__ = {"request": Request, "return": Response}
     return _mount(handler, engine, op)
 
 
@@ -75,6 +89,18 @@ def _mount(handler: Any, engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRo
         tags=list(op.tags) or [engine.kind.name],
         operation_id=f"{engine.kind.name}_{op.name}",
         status_code=200,
+        responses={
+            200: ResponseSpec(
+                data_container=op.response,
+                description=(
+                    f"{op.response.__name__}, or an SSE stream of {op.chunk.__name__} when "
+                    f"'{op.stream_field}' is true"
+                    if op.chunk is not None
+                    else op.response.__name__
+                ),
+            ),
+            **_ERROR_RESPONSES,
+        },
     )(handler)
 
 

@@ -51,7 +51,9 @@ def make_backend(settings: EmbeddingsSettings) -> EmbeddingBackend:
 
 
 class LocalEmbeddingsEngine(LocalEngine):
-    def __init__(self, settings: EmbeddingsSettings, backend: EmbeddingBackend | None = None) -> None:
+    def __init__(
+        self, settings: EmbeddingsSettings, backend: EmbeddingBackend | None = None
+    ) -> None:
         super().__init__(EMBEDDINGS, max_concurrency=settings.max_concurrency)
         self._settings = settings
         self._backend = backend if backend is not None else make_backend(settings)

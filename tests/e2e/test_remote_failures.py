@@ -1,0 +1,83 @@
+"""A forwarded engine whose service is down, silent, or back again."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import anyio
+import httpx
+import pytest
+
+from tests.support import FAKE_EMBEDDINGS_ENV, ServerProcess, free_port
+
+pytestmark = pytest.mark.anyio
+
+
+async def embed(server: ServerProcess) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        return await client.post("/v1/embeddings", json={"input": "hello"})
+
+
+async def test_pod_down_is_503_and_a_pod_that_comes_back_is_used() -> None:
+    pod_port = free_port()
+    gateway = ServerProcess([], {"AIPLATFORM_ENGINES__EMBEDDINGS__URL": f"http://127.0.0.1:{pod_port}"})
+    gateway.start(wait_ready=False)
+    pod = ServerProcess(["--engines", "embeddings"], FAKE_EMBEDDINGS_ENV, port=pod_port)
+    try:
+        down = await embed(gateway)
+        assert down.status_code == 503
+        assert down.json()["error"]["type"] == "service_unavailable"
+        assert down.json()["error"]["code"] == "upstream_unavailable"
+        async with httpx.AsyncClient(base_url=gateway.url) as client:
+            assert (await client.get("/ready")).status_code == 503
+            assert (await client.get("/health")).status_code == 200
+
+        pod.start()
+        up = await embed(gateway)
+        assert up.status_code == 200, up.text
+        async with httpx.AsyncClient(base_url=gateway.url) as client:
+            assert (await client.get("/ready")).status_code == 200
+
+        pod.stop()
+        assert (await embed(gateway)).status_code == 503
+        pod.start()
+        assert (await embed(gateway)).status_code == 200
+    finally:
+        pod.stop()
+        gateway.stop()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (the kernel does) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield sock.getsockname()[1]
+
+
+async def test_silent_pod_is_503_within_timeout_and_blocks_nothing(silent_port: int) -> None:
+    env = {
+        "AIPLATFORM_ENGINES__EMBEDDINGS__URL": f"http://127.0.0.1:{silent_port}",
+        "AIPLATFORM_ENGINES__EMBEDDINGS__TIMEOUT_S": "1.5",
+    }
+    gateway = ServerProcess([], env)
+    gateway.start(wait_ready=False)
+    try:
+        outcomes: dict[str, int] = {}
+
+        async def slow_call() -> None:
+            outcomes["embed"] = (await embed(gateway)).status_code
+
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+            with anyio.fail_after(10):  # guards against a hang; not a speed check
+                async with anyio.create_task_group() as task_group:
+                    task_group.start_soon(slow_call)
+                    await anyio.sleep(0.2)
+                    health = await client.get("/health")
+                    assert "embed" not in outcomes  # still waiting on the silent pod...
+                    assert health.status_code == 200  # ...while the server answers others
+        assert outcomes["embed"] == 503
+    finally:
+        gateway.stop()

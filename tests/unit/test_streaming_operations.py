@@ -1,0 +1,131 @@
+"""Streaming operations: SSE on the server, decoded back to chunks by the remote adapter.
+
+No shipped engine streams yet, so a small echo engine declared here exercises the machinery
+exactly as a streaming engine kind would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import msgspec
+import pytest
+
+from aiplatform.engines.base import Engine, EngineKind, Operation
+from aiplatform.engines.local import LocalEngine
+from aiplatform.errors import InvalidRequestError
+from aiplatform.remote.client import RemoteEngine
+from aiplatform.server.app import create_app
+from aiplatform.settings import EngineSettings, Settings
+
+pytestmark = pytest.mark.anyio
+
+
+class EchoRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    text: str
+    stream: bool = False
+    fail_at: int | None = None
+
+
+class EchoResponse(msgspec.Struct, kw_only=True):
+    words: list[str]
+
+
+class EchoChunk(msgspec.Struct, kw_only=True):
+    index: int
+    word: str
+
+
+ECHO: Operation[EchoRequest, EchoResponse, EchoChunk] = Operation(
+    name="echo",
+    method="POST",
+    path="/v1/echo",
+    request=EchoRequest,
+    response=EchoResponse,
+    chunk=EchoChunk,
+)
+
+
+class EchoEngine(LocalEngine):
+    def __init__(self) -> None:
+        super().__init__(ECHO_KIND)
+        self.bind(ECHO, self.echo)
+        self.bind_stream(ECHO, self.echo_stream)
+
+    def load(self) -> None:
+        pass
+
+    async def list_models(self) -> list:  # type: ignore[type-arg]
+        return []
+
+    async def echo(self, request: EchoRequest) -> EchoResponse:
+        return EchoResponse(words=request.text.split())
+
+    async def echo_stream(self, request: EchoRequest) -> AsyncIterator[EchoChunk]:
+        if not request.text:
+            raise InvalidRequestError("text is empty", param="text")
+        for index, word in enumerate(request.text.split()):
+            if index == request.fail_at:
+                raise InvalidRequestError(f"failed at word {index}")
+            yield EchoChunk(index=index, word=word)
+
+
+ECHO_KIND: EngineKind[EngineSettings] = EngineKind(
+    name="echo",
+    summary="echo",
+    operations=(ECHO,),
+    settings_type=EngineSettings,
+    build_local=lambda settings: EchoEngine(),
+)
+
+
+def client_for(engine: Engine) -> httpx.AsyncClient:
+    app = create_app(Settings(), engines={"echo": engine})
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def test_sse_wire_format() -> None:
+    async with EchoEngine() as engine, client_for(engine) as client:
+        response = await client.post("/v1/echo", json={"text": "a b c", "stream": True})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [line for line in response.text.split("\n\n") if line]
+    assert events[-1] == "data: [DONE]"
+    assert [msgspec.json.decode(e.removeprefix("data: ")) for e in events[:-1]] == [
+        {"index": 0, "word": "a"},
+        {"index": 1, "word": "b"},
+        {"index": 2, "word": "c"},
+    ]
+
+
+async def test_error_before_first_chunk_is_an_http_error() -> None:
+    async with EchoEngine() as engine, client_for(engine) as client:
+        response = await client.post("/v1/echo", json={"text": "", "stream": True})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "text"
+
+
+async def test_remote_stream_equals_local_stream() -> None:
+    async with EchoEngine() as local:
+        pod = create_app(Settings(), engines={"echo": local})
+        remote = RemoteEngine(
+            ECHO_KIND, EngineSettings(url="http://pod"), transport=httpx.ASGITransport(app=pod)
+        )
+        async with remote:
+            request = EchoRequest(text="one two three", stream=True)
+            got = [chunk async for chunk in remote.stream(ECHO, request)]
+            want = [chunk async for chunk in local.stream(ECHO, request)]
+            assert got == want
+            assert await remote.invoke(ECHO, EchoRequest(text="x y")) == EchoResponse(
+                words=["x", "y"]
+            )
+            with pytest.raises(InvalidRequestError, match="text is empty"):
+                [chunk async for chunk in remote.stream(ECHO, EchoRequest(text="", stream=True))]
+            seen: list[EchoChunk] = []
+            with pytest.raises(InvalidRequestError, match="failed at word 2"):
+                async for chunk in remote.stream(
+                    ECHO, EchoRequest(text="a b c d", stream=True, fail_at=2)
+                ):
+                    seen.append(chunk)
+            assert [chunk.word for chunk in seen] == ["a", "b"]
