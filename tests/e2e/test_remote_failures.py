@@ -21,7 +21,9 @@ async def embed(server: ServerProcess) -> httpx.Response:
 
 async def test_pod_down_is_503_and_a_pod_that_comes_back_is_used() -> None:
     pod_port = free_port()
-    gateway = ServerProcess([], {"AIPLATFORM_ENGINES__EMBEDDINGS__URL": f"http://127.0.0.1:{pod_port}"})
+    gateway = ServerProcess(
+        [], {"AIPLATFORM_ENGINES__EMBEDDINGS__URL": f"http://127.0.0.1:{pod_port}"}
+    )
     gateway.start(wait_ready=False)
     pod = ServerProcess(["--engines", "embeddings"], FAKE_EMBEDDINGS_ENV, port=pod_port)
     try:

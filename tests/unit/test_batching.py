@@ -88,13 +88,12 @@ async def test_a_failing_request_fails_alone(recorder: Recorder) -> None:
 async def test_cancelled_request_is_skipped() -> None:
     slow = Recorder(delay_s=0.2)
     batcher = MicroBatcher(slow, max_batch_size=1, max_wait_s=0.0)
-    async with running(batcher):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(batcher.submit, [1])  # occupies the model
-            await anyio.sleep(0.05)
-            with anyio.move_on_after(0.01):
-                await batcher.submit([99])  # gives up while queued
-            assert await batcher.submit([2]) == [4]
+    async with running(batcher), anyio.create_task_group() as task_group:
+        task_group.start_soon(batcher.submit, [1])  # occupies the model
+        await anyio.sleep(0.05)
+        with anyio.move_on_after(0.01):
+            await batcher.submit([99])  # gives up while queued
+        assert await batcher.submit([2]) == [4]
     assert [99] not in slow.batches
 
 
@@ -125,13 +124,12 @@ async def test_pending_requests_fail_cleanly_on_shutdown() -> None:
         except EngineUnavailableError as exc:
             outcomes.append(exc)
 
-    async with anyio.create_task_group() as outer:
-        async with anyio.create_task_group() as inner:
-            await inner.start(batcher.run)
-            outer.start_soon(waiter, 1)
-            outer.start_soon(waiter, 2)
-            await anyio.sleep(0.05)
-            inner.cancel_scope.cancel()
+    async with anyio.create_task_group() as outer, anyio.create_task_group() as inner:
+        await inner.start(batcher.run)
+        outer.start_soon(waiter, 1)
+        outer.start_soon(waiter, 2)
+        await anyio.sleep(0.05)
+        inner.cancel_scope.cancel()
     assert len(outcomes) == 2
 
 

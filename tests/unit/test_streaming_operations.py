@@ -123,9 +123,12 @@ async def test_remote_stream_equals_local_stream() -> None:
             with pytest.raises(InvalidRequestError, match="text is empty"):
                 [chunk async for chunk in remote.stream(ECHO, EchoRequest(text="", stream=True))]
             seen: list[EchoChunk] = []
-            with pytest.raises(InvalidRequestError, match="failed at word 2"):
-                async for chunk in remote.stream(
-                    ECHO, EchoRequest(text="a b c d", stream=True, fail_at=2)
-                ):
+
+            async def consume() -> None:
+                request = EchoRequest(text="a b c d", stream=True, fail_at=2)
+                async for chunk in remote.stream(ECHO, request):
                     seen.append(chunk)
+
+            with pytest.raises(InvalidRequestError, match="failed at word 2"):
+                await consume()
             assert [chunk.word for chunk in seen] == ["a", "b"]

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.types import ExceptionHandlersMap
 
 from aiplatform.api.openai import ErrorBody, ErrorResponse
 from aiplatform.errors import AIPlatformError
@@ -96,7 +97,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
     return error_response(500, "The server hit an internal error; it has been logged.")
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AIPlatformError: _platform_error,
     HTTPException: _http_exception,
     Exception: _unexpected,

@@ -56,7 +56,7 @@ def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHa
 
     # The request type is set at runtime so litestar decodes it and documents it in OpenAPI.
     handler.__annotations__ = {
-        "data": JSONBody[op.request],  # type: ignore[name-defined]
+        "data": JSONBody[op.request],  # type: ignore[misc,name-defined]
         "request": Request,
         "return": Response,
     }

@@ -68,14 +68,13 @@ class SentenceTransformersBackend:
         import transformers
         from sentence_transformers import SentenceTransformer
 
-        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         if self._threads:
             torch.set_num_threads(self._threads)
-        model = SentenceTransformer(str(folder), device=self._device, local_files_only=True)
-        dimension_of = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
-        )
-        dimension = dimension_of()
+        model: Any = SentenceTransformer(str(folder), device=self._device, local_files_only=True)
+        # renamed in sentence-transformers 6; the old name still works on older releases
+        dimension_of = getattr(model, "get_embedding_dimension", None)
+        dimension = (dimension_of or model.get_sentence_embedding_dimension)()
         if not dimension:
             raise ValueError(f"{folder}: the model does not report its embedding dimension")
         specials = model.tokenizer.num_special_tokens_to_add(pair=False)
