@@ -8,18 +8,19 @@
     interleaved. Target: <= 1 ms added at p50. Measured on the real model and on the fake
     backend (which isolates the forwarding cost).
 
-Run: ``python -m bench.embeddings`` (after ``make install``).
+Load comes from :mod:`bench.loadgen`, a raw keep-alive HTTP/1.1 client that leaves nearly all
+of the machine to the server. Run: ``python -m bench.embeddings`` (after ``make install-test``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import time
 
-import httpx
-
+from bench.loadgen import post_json_requests, run_load
 from tests.support import ServerProcess
 
 
@@ -46,40 +47,29 @@ def offline_rate(texts: list[str], batch_size: int) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-async def served_rate(url: str, texts: list[str], concurrency: int) -> float:
-    queue = list(reversed(texts))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        await client.post("/v1/embeddings", json={"input": "warm up"})
-
-        async def worker() -> None:
-            while queue:
-                text = queue.pop()
-                response = await client.post("/v1/embeddings", json={"input": text})
-                response.raise_for_status()
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return len(texts) / (time.perf_counter() - start)
+def embedding_requests(url: str, texts: list[str]) -> list[bytes]:
+    return post_json_requests(
+        url, "/v1/embeddings", [json.dumps({"input": text}).encode() for text in texts]
+    )
 
 
-async def latencies(urls: dict[str, str], text_count: int) -> dict[str, list[float]]:
-    texts = sentences(text_count)
+def served_rate(url: str, texts: list[str], concurrency: int) -> float:
+    requests = embedding_requests(url, texts)
+    asyncio.run(run_load(url, requests[: 4 * concurrency], concurrency))  # warm up
+    rate, _ = asyncio.run(run_load(url, requests, concurrency))
+    return rate
+
+
+def latencies(urls: dict[str, str], count: int, block: int = 50) -> dict[str, list[float]]:
+    """Sequential single-sentence latencies, alternating between the URLs in blocks."""
+    texts = sentences(count)
     out: dict[str, list[float]] = {name: [] for name in urls}
-    clients = {name: httpx.AsyncClient(base_url=url, timeout=60) for name, url in urls.items()}
-    try:
-        for client in clients.values():
-            for _ in range(20):
-                await client.post("/v1/embeddings", json={"input": "warm up"})
-        for text in texts:
-            for name, client in clients.items():
-                start = time.perf_counter()
-                response = await client.post("/v1/embeddings", json={"input": text})
-                out[name].append((time.perf_counter() - start) * 1000)
-                response.raise_for_status()
-    finally:
-        for client in clients.values():
-            await client.aclose()
+    for name, url in urls.items():
+        asyncio.run(run_load(url, embedding_requests(url, texts[:block]), 1))  # warm up
+    for start in range(0, count, block):
+        for name, url in urls.items():
+            requests = embedding_requests(url, texts[start : start + block])
+            out[name].extend(asyncio.run(run_load(url, requests, 1))[1])
     return out
 
 
@@ -111,7 +101,7 @@ def main() -> None:
     server.start()
     try:
         for level in levels:
-            rate = asyncio.run(served_rate(server.url, texts, level))
+            rate = served_rate(server.url, texts, level)
             print(f"  server, {level:>2} clients:          {rate:8.1f} req/s   ratio {rate / baseline:.2f}")
     finally:
         server.stop()
@@ -126,9 +116,7 @@ def main() -> None:
         gateway = ServerProcess([], {"AIPLATFORM_ENGINES__EMBEDDINGS__URL": pod.url})
         gateway.start()
         try:
-            samples = asyncio.run(
-                latencies({"local": pod.url, "remote": gateway.url}, args.latency_requests)
-            )
+            samples = latencies({"local": pod.url, "remote": gateway.url}, args.latency_requests)
             report_latency(label, samples)
         finally:
             gateway.stop()

@@ -89,7 +89,9 @@ class EmbeddingsSettings(EngineSettings, kw_only=True, forbid_unknown_fields=Tru
     truncate: bool = False
     max_inputs: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 2048
     max_batch_size: PositiveInt = 32
-    max_wait_ms: NonNegativeFloat = 2.0
+    #: How long a batch may wait to fill under load (a lone client never waits). 0 never waits;
+    #: batches still form from the requests that queue while the model is busy.
+    max_wait_ms: NonNegativeFloat = 5.0
     #: Vector size of the fake backend (the real one reports its own).
     dimension: PositiveInt = 384
     #: Milliseconds the fake backend sleeps per batch, to stand in for a model in tests.

@@ -1,15 +1,22 @@
 """The in-process adapter: the base class every local engine builds on.
 
-It loads the model in a worker thread in the background (so ``/health`` answers while a large
-model loads), runs blocking model calls off the event loop under a per-engine concurrency limit,
-and dispatches :meth:`invoke` / :meth:`stream` through a table of handlers bound to operations.
+It loads the model in the background (so ``/health`` answers while a large model loads), runs
+blocking model calls off the event loop on the engine's own worker threads (``max_concurrency``
+of them), and dispatches :meth:`invoke` / :meth:`stream` through a table of handlers bound to
+operations.
+
+Model calls run on dedicated, long-lived threads rather than a shared pool: the number of calls
+in flight is bounded per engine, and libraries with per-thread state (torch's intra-op thread
+pools, CUDA streams) see the same few threads every time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from typing import Any, Self, TypeVar
 
@@ -36,7 +43,8 @@ class LocalEngine(ABC):
 
     def __init__(self, kind: EngineKind[Any], *, max_concurrency: int = 1) -> None:
         self._kind = kind
-        self._limiter = anyio.CapacityLimiter(max_concurrency)
+        self._max_concurrency = max_concurrency
+        self._executor: ThreadPoolExecutor | None = None
         self._handlers: dict[str, Callable[[Any], Awaitable[Any]]] = {}
         self._stream_handlers: dict[str, Callable[[Any], AsyncIterator[Any]]] = {}
         self._loaded: anyio.Event | None = None
@@ -68,8 +76,14 @@ class LocalEngine(ABC):
         self._stream_handlers[op.name] = handler
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking model call in a worker thread, within this engine's concurrency limit."""
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        """Run a blocking model call on one of this engine's worker threads.
+
+        A caller that is cancelled before its call starts takes the call off the queue; one that
+        is cancelled while it runs leaves it to finish and drops the result.
+        """
+        if self._executor is None:
+            raise EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
+        return await asyncio.wrap_future(self._executor.submit(fn, *args))
 
     # -- the Engine protocol -------------------------------------------------------------------
 
@@ -84,6 +98,9 @@ class LocalEngine(ABC):
     async def __aenter__(self) -> Self:
         self._loaded = anyio.Event()
         self._load_error = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._max_concurrency, thread_name_prefix=f"engine-{self._kind.name}"
+        )
         stack = AsyncExitStack()
         task_group = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(task_group.cancel_scope.cancel)
@@ -96,8 +113,12 @@ class LocalEngine(ABC):
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
         if self._loaded is not None and self._loaded.is_set() and self._load_error is None:
-            await anyio.to_thread.run_sync(self.unload)
+            await asyncio.wrap_future(executor.submit(self.unload))
+        executor.shutdown(wait=False, cancel_futures=True)
 
     async def status(self) -> EngineStatus:
         if self._loaded is None:
@@ -141,8 +162,9 @@ class LocalEngine(ABC):
     async def _load_in_background(self) -> None:
         assert self._loaded is not None
         try:
+            # On the model thread, so per-thread settings made while loading hold for every call.
             # Abandoned on shutdown: a half-done load must not hold the server's exit.
-            await anyio.to_thread.run_sync(self.load, abandon_on_cancel=True)
+            await self.run_blocking(self.load)
             logger.info("engine %s loaded", self._kind.name)
         except Exception as exc:
             self._load_error = exc
