@@ -6,7 +6,8 @@ back into the platform's own errors. Because the paths are OpenAI's, the same cl
 our own pod (``aiplatform serve --engines NAME``) and to any OpenAI-compatible server.
 
 Connection failures and timeouts become a 503 within the configured deadline; the connection
-pool reconnects on the next call, so an upstream that comes back is used again at once.
+pool reconnects on the next call, so an upstream that comes back is used again at once. The HTTP
+layer itself is :mod:`aiplatform.remote.wire`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aiplatform.errors import (
     error_for_status,
     status_for_type,
 )
+from aiplatform.remote.wire import AiohttpWire, HttpxWire, Wire, WireError, WireResponse
 from aiplatform.settings import EngineSettings
 from aiplatform.sse import DONE, iter_data
 
@@ -65,7 +67,7 @@ class RemoteEngine:
         self._settings = settings
         self._base_url = _base_url(settings.url)
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._wire: Wire | None = None
         self._encoder = msgspec.json.Encoder()
 
     @property
@@ -82,31 +84,36 @@ class RemoteEngine:
 
     async def __aenter__(self) -> Self:
         settings = self._settings
-        limits = httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-        )
-        transport = self._transport or httpx.AsyncHTTPTransport(limits=limits, retries=1)
         headers = {"user-agent": f"aiplatform/{__version__}"}
         if settings.api_key:
             headers["authorization"] = f"Bearer {settings.api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=self._base_url,
-            transport=transport,
-            headers=headers,
-            timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
-        )
+        if self._transport is not None:
+            self._wire = HttpxWire(
+                self._base_url,
+                transport=self._transport,
+                headers=headers,
+                connect_timeout_s=settings.connect_timeout_s,
+                read_timeout_s=settings.timeout_s,
+            )
+        else:
+            self._wire = AiohttpWire(
+                self._base_url,
+                headers=headers,
+                max_connections=settings.max_connections,
+                connect_timeout_s=settings.connect_timeout_s,
+                read_timeout_s=settings.timeout_s,
+            )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            await wire.aclose()
 
     async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
         response = await self._send(op.method, op.path, self._encoder.encode(request))
-        if response.status_code >= 400:
-            raise self._error(response)
+        if response.status >= 400:
+            raise _error(response.status, response.content, response.reason)
         try:
             return msgspec.json.decode(response.content, type=op.response)
         except msgspec.MsgspecError as exc:
@@ -116,29 +123,28 @@ class RemoteEngine:
         chunk_type = op.chunk
         if chunk_type is None:
             raise InternalError(f"operation '{op.name}' does not stream")
-        client = self._require_client()
+        wire = self._require_wire()
         body = self._encoder.encode(request)
         try:
-            async with client.stream(op.method, op.path, content=body, headers=_JSON) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise self._error(response)
-                media_type = response.headers.get("content-type", "")
-                if not media_type.startswith("text/event-stream"):
+            async with wire.stream(op.method, op.path, body, _JSON) as response:
+                if response.status >= 400:
+                    raise _error(response.status, await response.read(), "")
+                if response.content_type != "text/event-stream":
                     raise self._bad_response(
-                        op.path, ValueError(f"expected an SSE stream, got {media_type!r}")
+                        op.path,
+                        ValueError(f"expected an SSE stream, got {response.content_type!r}"),
                     )
-                async for data in iter_data(response.aiter_lines()):
+                async for data in iter_data(response.lines()):
                     if data == DONE:
                         return
                     yield self._decode_chunk(data, chunk_type, op.path)
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             raise self._unavailable(exc) from exc
 
     async def list_models(self) -> list[ModelCard]:
         response = await self._send("GET", _MODELS_PATH, None, self._settings.connect_timeout_s)
-        if response.status_code >= 400:
-            raise self._error(response)
+        if response.status >= 400:
+            raise _error(response.status, response.content, response.reason)
         try:
             return msgspec.json.decode(response.content, type=ModelList).data
         except msgspec.MsgspecError as exc:
@@ -152,56 +158,49 @@ class RemoteEngine:
                 response = await self._send("GET", path, None, self._settings.connect_timeout_s)
             except EngineUnavailableError as exc:
                 return EngineStatus(mode="remote", ready=False, detail=exc.message)
-            if response.status_code == 404 and path != paths[-1]:
+            if response.status == 404 and path != paths[-1]:
                 continue
-            if response.status_code < 400:
+            if response.status < 400:
                 return EngineStatus(mode="remote", ready=True, detail=self._base_url)
-            detail = f"{self._base_url}{path} answered {response.status_code}"
+            detail = f"{self._base_url}{path} answered {response.status}"
             break
         return EngineStatus(mode="remote", ready=False, detail=detail)
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _require_client(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def _require_wire(self) -> Wire:
+        if self._wire is None:
             raise EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
-        return self._client
+        return self._wire
 
     async def _send(
         self, method: str, path: str, body: bytes | None, deadline_s: float | None = None
-    ) -> httpx.Response:
-        client = self._require_client()
+    ) -> WireResponse:
+        wire = self._require_wire()
         deadline = deadline_s or self._settings.timeout_s
         try:
             with anyio.fail_after(deadline):
-                return await client.request(
-                    method, path, content=body, headers=_JSON if body is not None else None
-                )
+                return await wire.request(method, path, body, _JSON if body is not None else {})
         except TimeoutError as exc:
-            raise EngineUnavailableError(
-                f"Engine '{self._kind.name}' at {self._base_url} did not answer within "
-                f"{deadline:g}s.",
-                code="upstream_timeout",
+            raise self._unavailable(
+                WireError("timeout", f"no answer within {deadline:g}s")
             ) from exc
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             raise self._unavailable(exc) from exc
 
-    def _unavailable(self, exc: httpx.HTTPError) -> EngineUnavailableError:
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, httpx.TimeoutException):
+    def _unavailable(self, exc: WireError) -> EngineUnavailableError:
+        where = f"Engine '{self._kind.name}' at {self._base_url}"
+        if exc.kind == "timeout":
             return EngineUnavailableError(
-                f"Engine '{self._kind.name}' at {self._base_url} timed out: {reason}",
-                code="upstream_timeout",
+                f"{where} timed out: {exc.reason}", code="upstream_timeout"
+            )
+        if exc.kind == "connect":
+            return EngineUnavailableError(
+                f"{where} is unreachable: {exc.reason}", code="upstream_unavailable"
             )
         return EngineUnavailableError(
-            f"Engine '{self._kind.name}' at {self._base_url} is unreachable: {reason}",
-            code="upstream_unavailable",
+            f"{where} broke off the response: {exc.reason}", code="upstream_unavailable"
         )
-
-    def _error(self, response: httpx.Response) -> AIPlatformError:
-        """The platform error for an upstream error response, whatever shape its body has."""
-        message, param, code = _error_fields(response)
-        return error_for_status(response.status_code, message, param=param, code=code)
 
     def _decode_chunk(self, data: str, chunk_type: type[Chunk], path: str) -> Chunk:
         try:
@@ -235,13 +234,15 @@ def _base_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def _error_fields(response: httpx.Response) -> tuple[str, str | None, str | None]:
+def _error(status: int, content: bytes, reason: str) -> AIPlatformError:
+    """The platform error for an upstream error response, whatever shape its body has."""
     try:
-        payload = msgspec.json.decode(response.content)
+        payload = msgspec.json.decode(content)
     except msgspec.DecodeError:
         payload = None
-    text = response.text.strip()[:300] or response.reason_phrase
-    return _fields_from_payload(payload, f"upstream answered {response.status_code}: {text}")
+    text = content.decode("utf-8", "replace").strip()[:300] or reason
+    message, param, code = _fields_from_payload(payload, f"upstream answered {status}: {text}")
+    return error_for_status(status, message, param=param, code=code)
 
 
 def _fields_from_payload(payload: object, fallback: str) -> tuple[str, str | None, str | None]:
