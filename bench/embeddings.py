@@ -20,15 +20,22 @@ import json
 import statistics
 import time
 
-from bench.loadgen import post_json_requests, run_load
 from tests.support import ServerProcess
+
+from bench.loadgen import post_json_requests, run_load
 
 
 def sentences(count: int) -> list[str]:
     subjects = ["The cat", "A scientist", "Our team", "The market", "My neighbour", "The river"]
     verbs = ["watched", "measured", "built", "predicted", "painted", "crossed"]
-    objects = ["the old bridge", "a quiet garden", "the new model", "seven red boxes",
-               "the morning train", "a long report"]
+    objects = [
+        "the old bridge",
+        "a quiet garden",
+        "the new model",
+        "seven red boxes",
+        "the morning train",
+        "a long report",
+    ]
     return [
         f"{subjects[i % 6]} {verbs[(i // 6) % 6]} {objects[(i // 36) % 6]} on day {i}."
         for i in range(count)
@@ -64,7 +71,7 @@ def latencies(urls: dict[str, str], count: int, block: int = 50) -> dict[str, li
     """Sequential single-sentence latencies, alternating between the URLs in blocks."""
     texts = sentences(count)
     out: dict[str, list[float]] = {name: [] for name in urls}
-    for name, url in urls.items():
+    for url in urls.values():
         asyncio.run(run_load(url, embedding_requests(url, texts[:block]), 1))  # warm up
     for start in range(0, count, block):
         for name, url in urls.items():
@@ -81,7 +88,9 @@ def report_latency(label: str, samples: dict[str, list[float]]) -> None:
     local, remote = samples["local"], samples["remote"]
     for q in (50, 99):
         lq, rq = percentile(local, q), percentile(remote, q)
-        print(f"  {label:<22} p{q}: local {lq:7.2f} ms  remote {rq:7.2f} ms  added {rq - lq:+.2f} ms")
+        print(
+            f"  {label:<22} p{q}: local {lq:7.2f} ms  remote {rq:7.2f} ms  added {rq - lq:+.2f} ms"
+        )
 
 
 def main() -> None:
@@ -97,12 +106,15 @@ def main() -> None:
     print(f"(a) throughput, {len(texts)} single-sentence requests, all-MiniLM-L6-v2 on CPU")
     baseline = offline_rate(texts, args.batch_size)
     print(f"  offline encode(batch_size={args.batch_size}): {baseline:8.1f} sentences/s")
-    server = ServerProcess([], {"AIPLATFORM_ENGINES__EMBEDDINGS__MAX_BATCH_SIZE": str(args.batch_size)})
+    server = ServerProcess(
+        [], {"AIPLATFORM_ENGINES__EMBEDDINGS__MAX_BATCH_SIZE": str(args.batch_size)}
+    )
     server.start()
     try:
         for level in levels:
             rate = served_rate(server.url, texts, level)
-            print(f"  server, {level:>2} clients:          {rate:8.1f} req/s   ratio {rate / baseline:.2f}")
+            ratio = rate / baseline
+            print(f"  server, {level:>2} clients:          {rate:8.1f} req/s   ratio {ratio:.2f}")
     finally:
         server.stop()
 

@@ -43,7 +43,9 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def run_load(url: str, requests: Sequence[bytes], concurrency: int) -> tuple[float, list[float]]:
+async def run_load(
+    url: str, requests: Sequence[bytes], concurrency: int
+) -> tuple[float, list[float]]:
     """Send every request over ``concurrency`` connections; return (requests/s, latencies in ms).
 
     Raises if any response is not a 200.

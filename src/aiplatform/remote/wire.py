@@ -215,7 +215,7 @@ class _HttpxStream:
 
 
 def _media_type(content_type: str) -> str:
-    return content_type.split(";")[0].strip().lower()
+    return content_type.split(";", maxsplit=1)[0].strip().lower()
 
 
 def _httpx_failure(exc: httpx.HTTPError) -> WireError:
