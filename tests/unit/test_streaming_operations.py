@@ -12,7 +12,7 @@ import httpx
 import msgspec
 import pytest
 
-from aiplatform.engines.base import Engine, EngineKind, Operation
+from aiplatform.engines.base import Engine, EngineKind, NoChunk, Operation
 from aiplatform.engines.local import LocalEngine
 from aiplatform.errors import InvalidRequestError
 from aiplatform.remote.client import RemoteEngine
@@ -37,6 +37,23 @@ class EchoChunk(msgspec.Struct, kw_only=True):
     word: str
 
 
+class CountRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    text: str
+    distinct: bool = False
+
+
+class CountResponse(msgspec.Struct, kw_only=True):
+    count: int
+
+
+COUNT: Operation[CountRequest, CountResponse, NoChunk] = Operation(
+    name="count",
+    method="GET",
+    path="/v1/echo/count",
+    request=CountRequest,
+    response=CountResponse,
+)
+
 ECHO: Operation[EchoRequest, EchoResponse, EchoChunk] = Operation(
     name="echo",
     method="POST",
@@ -52,6 +69,7 @@ class EchoEngine(LocalEngine):
         super().__init__(ECHO_KIND)
         self.bind(ECHO, self.echo)
         self.bind_stream(ECHO, self.echo_stream)
+        self.bind(COUNT, self.count)
 
     def load(self) -> None:
         pass
@@ -61,6 +79,10 @@ class EchoEngine(LocalEngine):
 
     async def echo(self, request: EchoRequest) -> EchoResponse:
         return EchoResponse(words=request.text.split())
+
+    async def count(self, request: CountRequest) -> CountResponse:
+        words = request.text.split()
+        return CountResponse(count=len(set(words)) if request.distinct else len(words))
 
     async def echo_stream(self, request: EchoRequest) -> AsyncIterator[EchoChunk]:
         if not request.text:
@@ -74,7 +96,7 @@ class EchoEngine(LocalEngine):
 ECHO_KIND: EngineKind[EngineSettings] = EngineKind(
     name="echo",
     summary="echo",
-    operations=(ECHO,),
+    operations=(ECHO, COUNT),
     settings_type=EngineSettings,
     build_local=lambda settings: EchoEngine(),
 )
@@ -132,3 +154,20 @@ async def test_remote_stream_equals_local_stream() -> None:
             with pytest.raises(InvalidRequestError, match="failed at word 2"):
                 await consume()
             assert [chunk.word for chunk in seen] == ["a", "b"]
+
+
+async def test_query_operations_in_both_modes() -> None:
+    async with EchoEngine() as local:
+        pod = create_app(Settings(), engines={"echo": local})
+        remote = RemoteEngine(
+            ECHO_KIND, EngineSettings(url="http://pod"), transport=httpx.ASGITransport(app=pod)
+        )
+        async with remote, client_for(local) as http:
+            for request in (CountRequest(text="a b a"), CountRequest(text="a b a", distinct=True)):
+                assert await remote.invoke(COUNT, request) == await local.invoke(COUNT, request)
+            assert (
+                await remote.invoke(COUNT, CountRequest(text="a b a", distinct=True))
+            ).count == 2
+            bad = await http.get("/v1/echo/count", params={"distinct": "maybe"})
+    assert bad.status_code == 400
+    assert "query" in bad.json()["error"]["message"]

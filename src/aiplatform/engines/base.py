@@ -60,6 +60,12 @@ class Operation(Generic[Req, Resp, Chunk]):
     summary: str = ""
     tags: tuple[str, ...] = field(default=())
 
+    @property
+    def has_body(self) -> bool:
+        """POST, PUT and PATCH carry the request as a JSON body; others as query parameters
+        (whose request types hold scalar fields)."""
+        return self.method in ("POST", "PUT", "PATCH")
+
     def wants_stream(self, request: Req) -> bool:
         """Whether this request asks for the streamed form of the operation."""
         return self.chunk is not None and bool(getattr(request, self.stream_field, False))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import anyio
 import httpx
@@ -111,7 +111,10 @@ class RemoteEngine:
             await wire.aclose()
 
     async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
-        response = await self._send(op.method, op.path, self._encoder.encode(request))
+        if op.has_body:
+            response = await self._send(op.method, op.path, self._encoder.encode(request))
+        else:
+            response = await self._send(op.method, _with_query(op.path, request), None)
         if response.status >= 400:
             raise _error(response.status, response.content, response.reason)
         try:
@@ -225,6 +228,16 @@ class RemoteEngine:
             code="bad_upstream_response",
             status_code=502,
         )
+
+
+def _with_query(path: str, request: msgspec.Struct) -> str:
+    """``path`` with the request's set fields as query parameters."""
+    params = {
+        key: ("true" if value else "false") if isinstance(value, bool) else value
+        for key, value in msgspec.to_builtins(request).items()
+        if value is not None
+    }
+    return f"{path}?{urlencode(params, doseq=True)}" if params else path
 
 
 def _base_url(url: str) -> str:

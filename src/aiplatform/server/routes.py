@@ -28,7 +28,6 @@ __all__ = ["operation_route"]
 
 logger = logging.getLogger(__name__)
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _ERROR_RESPONSES = {
     status: ResponseSpec(data_container=ErrorResponse, description=description)
     for status, description in (
@@ -42,7 +41,7 @@ _ERROR_RESPONSES = {
 
 def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
     """The route serving ``op`` with ``engine``."""
-    if op.method not in _BODY_METHODS:
+    if not op.has_body:
         return _query_route(engine, op)
     encoder = msgspec.json.Encoder()
 
