@@ -67,7 +67,7 @@ def served_rate(url: str, texts: list[str], concurrency: int) -> float:
     return rate
 
 
-def latencies(urls: dict[str, str], count: int, block: int = 50) -> dict[str, list[float]]:
+def latencies(urls: dict[str, str], count: int, block: int = 20) -> dict[str, list[float]]:
     """Sequential single-sentence latencies, alternating between the URLs in blocks."""
     texts = sentences(count)
     out: dict[str, list[float]] = {name: [] for name in urls}
@@ -93,22 +93,11 @@ def report_latency(label: str, samples: dict[str, list[float]]) -> None:
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sentences", type=int, default=768)
-    parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--latency-requests", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
-    texts = sentences(args.sentences)
-    levels = [int(level) for level in args.concurrency.split(",")]
-
+def throughput(texts: list[str], levels: list[int], batch_size: int) -> None:
     print(f"(a) throughput, {len(texts)} single-sentence requests, all-MiniLM-L6-v2 on CPU")
-    baseline = offline_rate(texts, args.batch_size)
-    print(f"  offline encode(batch_size={args.batch_size}): {baseline:8.1f} sentences/s")
-    server = ServerProcess(
-        [], {"AIPLATFORM_ENGINES__EMBEDDINGS__MAX_BATCH_SIZE": str(args.batch_size)}
-    )
+    baseline = offline_rate(texts, batch_size)
+    print(f"  offline encode(batch_size={batch_size}): {baseline:8.1f} sentences/s")
+    server = ServerProcess([], {"AIPLATFORM_ENGINES__EMBEDDINGS__MAX_BATCH_SIZE": str(batch_size)})
     server.start()
     try:
         for level in levels:
@@ -118,7 +107,9 @@ def main() -> None:
     finally:
         server.stop()
 
-    print(f"(b) latency added by remote mode, {args.latency_requests} sequential requests")
+
+def remote_overhead(count: int) -> None:
+    print(f"(b) latency added by remote mode, {count} sequential requests")
     for label, env in (
         ("all-MiniLM-L6-v2", {}),
         ("fake backend", {"AIPLATFORM_ENGINES__EMBEDDINGS__BACKEND": "fake"}),
@@ -128,11 +119,24 @@ def main() -> None:
         gateway = ServerProcess([], {"AIPLATFORM_ENGINES__EMBEDDINGS__URL": pod.url})
         gateway.start()
         try:
-            samples = latencies({"local": pod.url, "remote": gateway.url}, args.latency_requests)
-            report_latency(label, samples)
+            report_latency(label, latencies({"local": pod.url, "remote": gateway.url}, count))
         finally:
             gateway.stop()
             pod.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=768)
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--latency-requests", type=int, default=1000)
+    parser.add_argument("--skip-throughput", action="store_true", help="run part (b) only")
+    args = parser.parse_args()
+    if not args.skip_throughput:
+        levels = [int(level) for level in args.concurrency.split(",")]
+        throughput(sentences(args.sentences), levels, args.batch_size)
+    remote_overhead(args.latency_requests)
 
 
 if __name__ == "__main__":
