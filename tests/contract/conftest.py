@@ -22,13 +22,6 @@ from aiplatform.settings import EmbeddingsSettings, Settings
 from tests.support import ServerProcess
 
 MODES = ["local", "remote-asgi", "remote-socket"]
-BACKENDS = ["fake", pytest.param("sentence_transformers", marks=pytest.mark.slow)]
-
-
-@pytest.fixture(scope="session", params=BACKENDS)
-def backend_name(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
 
 
 @pytest.fixture(scope="session")

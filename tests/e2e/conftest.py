@@ -6,14 +6,6 @@ import pytest
 
 from tests.support import ServerProcess
 
-BACKENDS = ["fake", pytest.param("sentence_transformers", marks=pytest.mark.slow)]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend_name(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
 
 @pytest.fixture(scope="module")
 def monolith(backend_name: str) -> Iterator[ServerProcess]:

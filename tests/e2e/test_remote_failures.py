@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-
 import anyio
 import httpx
 import pytest
@@ -48,15 +45,6 @@ async def test_pod_down_is_503_and_a_pod_that_comes_back_is_used() -> None:
     finally:
         pod.stop()
         gateway.stop()
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections (the kernel does) and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield sock.getsockname()[1]
 
 
 async def test_silent_pod_is_503_within_timeout_and_blocks_nothing(silent_port: int) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import anyio
 import httpx
@@ -111,15 +110,6 @@ async def test_refused_connection_is_503() -> None:
     assert isinstance(error, EngineUnavailableError)
     assert error.status_code == 503
     assert "unreachable" in error.message
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port whose server accepts connections (the kernel does) but never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield sock.getsockname()[1]
 
 
 async def test_silent_upstream_is_503_within_the_timeout(silent_port: int) -> None:
