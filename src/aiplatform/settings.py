@@ -24,6 +24,8 @@ __all__ = [
     "EmbeddingsSettings",
     "EngineSettings",
     "EnginesSettings",
+    "LLMModelSettings",
+    "LLMSettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
@@ -102,8 +104,44 @@ def _embeddings_default() -> EmbeddingsSettings:
     return EmbeddingsSettings()
 
 
+class LLMModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One model the LLM engine serves."""
+
+    #: The name clients pass as ``model`` and ``/v1/models`` lists.
+    name: str
+    backend: Literal["llama_cpp", "fake"] = "llama_cpp"
+    #: A GGUF file, or ``shipped:NAME`` for a model shipped in a PyPI package
+    #: (``shipped:smollm2-135m-instruct``, ``shipped:gemma3-270m``).
+    path: str | None = None
+    #: A named chat template (gemma, chatml, llama-3, mistral) used instead of the GGUF's own;
+    #: required when the GGUF has none and its family is not recognised.
+    chat_template: str | None = None
+    context_length: PositiveInt = 4096
+    #: Generations that run at once, each with its own context over the shared weights.
+    slots: PositiveInt = 4
+    #: CPU threads per generation; unset uses every core.
+    threads: PositiveInt | None = None
+    #: Layers offloaded to a GPU when llama.cpp was built with one.
+    gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] = 0
+
+
+def _llm_models_default() -> list[LLMModelSettings]:
+    return [LLMModelSettings(name="smollm2-135m-instruct", path="shipped:smollm2-135m-instruct")]
+
+
+class LLMSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
+    models: list[LLMModelSettings] = msgspec.field(default_factory=_llm_models_default)
+    #: The model used when a request names none; unset means the first of ``models``.
+    default_model: str | None = None
+
+
+def _llm_default() -> LLMSettings:
+    return LLMSettings()
+
+
 class EnginesSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     embeddings: EmbeddingsSettings = msgspec.field(default_factory=_embeddings_default)
+    llm: LLMSettings = msgspec.field(default_factory=_llm_default)
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -176,4 +214,14 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             if not isinstance(child, dict):
                 raise SettingsError(f"{key} overrides a value, not a section")
             node = child
-        node[parts[-1]] = value
+        # a JSON list or table for values a single string cannot hold (the LLM's models)
+        node[parts[-1]] = _json_or_text(value)
+
+
+def _json_or_text(value: str) -> Any:
+    if value[:1] in ("[", "{"):
+        try:
+            return msgspec.json.decode(value)
+        except msgspec.DecodeError as exc:
+            raise SettingsError(f"settings value {value[:40]!r} is not valid JSON: {exc}") from exc
+    return value

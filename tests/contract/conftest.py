@@ -6,19 +6,19 @@ in-process engine on the same model) and asserts the two give the same answers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import httpx
 import msgspec
 import pytest
 
 from aiplatform.engines.base import Engine
-from aiplatform.engines.embeddings import EMBEDDINGS
 from aiplatform.engines.embeddings.backend import EmbeddingBackend
 from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine, make_backend
 from aiplatform.remote.client import RemoteEngine
 from aiplatform.server.app import create_app
-from aiplatform.settings import EmbeddingsSettings, Settings
+from aiplatform.settings import EmbeddingsSettings, EngineSettings, Settings
 from tests.support import ServerProcess
 
 MODES = ["local", "remote-asgi", "remote-socket"]
@@ -57,28 +57,37 @@ async def reference(
         yield engine
 
 
+@asynccontextmanager
+async def in_mode(
+    mode: str, local: Engine, settings: EngineSettings, pod: Callable[[], ServerProcess]
+) -> AsyncIterator[Engine]:
+    """``local`` itself, or a remote adapter reaching the same engine through a pod."""
+    kind = local.kind
+    if mode == "remote-socket":
+        async with RemoteEngine(kind, msgspec.structs.replace(settings, url=pod().url)) as remote:
+            yield remote
+        return
+    async with local:
+        if mode == "local":
+            yield local
+            return
+        pod_app = create_app(Settings(), engines={kind.name: local})
+        remote = RemoteEngine(
+            kind,
+            msgspec.structs.replace(settings, url=f"http://{kind.name}-pod"),
+            transport=httpx.ASGITransport(app=pod_app),
+        )
+        async with remote:
+            yield remote
+
+
 @pytest.fixture(params=MODES)
 async def engine(
     request: pytest.FixtureRequest,
     embeddings_settings: EmbeddingsSettings,
     loaded_backend: EmbeddingBackend,
 ) -> AsyncIterator[Engine]:
-    mode = request.param
-    if mode == "remote-socket":
-        pod: ServerProcess = request.getfixturevalue("embeddings_pod")
-        remote = RemoteEngine(EMBEDDINGS, msgspec.structs.replace(embeddings_settings, url=pod.url))
-        async with remote:
-            yield remote
-        return
-    async with LocalEmbeddingsEngine(embeddings_settings, backend=loaded_backend) as local:
-        if mode == "local":
-            yield local
-            return
-        pod_app = create_app(Settings(), engines={"embeddings": local})
-        remote = RemoteEngine(
-            EMBEDDINGS,
-            msgspec.structs.replace(embeddings_settings, url="http://embeddings-pod"),
-            transport=httpx.ASGITransport(app=pod_app),
-        )
-        async with remote:
-            yield remote
+    local = LocalEmbeddingsEngine(embeddings_settings, backend=loaded_backend)
+    pod = lambda: request.getfixturevalue("embeddings_pod")  # noqa: E731 (started on demand)
+    async with in_mode(request.param, local, embeddings_settings, pod) as engine:
+        yield engine

@@ -8,7 +8,7 @@ import numpy as np
 import openai
 import pytest
 
-from tests.support import ServerProcess
+from tests.support import FAKE_LLM_MODEL, ServerProcess
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = ["The weather is lovely today.", "Stock markets fell sharply.", "It is sunny outside."]
@@ -58,7 +58,7 @@ def test_similar_texts_are_closer(monolith: ServerProcess, backend_name: str) ->
 def test_models_list(monolith: ServerProcess, gateway: ServerProcess) -> None:
     for server in (monolith, gateway):
         with client(server) as sdk:
-            assert [model.id for model in sdk.models.list()] == [MODEL]
+            assert [model.id for model in sdk.models.list()] == [MODEL, FAKE_LLM_MODEL]
 
 
 def test_errors_raise_the_sdks_exceptions(monolith: ServerProcess, gateway: ServerProcess) -> None:

@@ -16,10 +16,11 @@ from aiplatform.engines.embeddings import EMBED
 from aiplatform.server.app import create_app
 from aiplatform.server.wiring import build_engines
 from aiplatform.settings import load_settings
+from tests.support import FAKE_EMBEDDINGS_ENV, FAKE_LLM_ENV
 
 pytestmark = pytest.mark.anyio
 
-FAKE = {"AIPLATFORM_ENGINES__EMBEDDINGS__BACKEND": "fake"}
+FAKE = {**FAKE_EMBEDDINGS_ENV, **FAKE_LLM_ENV}
 
 
 @asynccontextmanager
@@ -57,7 +58,11 @@ async def test_unknown_fields_are_logged_at_debug(caplog: pytest.LogCaptureFixtu
 
 
 async def test_disabled_engines_mount_no_routes() -> None:
-    env = {**FAKE, "AIPLATFORM_ENGINES__EMBEDDINGS__ENABLED": "false"}
+    env = {
+        **FAKE,
+        "AIPLATFORM_ENGINES__EMBEDDINGS__ENABLED": "false",
+        "AIPLATFORM_ENGINES__LLM__ENABLED": "false",
+    }
     async with client(env) as http:
         response = await http.post("/v1/embeddings", json={"input": "a"})
         models = (await http.get("/v1/models")).json()
@@ -79,7 +84,7 @@ async def test_open_engine_as_a_library() -> None:
 
 
 async def test_a_failed_load_is_503_with_the_reason() -> None:
-    env = {"AIPLATFORM_ENGINES__EMBEDDINGS__PATH": "/nonexistent/model"}
+    env = {**FAKE_LLM_ENV, "AIPLATFORM_ENGINES__EMBEDDINGS__PATH": "/nonexistent/model"}
     async with client(env) as http:
         response = await http.post("/v1/embeddings", json={"input": "a"})
         ready = await http.get("/ready")

@@ -6,10 +6,11 @@ from typing import Any
 
 from aiplatform.engines.base import EngineKind
 from aiplatform.engines.embeddings import EMBEDDINGS
+from aiplatform.engines.llm import LLM
 
 __all__ = ["ENGINE_KINDS", "engine_kind"]
 
-ENGINE_KINDS: dict[str, EngineKind[Any]] = {kind.name: kind for kind in (EMBEDDINGS,)}
+ENGINE_KINDS: dict[str, EngineKind[Any]] = {kind.name: kind for kind in (EMBEDDINGS, LLM)}
 
 
 def engine_kind(name: str) -> EngineKind[Any]:

@@ -1,0 +1,389 @@
+"""The in-process LLM engine: validates requests, runs generations on slots, shapes responses."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiplatform.api.chat import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+    ChatMessage,
+    Completion,
+    CompletionChoice,
+    CompletionChunk,
+    CompletionRequest,
+    ToolCallDelta,
+    Usage,
+)
+from aiplatform.api.openai import ModelCard
+from aiplatform.engines.llm.generation import (
+    ContextOverflowError,
+    LLMModel,
+    Piece,
+    PreparedPrompt,
+    SamplingParams,
+)
+from aiplatform.engines.llm.operations import CHAT, COMPLETE, LLM
+from aiplatform.engines.llm.tools import ToolPlan, plan_tools
+from aiplatform.engines.local import LocalEngine
+from aiplatform.engines.threads import iterate_in_thread
+from aiplatform.errors import InvalidRequestError, NotFoundError
+from aiplatform.settings import LLMModelSettings, LLMSettings
+
+__all__ = ["LocalLLMEngine", "make_model"]
+
+
+def make_model(settings: LLMModelSettings) -> LLMModel:
+    """The model the settings describe; llama.cpp is imported only when it loads."""
+    if settings.backend == "fake":
+        from aiplatform.engines.llm.fake import FakeLLM
+
+        return FakeLLM(settings.name, context_length=settings.context_length, slots=settings.slots)
+    from aiplatform.engines.llm.gguf import LlamaCppModel
+
+    return LlamaCppModel(settings)
+
+
+@dataclass(slots=True)
+class _Started:
+    """First item of every generation: the prompt's size, once it is known to fit."""
+
+    prompt_tokens: int
+
+
+class LocalLLMEngine(LocalEngine):
+    def __init__(self, settings: LLMSettings, models: Sequence[LLMModel] | None = None) -> None:
+        super().__init__(LLM)
+        built = list(models) if models is not None else [make_model(m) for m in settings.models]
+        #: models passed in belong to the caller, who loads and unloads them.
+        self._owns_models = models is None
+        if not built:
+            raise ValueError("the llm engine needs at least one model")
+        self._models = {model.name: model for model in built}
+        self._default = settings.default_model or built[0].name
+        if self._default not in self._models:
+            raise ValueError(f"default_model {self._default!r} is not among the models")
+        self._executors = {
+            model.name: ThreadPoolExecutor(model.slots, thread_name_prefix=f"llm-{model.name}")
+            for model in built
+        }
+        self._created = int(time.time())
+        self.bind(CHAT, self.chat)
+        self.bind_stream(CHAT, self.chat_stream)
+        self.bind(COMPLETE, self.complete)
+        self.bind_stream(COMPLETE, self.complete_stream)
+
+    def load(self) -> None:
+        if self._owns_models:
+            for model in self._models.values():
+                model.load()
+
+    def unload(self) -> None:
+        for name, model in self._models.items():
+            self._executors[name].shutdown(wait=False, cancel_futures=True)
+            if self._owns_models:
+                model.unload()
+
+    async def list_models(self) -> list[ModelCard]:
+        return [ModelCard(id=name, created=self._created) for name in self._models]
+
+    # -- chat ----------------------------------------------------------------------------------
+
+    async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
+        model, params, messages, tools = self._chat_setup(request)
+        started, pieces = await self._collect(model, lambda: model.prepare_chat(messages), params)
+        text = "".join(piece.text for piece in pieces)
+        finish = pieces[-1].finish_reason if pieces else "length"
+        calls = tools.parse(text) if tools is not None else None
+        message = AssistantMessage(content=None if calls else text, tool_calls=calls or None)
+        return ChatCompletion(
+            id=_id("chatcmpl"),
+            created=int(time.time()),
+            model=model.name,
+            choices=[
+                ChatChoice(
+                    index=0, message=message, finish_reason="tool_calls" if calls else finish
+                )
+            ],
+            usage=_usage(started, pieces),
+        )
+
+    async def chat_stream(
+        self, request: ChatCompletionRequest
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        model, params, messages, tools = self._chat_setup(request)
+        ident, created = _id("chatcmpl"), int(time.time())
+
+        def chunk(delta: ChatDelta, finish: str | None = None) -> ChatCompletionChunk:
+            choice = ChatChunkChoice(index=0, delta=delta, finish_reason=finish)  # type: ignore[arg-type]
+            return ChatCompletionChunk(
+                id=ident, created=created, model=model.name, choices=[choice]
+            )
+
+        started: _Started | None = None
+        pieces: list[Piece] = []
+        async for item in self._run(model, lambda: model.prepare_chat(messages), params):
+            if isinstance(item, _Started):
+                started = item
+                yield chunk(ChatDelta(role="assistant", content=""))
+                continue
+            pieces.append(item)
+            if tools is None and item.text:
+                yield chunk(ChatDelta(content=item.text))
+        finish: str | None = pieces[-1].finish_reason if pieces else "length"
+        if tools is not None:
+            text = "".join(piece.text for piece in pieces)
+            calls = tools.parse(text)
+            if calls:
+                deltas = [
+                    ToolCallDelta(index=i, id=call.id, type="function", function=call.function)
+                    for i, call in enumerate(calls)
+                ]
+                yield chunk(ChatDelta(tool_calls=deltas))
+                finish = "tool_calls"
+            elif text:
+                yield chunk(ChatDelta(content=text))
+        yield chunk(ChatDelta(), finish)
+        if request.stream_options is not None and request.stream_options.include_usage:
+            assert started is not None
+            yield ChatCompletionChunk(
+                id=ident,
+                created=created,
+                model=model.name,
+                choices=[],
+                usage=_usage(started, pieces),
+            )
+
+    def _chat_setup(
+        self, request: ChatCompletionRequest
+    ) -> tuple[LLMModel, SamplingParams, list[dict[str, str]], ToolPlan | None]:
+        _only_one_choice(request.n)
+        model = self._model(request.model)
+        tools = plan_tools(request.tools, request.tool_choice)
+        messages = [_plain(message, index) for index, message in enumerate(request.messages)]
+        if tools is not None:
+            messages = tools.prompt(messages)
+        json_mode, schema = _response_format(request)
+        if tools is not None and tools.schema is not None:
+            if json_mode:
+                raise InvalidRequestError(
+                    "response_format and a required tool call cannot be combined.",
+                    param="response_format",
+                )
+            json_mode, schema = True, tools.schema
+        params = SamplingParams(
+            max_tokens=request.max_completion_tokens or request.max_tokens,
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p,
+            stop=_stops(request.stop),
+            seed=request.seed,
+            presence_penalty=request.presence_penalty or 0.0,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            json_mode=json_mode,
+            json_schema=schema,
+        )
+        return model, params, messages, tools
+
+    # -- completions ---------------------------------------------------------------------------
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        model, params, prompt = self._completion_setup(request)
+        started, pieces = await self._collect(model, lambda: model.prepare_text(prompt), params)
+        text = "".join(piece.text for piece in pieces)
+        finish = pieces[-1].finish_reason if pieces else "length"
+        return Completion(
+            id=_id("cmpl"),
+            created=int(time.time()),
+            model=model.name,
+            choices=[
+                CompletionChoice(
+                    index=0, text=(prompt + text) if request.echo else text, finish_reason=finish
+                )
+            ],
+            usage=_usage(started, pieces),
+        )
+
+    async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
+        model, params, prompt = self._completion_setup(request)
+        ident, created = _id("cmpl"), int(time.time())
+        started: _Started | None = None
+        pieces: list[Piece] = []
+        async for item in self._run(model, lambda: model.prepare_text(prompt), params):
+            if isinstance(item, _Started):
+                started = item
+                if request.echo:
+                    yield _completion_chunk(ident, created, model.name, prompt, None)
+                continue
+            pieces.append(item)
+            yield _completion_chunk(ident, created, model.name, item.text, item.finish_reason)
+        if request.stream_options is not None and request.stream_options.include_usage:
+            assert started is not None
+            yield CompletionChunk(
+                id=ident,
+                created=created,
+                model=model.name,
+                choices=[],
+                usage=_usage(started, pieces),
+            )
+
+    def _completion_setup(self, request: CompletionRequest) -> tuple[LLMModel, SamplingParams, str]:
+        _only_one_choice(request.n)
+        if request.logprobs:
+            raise InvalidRequestError("logprobs are not served yet.", param="logprobs")
+        model = self._model(request.model)
+        prompt = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
+        if not prompt:
+            raise InvalidRequestError("prompt is empty.", param="prompt")
+        params = SamplingParams(
+            max_tokens=request.max_tokens,
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p,
+            stop=_stops(request.stop),
+            seed=request.seed,
+            presence_penalty=request.presence_penalty or 0.0,
+            frequency_penalty=request.frequency_penalty or 0.0,
+        )
+        return model, params, prompt
+
+    # -- running generations -------------------------------------------------------------------
+
+    def _model(self, name: str | None) -> LLMModel:
+        model = self._models.get(name or self._default)
+        if model is None:
+            known = ", ".join(self._models)
+            raise NotFoundError(
+                f"The model '{name}' does not exist; this server serves: {known}.",
+                param="model",
+                code="model_not_found",
+            )
+        return model
+
+    async def _run(
+        self, model: LLMModel, prepare: Callable[[], PreparedPrompt], params: SamplingParams
+    ) -> AsyncIterator[_Started | Piece]:
+        """One generation on one of the model's slots: ``_Started``, then its pieces."""
+        await self.wait_loaded()
+
+        def generation(cancelled: threading.Event) -> Iterator[_Started | Piece]:
+            prompt = prepare()
+            prompt_tokens = len(prompt.tokens)
+            budget = model.context_length - prompt_tokens
+            if budget <= 0 or (params.max_tokens is not None and params.max_tokens > budget):
+                raise ContextOverflowError(prompt_tokens, params.max_tokens, model.context_length)
+            yield _Started(prompt_tokens)
+            limited = params if params.max_tokens is not None else _with_max(params, budget)
+            yield from model.generate(prompt, limited, cancelled)
+
+        try:
+            async for item in iterate_in_thread(self._executors[model.name], generation):
+                yield item
+        except ContextOverflowError as exc:
+            raise InvalidRequestError(
+                str(exc), param="messages", code="context_length_exceeded"
+            ) from exc
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from exc
+
+    async def _collect(
+        self, model: LLMModel, prepare: Callable[[], PreparedPrompt], params: SamplingParams
+    ) -> tuple[_Started, list[Piece]]:
+        started: _Started | None = None
+        pieces: list[Piece] = []
+        async for item in self._run(model, prepare, params):
+            if isinstance(item, _Started):
+                started = item
+            else:
+                pieces.append(item)
+        assert started is not None
+        return started, pieces
+
+
+def _with_max(params: SamplingParams, max_tokens: int) -> SamplingParams:
+    from dataclasses import replace
+
+    return replace(params, max_tokens=max_tokens)
+
+
+def _only_one_choice(n: int) -> None:
+    if n != 1:
+        raise InvalidRequestError(f"n={n} is not supported; ask for one choice (n=1).", param="n")
+
+
+def _plain(message: ChatMessage, index: int) -> dict[str, str]:
+    """A message as the template sees it: role and text."""
+    content = message.content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if part.type != "text" or part.text is None:
+                raise InvalidRequestError(
+                    f"messages[{index}] has a '{part.type}' part; only text is served.",
+                    param="messages",
+                )
+            texts.append(part.text)
+        text = "".join(texts)
+    else:
+        text = content or ""
+    if message.tool_calls:
+        calls = ", ".join(
+            f'{{"name": "{call.function.name}", "arguments": {call.function.arguments}}}'
+            for call in message.tool_calls
+        )
+        text = f"{text}\n[{calls}]".strip()
+    if not text and message.role == "user":
+        raise InvalidRequestError(f"messages[{index}] has no content.", param="messages")
+    role = "system" if message.role == "developer" else message.role
+    return {"role": role, "content": text}
+
+
+def _response_format(request: ChatCompletionRequest) -> tuple[bool, dict[str, object] | None]:
+    fmt = request.response_format
+    if fmt is None or fmt.type == "text":
+        return False, None
+    if fmt.type == "json_object":
+        return True, None
+    if fmt.json_schema is None or not isinstance(fmt.json_schema.json_schema, dict):
+        raise InvalidRequestError(
+            "response_format json_schema needs a 'json_schema' with a 'schema' object.",
+            param="response_format",
+        )
+    return True, fmt.json_schema.json_schema
+
+
+def _stops(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else tuple(stop)
+    if any(not s for s in stops):
+        raise InvalidRequestError("stop sequences must not be empty.", param="stop")
+    return stops
+
+
+def _usage(started: _Started, pieces: Sequence[Piece]) -> Usage:
+    completion = sum(piece.tokens for piece in pieces)
+    return Usage(
+        prompt_tokens=started.prompt_tokens,
+        completion_tokens=completion,
+        total_tokens=started.prompt_tokens + completion,
+    )
+
+
+def _completion_chunk(
+    ident: str, created: int, model: str, text: str, finish: str | None
+) -> CompletionChunk:
+    choice = CompletionChoice(index=0, text=text, finish_reason=finish)  # type: ignore[arg-type]
+    return CompletionChunk(id=ident, created=created, model=model, choices=[choice])
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"

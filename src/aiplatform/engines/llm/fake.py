@@ -1,0 +1,124 @@
+"""A deterministic fake LLM: words derived from the prompt, no weights.
+
+The same prompt and seed always give the same words on every machine; it honours max_tokens,
+stop sequences and JSON mode (a minimal instance of the schema), so every mechanic of the API
+can be tested without a model. One token is one word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from aiplatform.engines.llm.generation import Piece, PreparedPrompt, SamplingParams
+
+__all__ = ["FakeLLM"]
+
+_TEXT = (
+    "the quick brown fox jumps over a lazy dog while seven curious cats watch from an old "
+    "wooden fence near the quiet river under bright morning light"
+)
+_WORDS = tuple(_TEXT.split())
+
+
+class FakeLLM:
+    def __init__(
+        self,
+        name: str,
+        *,
+        context_length: int = 4096,
+        slots: int = 4,
+        token_delay_s: float = 0.0,
+        answer_tokens: int = 24,
+    ) -> None:
+        self._name = name
+        self._context_length = context_length
+        self._slots = slots
+        self._delay = token_delay_s
+        self._answer_tokens = answer_tokens
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    def load(self) -> None:
+        """Nothing to load."""
+
+    def unload(self) -> None:
+        """Nothing to release."""
+
+    def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
+        text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
+        return self.prepare_text(text)
+
+    def prepare_text(self, prompt: str) -> PreparedPrompt:
+        return PreparedPrompt(prompt, tuple(range(len(prompt.split()))), ())
+
+    def generate(
+        self, prompt: PreparedPrompt, params: SamplingParams, cancelled: threading.Event
+    ) -> Iterator[Piece]:
+        if params.json_mode or params.json_schema is not None:
+            words = [json.dumps(_instance(params.json_schema or {"type": "object"}))]
+        else:
+            words = self._words(prompt.text, params.seed)
+        limit = params.max_tokens
+        emitted = ""
+        for count, word in enumerate(words, start=1):
+            if cancelled.is_set():
+                return
+            if self._delay:
+                time.sleep(self._delay)
+            piece = word if count == 1 else " " + word
+            cut = _first_stop(emitted + piece, params.stop + prompt.stop)
+            if cut is not None:
+                yield Piece(cut[len(emitted) :], 1, "stop")
+                return
+            emitted += piece
+            if limit is not None and count >= limit:
+                yield Piece(piece, 1, "length")
+                return
+            yield Piece(piece, 1, "stop" if count == len(words) else None)
+
+    def _words(self, text: str, seed: int | None) -> list[str]:
+        digest = hashlib.sha256(f"{seed}|{text}".encode()).digest()
+        return [_WORDS[digest[i % len(digest)] % len(_WORDS)] for i in range(self._answer_tokens)]
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> str | None:
+    """``text`` cut before the earliest stop sequence in it, or None."""
+    hits = [text.index(stop) for stop in stops if stop and stop in text]
+    return text[: min(hits)] if hits else None
+
+
+def _instance(schema: dict[str, Any]) -> Any:
+    """A small value that satisfies a JSON schema's common keywords."""
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return _instance(schema[key][0])
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: _instance(properties[name]) for name in schema.get("required", properties)}
+    if kind == "array":
+        return [_instance(schema.get("items", {}))] * int(schema.get("minItems", 0))
+    return {"string": "text", "integer": 1, "number": 1.5, "boolean": True, "null": None}.get(
+        kind, "text"
+    )

