@@ -123,6 +123,8 @@ class LLMModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     threads: PositiveInt | None = None
     #: Layers offloaded to a GPU when llama.cpp was built with one.
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] = 0
+    #: Milliseconds the fake backend takes per token, to stand in for a model in tests.
+    fake_token_delay_ms: NonNegativeFloat = 0.0
 
 
 def _llm_models_default() -> list[LLMModelSettings]:

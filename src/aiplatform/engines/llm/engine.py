@@ -48,7 +48,12 @@ def make_model(settings: LLMModelSettings) -> LLMModel:
     if settings.backend == "fake":
         from aiplatform.engines.llm.fake import FakeLLM
 
-        return FakeLLM(settings.name, context_length=settings.context_length, slots=settings.slots)
+        return FakeLLM(
+            settings.name,
+            context_length=settings.context_length,
+            slots=settings.slots,
+            token_delay_s=settings.fake_token_delay_ms / 1000,
+        )
     from aiplatform.engines.llm.gguf import LlamaCppModel
 
     return LlamaCppModel(settings)

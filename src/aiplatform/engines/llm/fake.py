@@ -40,6 +40,8 @@ class FakeLLM:
         self._slots = slots
         self._delay = token_delay_s
         self._answer_tokens = answer_tokens
+        #: tokens produced so far, over all generations (tests watch cancellation with it)
+        self.produced = 0
 
     @property
     def name(self) -> str:
@@ -80,6 +82,7 @@ class FakeLLM:
                 return
             if self._delay:
                 time.sleep(self._delay)
+            self.produced += 1
             piece = word if count == 1 else " " + word
             cut = _first_stop(emitted + piece, params.stop + prompt.stop)
             if cut is not None:
