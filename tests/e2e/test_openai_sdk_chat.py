@@ -60,7 +60,8 @@ def test_chat_same_in_both_modes(servers: dict[str, ServerProcess]) -> None:
             max_tokens=20,  # type: ignore[arg-type]
         )
         assert result.choices[0].message.role == "assistant"
-        assert result.usage is not None and result.usage.completion_tokens > 0
+        assert result.usage is not None
+        assert result.usage.completion_tokens > 0
         answers.append((result.choices[0].message.content, result.usage.total_tokens))
     assert answers[0] == answers[1]
     assert answers[0][0]

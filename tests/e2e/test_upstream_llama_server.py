@@ -89,7 +89,8 @@ def test_forwarded_chat_stream_and_models(
         )
         text = whole.choices[0].message.content
         assert text
-        assert whole.usage is not None and whole.usage.completion_tokens > 0
+        assert whole.usage is not None
+        assert whole.usage.completion_tokens > 0
         chunks = list(
             client.chat.completions.create(
                 model=MODEL,
