@@ -43,6 +43,7 @@ pytest: ## the test suite, real-model tests included (fast only: make pytest PYT
 
 bench: ## the benchmarks under bench/
 	$(BIN)/python -m bench.embeddings
+	$(BIN)/python -m bench.llm
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
