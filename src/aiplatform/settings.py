@@ -123,6 +123,10 @@ class LLMModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     threads: PositiveInt | None = None
     #: Layers offloaded to a GPU when llama.cpp was built with one.
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] = 0
+    #: ``startup`` loads the model when the server starts; ``on_demand`` on its first request.
+    load: Literal["startup", "on_demand"] = "startup"
+    #: Unload the model after this many seconds without a request (it loads again on demand).
+    idle_unload_s: PositiveFloat | None = None
     #: Milliseconds the fake backend takes per token, to stand in for a model in tests.
     fake_token_delay_ms: NonNegativeFloat = 0.0
 

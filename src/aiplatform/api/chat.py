@@ -22,6 +22,10 @@ __all__ = [
     "FunctionCall",
     "FunctionDefinition",
     "JsonSchemaFormat",
+    "ModelLoadRequest",
+    "ModelState",
+    "ModelStates",
+    "ModelStatesRequest",
     "NamedToolChoice",
     "ResponseFormat",
     "StreamOptions",
@@ -248,3 +252,26 @@ class CompletionChunk(msgspec.Struct, kw_only=True):
     choices: list[CompletionChoice]
     usage: Usage | None = None
     object: Literal["text_completion"] = "text_completion"
+
+
+class ModelLoadRequest(msgspec.Struct, kw_only=True):
+    """Load or unload one of the LLM engine's configured models."""
+
+    model: str
+
+
+class ModelState(msgspec.Struct, kw_only=True):
+    id: str
+    loaded: bool
+    #: generations running on the model right now
+    active: int = 0
+    object: Literal["model.state"] = "model.state"
+
+
+class ModelStatesRequest(msgspec.Struct, kw_only=True):
+    """No parameters: every model's state."""
+
+
+class ModelStates(msgspec.Struct, kw_only=True):
+    data: list[ModelState]
+    object: Literal["list"] = "list"

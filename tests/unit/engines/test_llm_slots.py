@@ -22,6 +22,7 @@ def streaming(text: str) -> ChatCompletionRequest:
 
 async def test_streams_interleave_instead_of_queueing() -> None:
     model = FakeLLM("m", slots=4, token_delay_s=0.01, answer_tokens=20)
+    model.load()
     order: list[int] = []
     async with LocalLLMEngine(LLMSettings(), models=[model]) as engine:
 
@@ -41,6 +42,7 @@ async def test_streams_interleave_instead_of_queueing() -> None:
 
 async def test_leaving_a_stream_cancels_its_generation_and_frees_the_slot() -> None:
     model = FakeLLM("m", slots=1, token_delay_s=0.02, answer_tokens=200)
+    model.load()
     async with LocalLLMEngine(LLMSettings(), models=[model]) as engine:
         stream = engine.stream(CHAT, streaming("a long answer please"))
         seen = 0

@@ -1,5 +1,12 @@
 """The LLM engine kind: ``/v1/chat/completions`` and ``/v1/completions``."""
 
-from aiplatform.engines.llm.operations import CHAT, COMPLETE, LLM
+from aiplatform.engines.llm.operations import (
+    CHAT,
+    COMPLETE,
+    LLM,
+    LOAD_MODEL,
+    MODEL_STATES,
+    UNLOAD_MODEL,
+)
 
-__all__ = ["CHAT", "COMPLETE", "LLM"]
+__all__ = ["CHAT", "COMPLETE", "LLM", "LOAD_MODEL", "MODEL_STATES", "UNLOAD_MODEL"]

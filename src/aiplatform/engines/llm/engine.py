@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import anyio
+import anyio.abc
 
 from aiplatform.api.chat import (
     AssistantMessage,
@@ -22,6 +26,10 @@ from aiplatform.api.chat import (
     CompletionChoice,
     CompletionChunk,
     CompletionRequest,
+    ModelLoadRequest,
+    ModelState,
+    ModelStates,
+    ModelStatesRequest,
     ToolCallDelta,
     Usage,
 )
@@ -33,7 +41,15 @@ from aiplatform.engines.llm.generation import (
     PreparedPrompt,
     SamplingParams,
 )
-from aiplatform.engines.llm.operations import CHAT, COMPLETE, LLM
+from aiplatform.engines.llm.operations import (
+    CHAT,
+    COMPLETE,
+    LLM,
+    LOAD_MODEL,
+    MODEL_STATES,
+    UNLOAD_MODEL,
+)
+from aiplatform.engines.llm.residency import Resident
 from aiplatform.engines.llm.tools import ToolPlan, plan_tools
 from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.threads import iterate_in_thread
@@ -41,6 +57,8 @@ from aiplatform.errors import InvalidRequestError, NotFoundError
 from aiplatform.settings import LLMModelSettings, LLMSettings
 
 __all__ = ["LocalLLMEngine", "make_model"]
+
+logger = logging.getLogger(__name__)
 
 
 def make_model(settings: LLMModelSettings) -> LLMModel:
@@ -70,8 +88,6 @@ class LocalLLMEngine(LocalEngine):
     def __init__(self, settings: LLMSettings, models: Sequence[LLMModel] | None = None) -> None:
         super().__init__(LLM)
         built = list(models) if models is not None else [make_model(m) for m in settings.models]
-        #: models passed in belong to the caller, who loads and unloads them.
-        self._owns_models = models is None
         if not built:
             raise ValueError("the llm engine needs at least one model")
         self._models = {model.name: model for model in built}
@@ -82,22 +98,76 @@ class LocalLLMEngine(LocalEngine):
             model.name: ThreadPoolExecutor(model.slots, thread_name_prefix=f"llm-{model.name}")
             for model in built
         }
+        configured = {m.name: m for m in settings.models}
+        # Models handed in belong to the caller, who loads and unloads them.
+        self._residents = {
+            model.name: Resident(
+                model,
+                self._executors[model.name],
+                idle_unload_s=configured[model.name].idle_unload_s
+                if model.name in configured
+                else None,
+                manage=models is None,
+            )
+            for model in built
+        }
+        self._load_at_startup = [
+            name
+            for name in self._models
+            if name not in configured or configured[name].load == "startup"
+        ]
         self._created = int(time.time())
         self.bind(CHAT, self.chat)
         self.bind_stream(CHAT, self.chat_stream)
         self.bind(COMPLETE, self.complete)
         self.bind_stream(COMPLETE, self.complete_stream)
+        self.bind(LOAD_MODEL, self.load_model)
+        self.bind(UNLOAD_MODEL, self.unload_model)
+        self.bind(MODEL_STATES, self.model_states)
 
     def load(self) -> None:
-        if self._owns_models:
-            for model in self._models.values():
-                model.load()
+        for name in self._load_at_startup:
+            self._residents[name].load_now()
 
     def unload(self) -> None:
-        for name, model in self._models.items():
+        for name, resident in self._residents.items():
             self._executors[name].shutdown(wait=False, cancel_futures=True)
-            if self._owns_models:
-                model.unload()
+            resident.unload_now()
+
+    async def start_background(self, task_group: anyio.abc.TaskGroup) -> None:
+        idle = [r.idle_unload_s for r in self._residents.values() if r.idle_unload_s]
+        if idle:
+            task_group.start_soon(self._unload_idle_models, max(min(idle) / 4, 0.05))
+
+    async def _unload_idle_models(self, interval_s: float) -> None:
+        while True:
+            await anyio.sleep(interval_s)
+            for resident in self._residents.values():
+                if await resident.unload_if_idle():
+                    logger.info("unloaded idle model %s", resident.model.name)
+
+    async def load_model(self, request: ModelLoadRequest) -> ModelState:
+        resident = self._resident(request.model)
+        await self.wait_loaded()
+        await resident.acquire()
+        resident.release()
+        return self._state(resident)
+
+    async def unload_model(self, request: ModelLoadRequest) -> ModelState:
+        resident = self._resident(request.model)
+        await self.wait_loaded()
+        await resident.unload()
+        return self._state(resident)
+
+    async def model_states(self, request: ModelStatesRequest) -> ModelStates:
+        return ModelStates(data=[self._state(resident) for resident in self._residents.values()])
+
+    def _resident(self, name: str) -> Resident:
+        return self._residents[self._model(name).name]
+
+    @staticmethod
+    def _state(resident: Resident) -> ModelState:
+        return ModelState(id=resident.model.name, loaded=resident.loaded, active=resident.active)
 
     async def list_models(self) -> list[ModelCard]:
         return [ModelCard(id=name, created=self._created) for name in self._models]
@@ -289,6 +359,8 @@ class LocalLLMEngine(LocalEngine):
             limited = params if params.max_tokens is not None else _with_max(params, budget)
             yield from model.generate(prompt, limited, cancelled)
 
+        resident = self._residents[model.name]
+        await resident.acquire()
         try:
             async for item in iterate_in_thread(self._executors[model.name], generation):
                 yield item
@@ -298,6 +370,8 @@ class LocalLLMEngine(LocalEngine):
             ) from exc
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from exc
+        finally:
+            resident.release()
 
     async def _collect(
         self, model: LLMModel, prepare: Callable[[], PreparedPrompt], params: SamplingParams

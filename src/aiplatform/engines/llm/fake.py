@@ -42,6 +42,7 @@ class FakeLLM:
         self._answer_tokens = answer_tokens
         #: tokens produced so far, over all generations (tests watch cancellation with it)
         self.produced = 0
+        self.loaded = False
 
     @property
     def name(self) -> str:
@@ -56,10 +57,10 @@ class FakeLLM:
         return self._slots
 
     def load(self) -> None:
-        """Nothing to load."""
+        self.loaded = True
 
     def unload(self) -> None:
-        """Nothing to release."""
+        self.loaded = False
 
     def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
         text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
@@ -71,6 +72,8 @@ class FakeLLM:
     def generate(
         self, prompt: PreparedPrompt, params: SamplingParams, cancelled: threading.Event
     ) -> Iterator[Piece]:
+        if not self.loaded:
+            raise RuntimeError(f"fake model {self._name} generated while unloaded")
         if params.json_mode or params.json_schema is not None:
             words = [json.dumps(_instance(params.json_schema or {"type": "object"}))]
         else:

@@ -11,14 +11,18 @@ from aiplatform.api.chat import (
     Completion,
     CompletionChunk,
     CompletionRequest,
+    ModelLoadRequest,
+    ModelState,
+    ModelStates,
+    ModelStatesRequest,
 )
-from aiplatform.engines.base import EngineKind, Operation
+from aiplatform.engines.base import EngineKind, NoChunk, Operation
 from aiplatform.settings import LLMSettings
 
 if TYPE_CHECKING:
     from aiplatform.engines.base import Engine
 
-__all__ = ["CHAT", "COMPLETE", "LLM"]
+__all__ = ["CHAT", "COMPLETE", "LLM", "LOAD_MODEL", "MODEL_STATES", "UNLOAD_MODEL"]
 
 CHAT: Operation[ChatCompletionRequest, ChatCompletion, ChatCompletionChunk] = Operation(
     name="chat",
@@ -43,6 +47,38 @@ COMPLETE: Operation[CompletionRequest, Completion, CompletionChunk] = Operation(
 )
 
 
+LOAD_MODEL: Operation[ModelLoadRequest, ModelState, NoChunk] = Operation(
+    name="load_model",
+    method="POST",
+    path="/v1/llm/models/load",
+    request=ModelLoadRequest,
+    response=ModelState,
+    summary="Load a configured model into memory now",
+    tags=("llm",),
+)
+
+UNLOAD_MODEL: Operation[ModelLoadRequest, ModelState, NoChunk] = Operation(
+    name="unload_model",
+    method="POST",
+    path="/v1/llm/models/unload",
+    request=ModelLoadRequest,
+    response=ModelState,
+    summary="Release a model's memory; it loads again on its next request",
+    tags=("llm",),
+)
+
+
+MODEL_STATES: Operation[ModelStatesRequest, ModelStates, NoChunk] = Operation(
+    name="model_states",
+    method="GET",
+    path="/v1/llm/models",
+    request=ModelStatesRequest,
+    response=ModelStates,
+    summary="Every configured model: loaded or not, and its running generations",
+    tags=("llm",),
+)
+
+
 def _build_local(settings: LLMSettings) -> Engine:
     from aiplatform.engines.llm.engine import LocalLLMEngine
 
@@ -52,7 +88,7 @@ def _build_local(settings: LLMSettings) -> Engine:
 LLM: EngineKind[LLMSettings] = EngineKind(
     name="llm",
     summary="Chat and text completion (llama.cpp GGUF)",
-    operations=(CHAT, COMPLETE),
+    operations=(CHAT, COMPLETE, LOAD_MODEL, UNLOAD_MODEL, MODEL_STATES),
     settings_type=LLMSettings,
     build_local=_build_local,
 )
