@@ -227,3 +227,39 @@ async def test_unknown_model(llm: Engine) -> None:
 
 async def test_models(llm: Engine) -> None:
     assert [card.id for card in await llm.list_models()] == [MODEL]
+
+
+async def test_chat_logprobs(llm: Engine, reference: Engine) -> None:
+    request = ask("Count to five.", max_tokens=6, logprobs=True, top_logprobs=2)
+    got, want = await llm.invoke(CHAT, request), await reference.invoke(CHAT, request)
+    content = got.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content is not None
+    assert len(content) == got.usage.completion_tokens
+    assert "".join(item.token for item in content) == got.choices[0].message.content
+    for item in content:
+        assert item.logprob <= 0.0
+        assert len(item.top_logprobs) == 2
+        assert item.top_logprobs[0].logprob >= item.top_logprobs[1].logprob
+    # greedy: the chosen token is the likeliest one
+    assert all(item.logprob == pytest.approx(item.top_logprobs[0].logprob) for item in content)
+    assert got.choices[0].logprobs == want.choices[0].logprobs
+    streamed = msgspec.structs.replace(request, stream=True)
+    chunks = [c async for c in llm.stream(CHAT, streamed)]
+    tokens = [
+        item.token
+        for c in chunks
+        if c.choices and c.choices[0].logprobs is not None
+        for item in c.choices[0].logprobs.content or ()
+    ]
+    assert tokens == [item.token for item in content]
+
+
+async def test_completion_logprobs(llm: Engine) -> None:
+    request = CompletionRequest(prompt="One, two,", max_tokens=5, temperature=0.0, logprobs=3)
+    result = await llm.invoke(COMPLETE, request)
+    logprobs = result.choices[0].logprobs
+    assert logprobs is not None
+    assert len(logprobs.tokens) == result.usage.completion_tokens
+    assert "".join(logprobs.tokens) == result.choices[0].text
+    assert all(len(top) <= 3 for top in logprobs.top_logprobs)
+    assert logprobs.text_offset[0] == 0

@@ -14,9 +14,11 @@ __all__ = [
     "ChatCompletionRequest",
     "ChatDelta",
     "ChatMessage",
+    "ChoiceLogprobs",
     "Completion",
     "CompletionChoice",
     "CompletionChunk",
+    "CompletionLogprobs",
     "CompletionRequest",
     "ContentPart",
     "FunctionCall",
@@ -29,8 +31,10 @@ __all__ = [
     "NamedToolChoice",
     "ResponseFormat",
     "StreamOptions",
+    "TokenLogprob",
     "Tool",
     "ToolCall",
+    "TopLogprob",
     "Usage",
 ]
 

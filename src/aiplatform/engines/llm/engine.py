@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from aiplatform.api.chat import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatDelta,
-    ChatMessage,
+    ChoiceLogprobs,
     Completion,
     CompletionChoice,
     CompletionChunk,
@@ -31,7 +30,6 @@ from aiplatform.api.chat import (
     ModelStates,
     ModelStatesRequest,
     ToolCallDelta,
-    Usage,
 )
 from aiplatform.api.openai import ModelCard
 from aiplatform.engines.llm.generation import (
@@ -49,7 +47,21 @@ from aiplatform.engines.llm.operations import (
     MODEL_STATES,
     UNLOAD_MODEL,
 )
+from aiplatform.engines.llm.requests import (
+    json_format,
+    only_one_choice,
+    plain_message,
+    stop_sequences,
+    with_max_tokens,
+)
 from aiplatform.engines.llm.residency import Resident
+from aiplatform.engines.llm.responses import (
+    chat_logprobs,
+    completion_chunk,
+    completion_logprobs,
+    new_id,
+    usage,
+)
 from aiplatform.engines.llm.tools import ToolPlan, plan_tools
 from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.threads import iterate_in_thread
@@ -181,26 +193,35 @@ class LocalLLMEngine(LocalEngine):
         finish = pieces[-1].finish_reason if pieces else "length"
         calls = tools.parse(text) if tools is not None else None
         message = AssistantMessage(content=None if calls else text, tool_calls=calls or None)
+        choice = ChatChoice(
+            index=0,
+            message=message,
+            finish_reason="tool_calls" if calls else finish,
+            logprobs=chat_logprobs(pieces) if params.logprobs is not None else None,
+        )
         return ChatCompletion(
-            id=_id("chatcmpl"),
+            id=new_id("chatcmpl"),
             created=int(time.time()),
             model=model.name,
-            choices=[
-                ChatChoice(
-                    index=0, message=message, finish_reason="tool_calls" if calls else finish
-                )
-            ],
-            usage=_usage(started, pieces),
+            choices=[choice],
+            usage=usage(started.prompt_tokens, pieces),
         )
 
     async def chat_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionChunk]:
         model, params, messages, tools = self._chat_setup(request)
-        ident, created = _id("chatcmpl"), int(time.time())
+        ident, created = new_id("chatcmpl"), int(time.time())
 
-        def chunk(delta: ChatDelta, finish: str | None = None) -> ChatCompletionChunk:
-            choice = ChatChunkChoice(index=0, delta=delta, finish_reason=finish)  # type: ignore[arg-type]
+        def chunk(
+            delta: ChatDelta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None
+        ) -> ChatCompletionChunk:
+            choice = ChatChunkChoice(
+                index=0,
+                delta=delta,
+                finish_reason=finish,  # type: ignore[arg-type]
+                logprobs=logprobs,
+            )
             return ChatCompletionChunk(
                 id=ident, created=created, model=model.name, choices=[choice]
             )
@@ -214,7 +235,8 @@ class LocalLLMEngine(LocalEngine):
                 continue
             pieces.append(item)
             if tools is None and item.text:
-                yield chunk(ChatDelta(content=item.text))
+                logprobs = chat_logprobs([item]) if params.logprobs is not None else None
+                yield chunk(ChatDelta(content=item.text), logprobs=logprobs)
         finish: str | None = pieces[-1].finish_reason if pieces else "length"
         if tools is not None:
             text = "".join(piece.text for piece in pieces)
@@ -236,19 +258,21 @@ class LocalLLMEngine(LocalEngine):
                 created=created,
                 model=model.name,
                 choices=[],
-                usage=_usage(started, pieces),
+                usage=usage(started.prompt_tokens, pieces),
             )
 
     def _chat_setup(
         self, request: ChatCompletionRequest
     ) -> tuple[LLMModel, SamplingParams, list[dict[str, str]], ToolPlan | None]:
-        _only_one_choice(request.n)
+        only_one_choice(request.n)
         model = self._model(request.model)
         tools = plan_tools(request.tools, request.tool_choice)
-        messages = [_plain(message, index) for index, message in enumerate(request.messages)]
+        messages = [plain_message(message, index) for index, message in enumerate(request.messages)]
         if tools is not None:
             messages = tools.prompt(messages)
-        json_mode, schema = _response_format(request)
+        json_mode, schema = json_format(request)
+        if request.top_logprobs is not None and not request.logprobs:
+            raise InvalidRequestError("top_logprobs needs logprobs=true.", param="top_logprobs")
         if tools is not None and tools.schema is not None:
             if json_mode:
                 raise InvalidRequestError(
@@ -260,12 +284,13 @@ class LocalLLMEngine(LocalEngine):
             max_tokens=request.max_completion_tokens or request.max_tokens,
             temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p,
-            stop=_stops(request.stop),
+            stop=stop_sequences(request.stop),
             seed=request.seed,
             presence_penalty=request.presence_penalty or 0.0,
             frequency_penalty=request.frequency_penalty or 0.0,
             json_mode=json_mode,
             json_schema=schema,
+            logprobs=(request.top_logprobs or 0) if request.logprobs else None,
         )
         return model, params, messages, tools
 
@@ -277,30 +302,36 @@ class LocalLLMEngine(LocalEngine):
         text = "".join(piece.text for piece in pieces)
         finish = pieces[-1].finish_reason if pieces else "length"
         return Completion(
-            id=_id("cmpl"),
+            id=new_id("cmpl"),
             created=int(time.time()),
             model=model.name,
             choices=[
                 CompletionChoice(
-                    index=0, text=(prompt + text) if request.echo else text, finish_reason=finish
+                    index=0,
+                    text=(prompt + text) if request.echo else text,
+                    finish_reason=finish,
+                    logprobs=completion_logprobs(pieces) if params.logprobs is not None else None,
                 )
             ],
-            usage=_usage(started, pieces),
+            usage=usage(started.prompt_tokens, pieces),
         )
 
     async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
         model, params, prompt = self._completion_setup(request)
-        ident, created = _id("cmpl"), int(time.time())
+        ident, created = new_id("cmpl"), int(time.time())
         started: _Started | None = None
         pieces: list[Piece] = []
         async for item in self._run(model, lambda: model.prepare_text(prompt), params):
             if isinstance(item, _Started):
                 started = item
                 if request.echo:
-                    yield _completion_chunk(ident, created, model.name, prompt, None)
+                    yield completion_chunk(ident, created, model.name, prompt, None)
                 continue
             pieces.append(item)
-            yield _completion_chunk(ident, created, model.name, item.text, item.finish_reason)
+            logprobs = completion_logprobs([item]) if params.logprobs is not None else None
+            yield completion_chunk(
+                ident, created, model.name, item.text, item.finish_reason, logprobs=logprobs
+            )
         if request.stream_options is not None and request.stream_options.include_usage:
             assert started is not None
             yield CompletionChunk(
@@ -308,13 +339,15 @@ class LocalLLMEngine(LocalEngine):
                 created=created,
                 model=model.name,
                 choices=[],
-                usage=_usage(started, pieces),
+                usage=usage(started.prompt_tokens, pieces),
             )
 
     def _completion_setup(self, request: CompletionRequest) -> tuple[LLMModel, SamplingParams, str]:
-        _only_one_choice(request.n)
-        if request.logprobs:
-            raise InvalidRequestError("logprobs are not served yet.", param="logprobs")
+        only_one_choice(request.n)
+        if request.logprobs is not None and request.echo:
+            raise InvalidRequestError(
+                "logprobs with echo (prompt log-probabilities) are not served.", param="logprobs"
+            )
         model = self._model(request.model)
         prompt = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
         if not prompt:
@@ -323,10 +356,11 @@ class LocalLLMEngine(LocalEngine):
             max_tokens=request.max_tokens,
             temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p,
-            stop=_stops(request.stop),
+            stop=stop_sequences(request.stop),
             seed=request.seed,
             presence_penalty=request.presence_penalty or 0.0,
             frequency_penalty=request.frequency_penalty or 0.0,
+            logprobs=request.logprobs,
         )
         return model, params, prompt
 
@@ -356,7 +390,7 @@ class LocalLLMEngine(LocalEngine):
             if budget <= 0 or (params.max_tokens is not None and params.max_tokens > budget):
                 raise ContextOverflowError(prompt_tokens, params.max_tokens, model.context_length)
             yield _Started(prompt_tokens)
-            limited = params if params.max_tokens is not None else _with_max(params, budget)
+            limited = params if params.max_tokens is not None else with_max_tokens(params, budget)
             yield from model.generate(prompt, limited, cancelled)
 
         resident = self._residents[model.name]
@@ -385,84 +419,3 @@ class LocalLLMEngine(LocalEngine):
                 pieces.append(item)
         assert started is not None
         return started, pieces
-
-
-def _with_max(params: SamplingParams, max_tokens: int) -> SamplingParams:
-    from dataclasses import replace
-
-    return replace(params, max_tokens=max_tokens)
-
-
-def _only_one_choice(n: int) -> None:
-    if n != 1:
-        raise InvalidRequestError(f"n={n} is not supported; ask for one choice (n=1).", param="n")
-
-
-def _plain(message: ChatMessage, index: int) -> dict[str, str]:
-    """A message as the template sees it: role and text."""
-    content = message.content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if part.type != "text" or part.text is None:
-                raise InvalidRequestError(
-                    f"messages[{index}] has a '{part.type}' part; only text is served.",
-                    param="messages",
-                )
-            texts.append(part.text)
-        text = "".join(texts)
-    else:
-        text = content or ""
-    if message.tool_calls:
-        calls = ", ".join(
-            f'{{"name": "{call.function.name}", "arguments": {call.function.arguments}}}'
-            for call in message.tool_calls
-        )
-        text = f"{text}\n[{calls}]".strip()
-    if not text and message.role == "user":
-        raise InvalidRequestError(f"messages[{index}] has no content.", param="messages")
-    role = "system" if message.role == "developer" else message.role
-    return {"role": role, "content": text}
-
-
-def _response_format(request: ChatCompletionRequest) -> tuple[bool, dict[str, object] | None]:
-    fmt = request.response_format
-    if fmt is None or fmt.type == "text":
-        return False, None
-    if fmt.type == "json_object":
-        return True, None
-    if fmt.json_schema is None or not isinstance(fmt.json_schema.json_schema, dict):
-        raise InvalidRequestError(
-            "response_format json_schema needs a 'json_schema' with a 'schema' object.",
-            param="response_format",
-        )
-    return True, fmt.json_schema.json_schema
-
-
-def _stops(stop: str | list[str] | None) -> tuple[str, ...]:
-    if stop is None:
-        return ()
-    stops = (stop,) if isinstance(stop, str) else tuple(stop)
-    if any(not s for s in stops):
-        raise InvalidRequestError("stop sequences must not be empty.", param="stop")
-    return stops
-
-
-def _usage(started: _Started, pieces: Sequence[Piece]) -> Usage:
-    completion = sum(piece.tokens for piece in pieces)
-    return Usage(
-        prompt_tokens=started.prompt_tokens,
-        completion_tokens=completion,
-        total_tokens=started.prompt_tokens + completion,
-    )
-
-
-def _completion_chunk(
-    ident: str, created: int, model: str, text: str, finish: str | None
-) -> CompletionChunk:
-    choice = CompletionChoice(index=0, text=text, finish_reason=finish)  # type: ignore[arg-type]
-    return CompletionChunk(id=ident, created=created, model=model, choices=[choice])
-
-
-def _id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"

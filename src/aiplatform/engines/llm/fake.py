@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from aiplatform.engines.llm.generation import Piece, PreparedPrompt, SamplingParams
+from aiplatform.engines.llm.generation import Piece, PreparedPrompt, SamplingParams, TokenChoice
 
 __all__ = ["FakeLLM"]
 
@@ -87,19 +87,28 @@ class FakeLLM:
                 time.sleep(self._delay)
             self.produced += 1
             piece = word if count == 1 else " " + word
+            choices = _choices(piece, params.logprobs)
             cut = _first_stop(emitted + piece, params.stop + prompt.stop)
             if cut is not None:
-                yield Piece(cut[len(emitted) :], 1, "stop")
+                yield Piece(cut[len(emitted) :], 1, "stop", choices)
                 return
             emitted += piece
             if limit is not None and count >= limit:
-                yield Piece(piece, 1, "length")
+                yield Piece(piece, 1, "length", choices)
                 return
-            yield Piece(piece, 1, "stop" if count == len(words) else None)
+            yield Piece(piece, 1, "stop" if count == len(words) else None, choices)
 
     def _words(self, text: str, seed: int | None) -> list[str]:
         digest = hashlib.sha256(f"{seed}|{text}".encode()).digest()
         return [_WORDS[digest[i % len(digest)] % len(_WORDS)] for i in range(self._answer_tokens)]
+
+
+def _choices(piece: str, alternatives: int | None) -> list[TokenChoice] | None:
+    """Made-up but stable log-probabilities: the chosen word is always the likeliest."""
+    if alternatives is None:
+        return None
+    others = tuple((word, -1.0 - rank) for rank, word in enumerate(_WORDS[:alternatives]))
+    return [TokenChoice(piece, -0.5, ((piece, -0.5), *others)[:alternatives])]
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> str | None:

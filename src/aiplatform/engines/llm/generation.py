@@ -13,6 +13,7 @@ __all__ = [
     "Piece",
     "PreparedPrompt",
     "SamplingParams",
+    "TokenChoice",
 ]
 
 FinishReason = Literal["stop", "length"]
@@ -45,6 +46,8 @@ class SamplingParams:
     #: Constrain the output to JSON (any object), or to this JSON schema.
     json_mode: bool = False
     json_schema: dict[str, Any] | None = None
+    #: Report each generated token's log-probability, and this many alternatives (None: off).
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,15 @@ class PreparedPrompt:
     stop: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class TokenChoice:
+    """A token the model produced (or could have), with its log-probability."""
+
+    text: str
+    logprob: float
+    alternatives: tuple[tuple[str, float], ...] = ()
+
+
 @dataclass(slots=True)
 class Piece:
     """A stretch of generated text; the last piece of a generation carries its finish reason."""
@@ -62,6 +74,8 @@ class Piece:
     text: str
     tokens: int
     finish_reason: FinishReason | None = None
+    #: One entry a token, when the request asked for log-probabilities.
+    logprobs: list[TokenChoice] | None = None
 
 
 class LLMModel(Protocol):

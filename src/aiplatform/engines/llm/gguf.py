@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from aiplatform.engines.llm.generation import Piece, PreparedPrompt, SamplingParams
+from aiplatform.engines.llm.generation import Piece, PreparedPrompt, SamplingParams, TokenChoice
 from aiplatform.engines.llm.templates import family_template, render_named
 from aiplatform.settings import LLMModelSettings
 
@@ -150,6 +150,7 @@ class LlamaCppModel:
             stops = params.stop + prompt.stop
             limit = params.max_tokens
             held, unreported = "", 0
+            choices: list[TokenChoice] | None = [] if params.logprobs is not None else None
             finish: Any = "length"
             tokens = llama.generate(
                 list(prompt.tokens),
@@ -171,18 +172,23 @@ class LlamaCppModel:
                     finish = "stop"
                     break
                 unreported += 1
-                held += decoder.decode(llama.detokenize([token], special=False))
+                text = decoder.decode(llama.detokenize([token], special=False))
+                held += text
+                if choices is not None:
+                    choices.append(_token_choice(llama, token, text, params.logprobs or 0))
                 cut = _cut_at_stop(held, stops)
                 if cut is not None:
-                    yield Piece(cut, unreported, "stop")
+                    yield Piece(cut, unreported, "stop", choices)
                     return
                 safe = len(held) - _stop_prefix_length(held, stops)
                 if safe > 0 and (limit is None or count < limit):
-                    yield Piece(held[:safe], unreported)
+                    yield Piece(held[:safe], unreported, None, choices)
                     held, unreported = held[safe:], 0
+                    choices = [] if choices is not None else None
                 if limit is not None and count >= limit:
                     break
-            yield Piece(held + decoder.decode(b"", final=True), unreported, finish)
+            tail = held + decoder.decode(b"", final=True)
+            yield Piece(tail, unreported, finish, choices)
         finally:
             self._contexts.put(llama)
 
@@ -198,6 +204,24 @@ def _grammar(params: SamplingParams) -> Any:
         return LlamaGrammar.from_json_schema(json.dumps(params.json_schema), verbose=False)
     except Exception as exc:  # the converter raises several kinds for unsupported schemas
         raise ValueError(f"response_format json_schema cannot be used: {exc}") from exc
+
+
+def _token_choice(llama: Any, token: int, text: str, alternatives: int) -> TokenChoice:
+    """The log-probability of ``token`` (and the best alternatives) under the logits it was
+    sampled from: the context's last output row, read before the next token is evaluated."""
+    import llama_cpp
+    import numpy as np
+
+    size = llama.n_vocab()
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(size,))
+    shifted = logits - logits.max()
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    top: tuple[tuple[str, float], ...] = ()
+    if alternatives:
+        best = np.argpartition(-logprobs, alternatives)[:alternatives]
+        best = best[np.argsort(-logprobs[best])]
+        top = tuple((_token_text(llama, int(i)), float(logprobs[i])) for i in best)
+    return TokenChoice(text, float(logprobs[token]), top)
 
 
 def _token_text(vocab: Any, token: int) -> str:

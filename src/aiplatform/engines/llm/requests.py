@@ -1,0 +1,76 @@
+"""From OpenAI request fields to what a generation needs: messages, stops, formats."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from aiplatform.api.chat import ChatCompletionRequest, ChatMessage
+from aiplatform.engines.llm.generation import SamplingParams
+from aiplatform.errors import InvalidRequestError
+
+__all__ = [
+    "json_format",
+    "only_one_choice",
+    "plain_message",
+    "stop_sequences",
+    "with_max_tokens",
+]
+
+
+def with_max_tokens(params: SamplingParams, max_tokens: int) -> SamplingParams:
+    return replace(params, max_tokens=max_tokens)
+
+
+def only_one_choice(n: int) -> None:
+    if n != 1:
+        raise InvalidRequestError(f"n={n} is not supported; ask for one choice (n=1).", param="n")
+
+
+def plain_message(message: ChatMessage, index: int) -> dict[str, str]:
+    """A message as the template sees it: role and text."""
+    content = message.content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if part.type != "text" or part.text is None:
+                raise InvalidRequestError(
+                    f"messages[{index}] has a '{part.type}' part; only text is served.",
+                    param="messages",
+                )
+            texts.append(part.text)
+        text = "".join(texts)
+    else:
+        text = content or ""
+    if message.tool_calls:
+        calls = ", ".join(
+            f'{{"name": "{call.function.name}", "arguments": {call.function.arguments}}}'
+            for call in message.tool_calls
+        )
+        text = f"{text}\n[{calls}]".strip()
+    if not text and message.role == "user":
+        raise InvalidRequestError(f"messages[{index}] has no content.", param="messages")
+    role = "system" if message.role == "developer" else message.role
+    return {"role": role, "content": text}
+
+
+def json_format(request: ChatCompletionRequest) -> tuple[bool, dict[str, object] | None]:
+    fmt = request.response_format
+    if fmt is None or fmt.type == "text":
+        return False, None
+    if fmt.type == "json_object":
+        return True, None
+    if fmt.json_schema is None or not isinstance(fmt.json_schema.json_schema, dict):
+        raise InvalidRequestError(
+            "response_format json_schema needs a 'json_schema' with a 'schema' object.",
+            param="response_format",
+        )
+    return True, fmt.json_schema.json_schema
+
+
+def stop_sequences(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else tuple(stop)
+    if any(not s for s in stops):
+        raise InvalidRequestError("stop sequences must not be empty.", param="stop")
+    return stops
