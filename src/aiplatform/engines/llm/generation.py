@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 __all__ = [
     "ContextOverflowError",
+    "FinishReason",
     "LLMModel",
     "Piece",
     "PreparedPrompt",

@@ -19,7 +19,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from aiplatform.engines.llm.generation import Piece, PreparedPrompt, SamplingParams, TokenChoice
+from aiplatform.engines.llm.generation import (
+    FinishReason,
+    Piece,
+    PreparedPrompt,
+    SamplingParams,
+    TokenChoice,
+)
+from aiplatform.engines.llm.pieces import PieceAssembler
 from aiplatform.engines.llm.templates import family_template, render_named
 from aiplatform.settings import LLMModelSettings
 
@@ -147,11 +154,10 @@ class LlamaCppModel:
             llama.set_seed(seed)
             vocab = llama._model.vocab
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stops = params.stop + prompt.stop
-            limit = params.max_tokens
-            held, unreported = "", 0
-            choices: list[TokenChoice] | None = [] if params.logprobs is not None else None
-            finish: Any = "length"
+            pieces = PieceAssembler(
+                params.stop + prompt.stop, params.max_tokens, logprobs=params.logprobs is not None
+            )
+            finish: FinishReason = "length"
             tokens = llama.generate(
                 list(prompt.tokens),
                 top_k=0,
@@ -165,30 +171,24 @@ class LlamaCppModel:
                 grammar=grammar,
                 reset=True,
             )
-            for count, token in enumerate(tokens, start=1):
+            for token in tokens:
                 if cancelled.is_set():
                     return
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     finish = "stop"
                     break
-                unreported += 1
                 text = decoder.decode(llama.detokenize([token], special=False))
-                held += text
-                if choices is not None:
-                    choices.append(_token_choice(llama, token, text, params.logprobs or 0))
-                cut = _cut_at_stop(held, stops)
-                if cut is not None:
-                    yield Piece(cut, unreported, "stop", choices)
-                    return
-                safe = len(held) - _stop_prefix_length(held, stops)
-                if safe > 0 and (limit is None or count < limit):
-                    yield Piece(held[:safe], unreported, None, choices)
-                    held, unreported = held[safe:], 0
-                    choices = [] if choices is not None else None
-                if limit is not None and count >= limit:
+                choice = None
+                if params.logprobs is not None:
+                    choice = _token_choice(llama, token, text, params.logprobs)
+                piece, ended = pieces.add(text, choice)
+                if piece is not None:
+                    yield piece
+                if ended:
+                    if piece is not None and piece.finish_reason is not None:
+                        return
                     break
-            tail = held + decoder.decode(b"", final=True)
-            yield Piece(tail, unreported, finish, choices)
+            yield pieces.finish(finish, decoder.decode(b"", final=True))
         finally:
             self._contexts.put(llama)
 
@@ -228,19 +228,3 @@ def _token_text(vocab: Any, token: int) -> str:
     if token < 0:
         return ""
     return str(vocab.detokenize([token], special=True).decode("utf-8", "replace"))
-
-
-def _cut_at_stop(text: str, stops: Sequence[str]) -> str | None:
-    hits = [text.index(stop) for stop in stops if stop in text]
-    return text[: min(hits)] if hits else None
-
-
-def _stop_prefix_length(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest end of ``text`` that could begin a stop sequence (held back)."""
-    longest = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), longest, -1):
-            if stop.startswith(text[-size:]):
-                longest = size
-                break
-    return longest
