@@ -109,9 +109,9 @@ class LLMModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 
     #: The name clients pass as ``model`` and ``/v1/models`` lists.
     name: str
-    backend: Literal["llama_cpp", "fake"] = "llama_cpp"
-    #: A GGUF file, or ``shipped:NAME`` for a model shipped in a PyPI package
-    #: (``shipped:smollm2-135m-instruct``, ``shipped:gemma3-270m``).
+    backend: Literal["llama_cpp", "transformers", "fake"] = "llama_cpp"
+    #: llama_cpp: a GGUF file, or ``shipped:NAME`` for a model shipped in a PyPI package
+    #: (``shipped:smollm2-135m-instruct``, ``shipped:gemma3-270m``). transformers: a folder.
     path: str | None = None
     #: A named chat template (gemma, chatml, llama-3, mistral) used instead of the GGUF's own;
     #: required when the GGUF has none and its family is not recognised.
@@ -123,6 +123,9 @@ class LLMModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     threads: PositiveInt | None = None
     #: Layers offloaded to a GPU when llama.cpp was built with one.
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] = 0
+    #: transformers: torch device and weight type.
+    device: str = "cpu"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     #: ``startup`` loads the model when the server starts; ``on_demand`` on its first request.
     load: Literal["startup", "on_demand"] = "startup"
     #: Unload the model after this many seconds without a request (it loads again on demand).

@@ -84,6 +84,10 @@ def make_model(settings: LLMModelSettings) -> LLMModel:
             slots=settings.slots,
             token_delay_s=settings.fake_token_delay_ms / 1000,
         )
+    if settings.backend == "transformers":
+        from aiplatform.engines.llm.hf import TransformersModel
+
+        return TransformersModel(settings)
     from aiplatform.engines.llm.gguf import LlamaCppModel
 
     return LlamaCppModel(settings)

@@ -1,0 +1,197 @@
+"""The transformers backend: a Hugging Face causal LM from a local folder, on torch.
+
+One model in memory serves every slot (inference only; each generation keeps its own KV cache).
+Decoding is token by token with our own sampling, so stop sequences, the token limit, seeds,
+log-probabilities and cancellation behave as on llama.cpp. Grammar-held output (JSON schema,
+required tool calls) needs llama.cpp and is refused here with a 400.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiplatform.engines.llm.generation import (
+    FinishReason,
+    Piece,
+    PreparedPrompt,
+    SamplingParams,
+    TokenChoice,
+)
+from aiplatform.engines.llm.pieces import PieceAssembler
+from aiplatform.engines.llm.templates import family_template, render_named
+from aiplatform.settings import LLMModelSettings
+
+__all__ = ["TransformersModel"]
+
+
+class TransformersModel:
+    def __init__(self, settings: LLMModelSettings) -> None:
+        self._settings = settings
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._eos: set[int] = set()
+        self._named_template: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    @property
+    def context_length(self) -> int:
+        return self._settings.context_length
+
+    @property
+    def slots(self) -> int:
+        return self._settings.slots
+
+    def load(self) -> None:
+        folder = Path(self._settings.path or "")
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} is not a transformers model folder")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        if self._settings.threads:
+            torch.set_num_threads(self._settings.threads)
+        dtype = None if self._settings.dtype == "auto" else getattr(torch, self._settings.dtype)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        auto_model: Any = transformers.AutoModelForCausalLM
+        model = auto_model.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
+        model.to(self._settings.device).eval()
+        eos = model.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            self._eos.add(int(tokenizer.eos_token_id))
+        self._named_template = self._settings.chat_template
+        if self._named_template is None and not tokenizer.chat_template:
+            self._named_template = family_template(getattr(model.config, "model_type", None))
+        self._tokenizer, self._model = tokenizer, model
+
+    def unload(self) -> None:
+        self._model = None
+        self._tokenizer = None
+
+    def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
+        tokenizer = self._tokenizer
+        if self._named_template is not None:
+            rendered = render_named(self._named_template, messages)
+            return self._prepare(rendered.prompt, rendered.stop)
+        if not tokenizer.chat_template:
+            raise ValueError(
+                f"Model '{self.name}' has no chat template and its family is not known; set "
+                "chat_template (gemma, chatml, llama-3, mistral) in its settings, or use "
+                "/v1/completions."
+            )
+        text = tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        )
+        return self._prepare(str(text), ())
+
+    def prepare_text(self, prompt: str) -> PreparedPrompt:
+        return self._prepare(prompt, ())
+
+    def _prepare(self, text: str, stop: tuple[str, ...]) -> PreparedPrompt:
+        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
+        return PreparedPrompt(text, list(ids), stop)
+
+    def generate(
+        self, prompt: PreparedPrompt, params: SamplingParams, cancelled: threading.Event
+    ) -> Iterator[Piece]:
+        if params.json_mode or params.json_schema is not None:
+            raise ValueError(
+                "JSON output held to a schema (response_format, required tool calls) needs a "
+                "llama_cpp model; this model runs on transformers."
+            )
+        import torch
+
+        model, tokenizer = self._model, self._tokenizer
+        generator = torch.Generator(device="cpu")
+        if params.seed is not None:
+            generator.manual_seed(params.seed)
+        pieces = PieceAssembler(
+            params.stop + prompt.stop, params.max_tokens, logprobs=params.logprobs is not None
+        )
+        generated: list[int] = []
+        emitted = ""
+        counts: dict[int, int] = {}
+        past: Any = None
+        inputs = torch.tensor([list(prompt.tokens)], device=model.device)
+        finish: FinishReason = "length"
+        with torch.inference_mode():
+            while True:
+                if cancelled.is_set():
+                    return
+                output = model(input_ids=inputs, past_key_values=past, use_cache=True)
+                past = output.past_key_values
+                logits = output.logits[0, -1].float()
+                token = _sample(logits, params, counts, generator)
+                if token in self._eos:
+                    finish = "stop"
+                    break
+                generated.append(token)
+                counts[token] = counts.get(token, 0) + 1
+                text = _decode(tokenizer, generated)
+                new = ""
+                if not text.endswith("\ufffd"):  # else: a character split over tokens; wait
+                    new, emitted = text[len(emitted) :], text
+                choice = _choice(logits, token, params.logprobs, tokenizer)
+                piece, ended = pieces.add(new, choice)
+                if piece is not None:
+                    yield piece
+                if ended:
+                    if piece is not None and piece.finish_reason is not None:
+                        return
+                    break
+                inputs = torch.tensor([[token]], device=model.device)
+        yield pieces.finish(finish, _decode(tokenizer, generated)[len(emitted) :])
+
+
+def _decode(tokenizer: Any, tokens: list[int]) -> str:
+    return str(
+        tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    )
+
+
+def _sample(logits: Any, params: SamplingParams, counts: dict[int, int], generator: Any) -> int:
+    import torch
+
+    scores = logits.clone()
+    if counts and (params.presence_penalty or params.frequency_penalty):
+        seen = torch.tensor(list(counts), device=scores.device)
+        times = torch.tensor(list(counts.values()), dtype=scores.dtype, device=scores.device)
+        scores[seen] -= params.presence_penalty + params.frequency_penalty * times
+    if params.temperature == 0:
+        return int(torch.argmax(scores))
+    probs = torch.softmax(scores / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        probs /= probs.sum()
+    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+
+
+def _choice(
+    logits: Any, token: int, alternatives: int | None, tokenizer: Any
+) -> TokenChoice | None:
+    """The token's own text (part of a character, when a character spans tokens) and its
+    log-probability, with the best alternatives."""
+    if alternatives is None:
+        return None
+    import torch
+
+    logprobs = torch.log_softmax(logits, dim=-1)
+    top: tuple[tuple[str, float], ...] = ()
+    if alternatives:
+        values, indices = torch.topk(logprobs, alternatives)
+        top = tuple(
+            (tokenizer.decode([int(i)]), float(v))
+            for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+        )
+    return TokenChoice(_decode(tokenizer, [token]), float(logprobs[token]), top)
