@@ -134,13 +134,14 @@ def llama_cpp_server(threads: int) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def ours(threads: int, slots: int) -> ServerProcess:
+def ours(threads: int, slots: int, *, batched: bool = False) -> ServerProcess:
     model = {
         "name": MODEL,
         "path": "shipped:smollm2-135m-instruct",
         "context_length": 1024,
         "slots": slots,
         "threads": threads,
+        "batched_decoding": batched,
     }
     env = {**FAKE_EMBEDDINGS_ENV, "AIPLATFORM_ENGINES__LLM__MODELS": json.dumps([model])}
     return ServerProcess(["--engines", "llm"], env)
@@ -196,12 +197,22 @@ def main() -> None:
         }
     finally:
         server.stop()
+    batched_server = ours(args.threads, args.slots, batched=True)
+    batched_server.start()
+    try:
+        batched_rates = {
+            level: asyncio.run(aggregate(batched_server.url, level, args.tokens))
+            for level in levels
+        }
+    finally:
+        batched_server.stop()
     with llama_cpp_server(args.threads) as url:
         theirs = {level: asyncio.run(aggregate(url, level, args.tokens)) for level in levels}
     for level in levels:
         print(
-            f"  {level} streams: aiplatform {ours_rates[level]:7.1f} tok/s   llama_cpp.server "
-            f"{theirs[level]:7.1f} tok/s   ratio {ours_rates[level] / theirs[level]:.2f}"
+            f"  {level} streams: llama_cpp.server {theirs[level]:6.1f} tok/s | aiplatform "
+            f"contexts {ours_rates[level]:6.1f} ({ours_rates[level] / theirs[level]:.2f}x), "
+            f"batched {batched_rates[level]:6.1f} ({batched_rates[level] / theirs[level]:.2f}x)"
         )
 
 

@@ -117,8 +117,11 @@ class LLMModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     #: required when the GGUF has none and its family is not recognised.
     chat_template: str | None = None
     context_length: PositiveInt = 4096
-    #: Generations that run at once, each with its own context over the shared weights.
+    #: Generations that run at once.
     slots: PositiveInt = 4
+    #: llama_cpp: advance every running generation in one batched decode call (one context,
+    #: a sequence per slot) instead of giving each slot a context of its own.
+    batched_decoding: bool = False
     #: CPU threads per generation; unset uses every core.
     threads: PositiveInt | None = None
     #: Layers offloaded to a GPU when llama.cpp was built with one.

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.anyio
 LLM_BACKENDS = [
     "fake",
     pytest.param("llama_cpp", marks=pytest.mark.slow),
+    pytest.param("llama_cpp_batched", marks=pytest.mark.slow),
     pytest.param("transformers", marks=pytest.mark.slow),
 ]
 MODEL = "test-llm"
@@ -52,7 +53,12 @@ def model_settings(llm_backend: str, tmp_path_factory: pytest.TempPathFactory) -
     if llm_backend == "transformers":
         folder = tiny_causal_lm(tmp_path_factory.mktemp("tiny-llama"))
         return LLMModelSettings(backend="transformers", path=str(folder), **common)  # type: ignore[arg-type]
-    return LLMModelSettings(path="shipped:smollm2-135m-instruct", **common)  # type: ignore[arg-type]
+    batched = llm_backend == "llama_cpp_batched"
+    return LLMModelSettings(
+        path="shipped:smollm2-135m-instruct",
+        batched_decoding=batched,
+        **common,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -88,6 +88,10 @@ def make_model(settings: LLMModelSettings) -> LLMModel:
         from aiplatform.engines.llm.hf import TransformersModel
 
         return TransformersModel(settings)
+    if settings.batched_decoding:
+        from aiplatform.engines.llm.gguf_batched import BatchedLlamaCppModel
+
+        return BatchedLlamaCppModel(settings)
     from aiplatform.engines.llm.gguf import LlamaCppModel
 
     return LlamaCppModel(settings)

@@ -30,7 +30,7 @@ from aiplatform.engines.llm.pieces import PieceAssembler
 from aiplatform.engines.llm.templates import family_template, render_named
 from aiplatform.settings import LLMModelSettings
 
-__all__ = ["LlamaCppModel", "resolve_model_path"]
+__all__ = ["LlamaCppModel", "grammar_text", "resolve_model_path"]
 
 
 def resolve_model_path(path: str | None) -> Path:
@@ -87,10 +87,9 @@ class LlamaCppModel:
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} does not exist")
         from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         settings = self._settings
-        threads = settings.threads or os.cpu_count() or 1
+        threads = self._threads()
         for _ in range(settings.slots):
             self._contexts.put(
                 Llama(
@@ -103,6 +102,16 @@ class LlamaCppModel:
                 )
             )
         self._vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        self._configure_template()
+
+    def _threads(self) -> int:
+        return self._settings.threads or os.cpu_count() or 1
+
+    def _configure_template(self) -> None:
+        """The GGUF's own chat template, a configured named one, or the family's."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        settings = self._settings
         metadata: dict[str, str] = self._vocab.metadata
         self._bos = _token_text(self._vocab, self._vocab.token_bos())
         eos = _token_text(self._vocab, self._vocab.token_eos())
@@ -193,17 +202,27 @@ class LlamaCppModel:
             self._contexts.put(llama)
 
 
-def _grammar(params: SamplingParams) -> Any:
+def grammar_text(params: SamplingParams) -> str | None:
+    """The GBNF grammar that holds the output to JSON (or to the schema), if asked for."""
     if not params.json_mode and params.json_schema is None:
         return None
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
     if params.json_schema is None:
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        return str(JSON_GBNF)
     try:
-        return LlamaGrammar.from_json_schema(json.dumps(params.json_schema), verbose=False)
+        return str(json_schema_to_gbnf(json.dumps(params.json_schema)))
     except Exception as exc:  # the converter raises several kinds for unsupported schemas
         raise ValueError(f"response_format json_schema cannot be used: {exc}") from exc
+
+
+def _grammar(params: SamplingParams) -> Any:
+    text = grammar_text(params)
+    if text is None:
+        return None
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    return LlamaGrammar.from_string(text, verbose=False)
 
 
 def _token_choice(llama: Any, token: int, text: str, alternatives: int) -> TokenChoice:
