@@ -224,6 +224,25 @@ async def test_completions(llm: Engine, reference: Engine) -> None:
         (ask("", max_tokens=4), "no content"),
         (ask("hi", stop=[""]), "stop"),
         (ask("hi", tool_choice="required"), "no tools"),
+        (
+            ask(
+                "hi",
+                response_format=ResponseFormat(
+                    type="json_schema",
+                    json_schema=JsonSchemaFormat(
+                        json_schema={"type": "object", "properties": {"a": {"type": "integr"}}}
+                    ),
+                ),
+            ),
+            "invalid at properties/a/type",
+        ),
+        (
+            ask(
+                "hi",
+                tools=[Tool(function=FunctionDefinition(name="f", parameters={"type": 5}))],
+            ),
+            "JSON schema is invalid",
+        ),
     ],
     ids=[
         "max-tokens-too-large",
@@ -232,6 +251,8 @@ async def test_completions(llm: Engine, reference: Engine) -> None:
         "empty-content",
         "empty-stop",
         "tool-choice",
+        "invalid-schema",
+        "invalid-tool-schema",
     ],
 )
 async def test_bad_requests(llm: Engine, request_: ChatCompletionRequest, needle: str) -> None:

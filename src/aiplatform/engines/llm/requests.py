@@ -9,6 +9,7 @@ from aiplatform.engines.llm.generation import SamplingParams
 from aiplatform.errors import InvalidRequestError
 
 __all__ = [
+    "check_schema",
     "json_format",
     "only_one_choice",
     "plain_message",
@@ -64,7 +65,23 @@ def json_format(request: ChatCompletionRequest) -> tuple[bool, dict[str, object]
             "response_format json_schema needs a 'json_schema' with a 'schema' object.",
             param="response_format",
         )
-    return True, fmt.json_schema.json_schema
+    schema = fmt.json_schema.json_schema
+    check_schema(schema, "response_format")
+    return True, schema
+
+
+def check_schema(schema: dict[str, object], param: str) -> None:
+    """Refuse a JSON schema that is not valid JSON Schema, naming what is wrong."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(part) for part in exc.path) or "the top level"
+        raise InvalidRequestError(
+            f"The JSON schema is invalid at {where}: {exc.message}", param=param
+        ) from exc
 
 
 def stop_sequences(stop: str | list[str] | None) -> tuple[str, ...]:

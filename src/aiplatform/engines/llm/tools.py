@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiplatform.api.chat import FunctionCall, NamedToolChoice, Tool, ToolCall
+from aiplatform.engines.llm.requests import check_schema
 from aiplatform.errors import InvalidRequestError
 
 __all__ = ["ToolPlan", "plan_tools"]
@@ -77,6 +78,9 @@ def plan_tools(
     choice: Literal["none", "auto", "required"] | NamedToolChoice | None,
 ) -> ToolPlan | None:
     """How this request uses its tools; None when it uses none."""
+    for tool in tools or ():
+        if tool.function.parameters is not None:
+            check_schema(tool.function.parameters, "tools")
     if not tools:
         if choice not in (None, "none", "auto"):
             raise InvalidRequestError(
