@@ -16,14 +16,10 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
-from tests.support import FAKE_EMBEDDINGS_ENV, ServerProcess, free_port
+from tests.support import FAKE_EMBEDDINGS_ENV, ServerProcess, llama_cpp_server
 
 from aiplatform.engines.llm.gguf import resolve_model_path
 
@@ -95,43 +91,6 @@ async def aggregate(url: str, streams: int, tokens: int) -> float:
 
 def model_path() -> str:
     return str(resolve_model_path("shipped:smollm2-135m-instruct"))
-
-
-@contextmanager
-def llama_cpp_server(threads: int) -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        model_path(),
-        "--model_alias",
-        MODEL,
-        "--n_ctx",
-        "1024",
-        "--n_threads",
-        str(threads),
-        "--interrupt_requests",
-        "False",  # queue concurrent requests, do not cut them off
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def ours(threads: int, slots: int, *, batched: bool = False) -> ServerProcess:
@@ -206,7 +165,9 @@ def main() -> None:
         }
     finally:
         batched_server.stop()
-    with llama_cpp_server(args.threads) as url:
+    queued = ("--n_threads", str(args.threads), "--interrupt_requests", "False")
+    # --interrupt_requests False: queue concurrent requests instead of cutting off the running one
+    with llama_cpp_server(model_path(), MODEL, *queued) as url:
         theirs = {level: asyncio.run(aggregate(url, level, args.tokens)) for level in levels}
     for level in levels:
         print(

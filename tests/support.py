@@ -94,3 +94,30 @@ def _clean_env() -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIPLATFORM_")}
     env["HF_HUB_OFFLINE"] = "1"
     return env
+
+
+@contextmanager
+def llama_cpp_server(model_path: str, alias: str, *extra: str) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI server on a loopback port (a third-party upstream)."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", model_path,
+        "--model_alias", alias, "--n_ctx", "1024",
+        "--host", "127.0.0.1", "--port", str(port), *extra,
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise TimeoutError("llama_cpp.server did not start")
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import openai
 import pytest
 
 from aiplatform.engines.llm.gguf import resolve_model_path
-from tests.support import FAKE_EMBEDDINGS_ENV, ServerProcess, free_port
+from tests.support import FAKE_EMBEDDINGS_ENV, ServerProcess, llama_cpp_server
 
 pytestmark = pytest.mark.slow
 
@@ -23,38 +19,9 @@ MESSAGES = [{"role": "user", "content": "Name a large animal."}]
 
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(resolve_model_path("shipped:smollm2-135m-instruct")),
-        "--model_alias",
-        MODEL,
-        "--n_ctx",
-        "1024",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise TimeoutError("llama_cpp.server did not start")
+    path = str(resolve_model_path("shipped:smollm2-135m-instruct"))
+    with llama_cpp_server(path, MODEL) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

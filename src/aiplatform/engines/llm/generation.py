@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -15,6 +15,7 @@ __all__ = [
     "PreparedPrompt",
     "SamplingParams",
     "TokenChoice",
+    "token_choice",
 ]
 
 FinishReason = Literal["stop", "length"]
@@ -77,6 +78,24 @@ class Piece:
     finish_reason: FinishReason | None = None
     #: One entry a token, when the request asked for log-probabilities.
     logprobs: list[TokenChoice] | None = None
+
+
+def token_choice(
+    logits: Any, token: int, text: str, alternatives: int, token_text: Callable[[int], str]
+) -> TokenChoice:
+    """``token``'s log-probability under ``logits`` (a 1-D float array over the vocabulary) and
+    the ``alternatives`` likeliest tokens, best first."""
+    import numpy as np
+
+    values = np.asarray(logits, dtype=np.float64)
+    shifted = values - values.max()
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    top: tuple[tuple[str, float], ...] = ()
+    if alternatives:
+        best = np.argpartition(-logprobs, alternatives)[:alternatives]
+        best = best[np.argsort(-logprobs[best])]
+        top = tuple((token_text(int(i)), float(logprobs[i])) for i in best)
+    return TokenChoice(text, float(logprobs[token]), top)
 
 
 class LLMModel(Protocol):

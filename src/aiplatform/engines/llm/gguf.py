@@ -25,12 +25,13 @@ from aiplatform.engines.llm.generation import (
     PreparedPrompt,
     SamplingParams,
     TokenChoice,
+    token_choice,
 )
 from aiplatform.engines.llm.pieces import PieceAssembler
 from aiplatform.engines.llm.templates import family_template, render_named
 from aiplatform.settings import LLMModelSettings
 
-__all__ = ["LlamaCppModel", "grammar_text", "resolve_model_path"]
+__all__ = ["LlamaCppModel", "grammar_text", "resolve_model_path", "token_text"]
 
 
 def resolve_model_path(path: str | None) -> Path:
@@ -113,8 +114,8 @@ class LlamaCppModel:
 
         settings = self._settings
         metadata: dict[str, str] = self._vocab.metadata
-        self._bos = _token_text(self._vocab, self._vocab.token_bos())
-        eos = _token_text(self._vocab, self._vocab.token_eos())
+        self._bos = token_text(self._vocab, self._vocab.token_bos())
+        eos = token_text(self._vocab, self._vocab.token_eos())
         embedded = metadata.get("tokenizer.chat_template")
         self._named_template = settings.chat_template
         if self._named_template is None and embedded:
@@ -226,24 +227,18 @@ def _grammar(params: SamplingParams) -> Any:
 
 
 def _token_choice(llama: Any, token: int, text: str, alternatives: int) -> TokenChoice:
-    """The log-probability of ``token`` (and the best alternatives) under the logits it was
-    sampled from: the context's last output row, read before the next token is evaluated."""
+    """Log-probabilities from the context's last output row, read before the next token is
+    evaluated."""
     import llama_cpp
     import numpy as np
 
-    size = llama.n_vocab()
-    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(size,))
-    shifted = logits - logits.max()
-    logprobs = shifted - np.log(np.exp(shifted).sum())
-    top: tuple[tuple[str, float], ...] = ()
-    if alternatives:
-        best = np.argpartition(-logprobs, alternatives)[:alternatives]
-        best = best[np.argsort(-logprobs[best])]
-        top = tuple((_token_text(llama, int(i)), float(logprobs[i])) for i in best)
-    return TokenChoice(text, float(logprobs[token]), top)
+    logits = np.ctypeslib.as_array(
+        llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(llama.n_vocab(),)
+    )
+    return token_choice(logits, token, text, alternatives, lambda i: token_text(llama, i))
 
 
-def _token_text(vocab: Any, token: int) -> str:
+def token_text(vocab: Any, token: int) -> str:
     if token < 0:
         return ""
     return str(vocab.detokenize([token], special=True).decode("utf-8", "replace"))

@@ -17,8 +17,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiplatform.engines.llm.generation import Piece, PreparedPrompt, SamplingParams, TokenChoice
-from aiplatform.engines.llm.gguf import LlamaCppModel, grammar_text, resolve_model_path
+from aiplatform.engines.llm.generation import (
+    Piece,
+    PreparedPrompt,
+    SamplingParams,
+    TokenChoice,
+    token_choice,
+)
+from aiplatform.engines.llm.gguf import (
+    LlamaCppModel,
+    grammar_text,
+    resolve_model_path,
+    token_text,
+)
 from aiplatform.engines.llm.pieces import PieceAssembler
 
 __all__ = ["BatchedLlamaCppModel"]
@@ -261,18 +272,7 @@ class BatchedLlamaCppModel(LlamaCppModel):
         import llama_cpp
         import numpy as np
 
-        size = self._vocab.n_vocab()
         logits = np.ctypeslib.as_array(
-            llama_cpp.llama_get_logits_ith(self._ctx, index), shape=(size,)
+            llama_cpp.llama_get_logits_ith(self._ctx, index), shape=(self._vocab.n_vocab(),)
         )
-        shifted = logits - logits.max()
-        logprobs = shifted - np.log(np.exp(shifted).sum())
-        top: tuple[tuple[str, float], ...] = ()
-        if alternatives:
-            best = np.argpartition(-logprobs, alternatives)[:alternatives]
-            best = best[np.argsort(-logprobs[best])]
-            top = tuple(
-                (self._vocab.detokenize([int(i)]).decode("utf-8", "replace"), float(logprobs[i]))
-                for i in best
-            )
-        return TokenChoice(text, float(logprobs[token]), top)
+        return token_choice(logits, token, text, alternatives, lambda i: token_text(self._vocab, i))

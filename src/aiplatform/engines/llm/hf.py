@@ -20,6 +20,7 @@ from aiplatform.engines.llm.generation import (
     PreparedPrompt,
     SamplingParams,
     TokenChoice,
+    token_choice,
 )
 from aiplatform.engines.llm.pieces import PieceAssembler
 from aiplatform.engines.llm.templates import family_template, render_named
@@ -184,14 +185,10 @@ def _choice(
     log-probability, with the best alternatives."""
     if alternatives is None:
         return None
-    import torch
-
-    logprobs = torch.log_softmax(logits, dim=-1)
-    top: tuple[tuple[str, float], ...] = ()
-    if alternatives:
-        values, indices = torch.topk(logprobs, alternatives)
-        top = tuple(
-            (tokenizer.decode([int(i)]), float(v))
-            for v, i in zip(values.tolist(), indices.tolist(), strict=True)
-        )
-    return TokenChoice(_decode(tokenizer, [token]), float(logprobs[token]), top)
+    return token_choice(
+        logits.cpu().numpy(),
+        token,
+        _decode(tokenizer, [token]),
+        alternatives,
+        lambda i: _decode(tokenizer, [i]),
+    )
