@@ -11,6 +11,7 @@ import msgspec
 
 from aiplatform import __version__
 from aiplatform.settings import (
+    LLMSettings,
     Settings,
     SettingsError,
     engine_names,
@@ -110,6 +111,8 @@ def _print_engines(settings: Settings) -> int:
             detail = " ".join(
                 f"{key}={fields[key]}" for key in ("backend", "model", "path") if fields.get(key)
             )
+            if isinstance(section, LLMSettings):
+                detail = "models=" + ",".join(f"{m.name}({m.backend})" for m in section.models)
         print(f"{name:<14}{mode:<10}{detail}")
     return 0
 

@@ -19,6 +19,7 @@ def test_engines_lists_mode(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert "embeddings" in out
     assert "remote" in out
     assert "http://pod:8000" in out
+    assert "models=smollm2-135m-instruct(llama_cpp)" in out
 
 
 def test_bad_config_exits_with_message(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
