@@ -70,6 +70,10 @@ class LlamaCppModel:
         self._jinja: Any = None
         self._named_template: str | None = None
         self._bos = ""
+        #: generations running now; each shares the cores with the others (see _share_cores)
+        self._running = 0
+        self._running_lock = threading.Lock()
+        self._context_threads: dict[int, int] = {}
 
     @property
     def name(self) -> str:
@@ -159,6 +163,8 @@ class LlamaCppModel:
 
         grammar = _grammar(params)
         llama = self._contexts.get()
+        with self._running_lock:
+            self._running += 1
         try:
             seed = params.seed if params.seed is not None else random.getrandbits(31)
             llama.set_seed(seed)
@@ -181,9 +187,11 @@ class LlamaCppModel:
                 grammar=grammar,
                 reset=True,
             )
-            for token in tokens:
+            for count, token in enumerate(tokens):
                 if cancelled.is_set():
                     return
+                if count % 8 == 0:
+                    self._share_cores(llama)
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     finish = "stop"
                     break
@@ -200,7 +208,19 @@ class LlamaCppModel:
                     break
             yield pieces.finish(finish, decoder.decode(b"", final=True))
         finally:
+            with self._running_lock:
+                self._running -= 1
             self._contexts.put(llama)
+
+    def _share_cores(self, llama: Any) -> None:
+        """Give this generation its share of the threads, so that parallel generations do not
+        run more compute threads than there are cores (oversubscribed, they all slow down)."""
+        import llama_cpp
+
+        threads = max(1, self._threads() // max(1, self._running))
+        if self._context_threads.get(id(llama)) != threads:
+            llama_cpp.llama_set_n_threads(llama.ctx, threads, threads)
+            self._context_threads[id(llama)] = threads
 
 
 def grammar_text(params: SamplingParams) -> str | None:
