@@ -122,7 +122,7 @@ class LLMModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     #: llama_cpp: advance every running generation in one batched decode call (one context,
     #: a sequence per slot) instead of giving each slot a context of its own.
     batched_decoding: bool = False
-    #: CPU threads per generation; unset uses every core.
+    #: CPU threads of the model, shared by the generations running at once; unset: every core.
     threads: PositiveInt | None = None
     #: Layers offloaded to a GPU when llama.cpp was built with one.
     gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] = 0
