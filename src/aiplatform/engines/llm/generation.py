@@ -5,9 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from aiplatform.settings import LLMModelSettings
 
 __all__ = [
+    "ConfiguredModel",
     "ContextOverflowError",
     "FinishReason",
     "LLMModel",
@@ -96,6 +100,25 @@ def token_choice(
         best = best[np.argsort(-logprobs[best])]
         top = tuple((token_text(int(i)), float(logprobs[i])) for i in best)
     return TokenChoice(text, float(logprobs[token]), top)
+
+
+class ConfiguredModel:
+    """Base of the real backends: name, context and slots come from the model's settings."""
+
+    def __init__(self, settings: LLMModelSettings) -> None:
+        self._settings = settings
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    @property
+    def context_length(self) -> int:
+        return self._settings.context_length
+
+    @property
+    def slots(self) -> int:
+        return self._settings.slots
 
 
 class LLMModel(Protocol):

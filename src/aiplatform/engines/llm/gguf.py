@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiplatform.engines.llm.generation import (
+    ConfiguredModel,
     FinishReason,
     Piece,
     PreparedPrompt,
@@ -62,9 +63,9 @@ def resolve_model_path(path: str | None) -> Path:
     return Path(path)
 
 
-class LlamaCppModel:
+class LlamaCppModel(ConfiguredModel):
     def __init__(self, settings: LLMModelSettings) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._contexts: queue.Queue[Any] = queue.Queue()
         self._vocab: Any = None
         self._jinja: Any = None
@@ -74,18 +75,6 @@ class LlamaCppModel:
         self._running = 0
         self._running_lock = threading.Lock()
         self._context_threads: dict[int, int] = {}
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def context_length(self) -> int:
-        return self._settings.context_length
-
-    @property
-    def slots(self) -> int:
-        return self._settings.slots
 
     def load(self) -> None:
         path = resolve_model_path(self._settings.path)

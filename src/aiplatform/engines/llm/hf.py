@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiplatform.engines.llm.generation import (
+    ConfiguredModel,
     FinishReason,
     Piece,
     PreparedPrompt,
@@ -29,25 +30,13 @@ from aiplatform.settings import LLMModelSettings
 __all__ = ["TransformersModel"]
 
 
-class TransformersModel:
+class TransformersModel(ConfiguredModel):
     def __init__(self, settings: LLMModelSettings) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos: set[int] = set()
         self._named_template: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def context_length(self) -> int:
-        return self._settings.context_length
-
-    @property
-    def slots(self) -> int:
-        return self._settings.slots
 
     def load(self) -> None:
         folder = Path(self._settings.path or "")
