@@ -21,6 +21,7 @@ __all__ = [
     "UnprocessableEntityError",
     "error_for_status",
     "status_for_type",
+    "type_for_status",
 ]
 
 
@@ -119,19 +120,21 @@ _BY_STATUS: dict[int, type[AIPlatformError]] = {
 }
 
 
+#: Each OpenAI error type's status: that of the first class (by status) that has the type.
 _STATUS_BY_TYPE = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "rate_limit_error": 429,
-    "server_error": 500,
-    "service_unavailable": 503,
+    cls.error_type: cls.status_code
+    for cls in sorted(_BY_STATUS.values(), key=lambda cls: cls.status_code, reverse=True)
 }
 
 
 def status_for_type(error_type: str | None) -> int:
     """The HTTP status an OpenAI error ``type`` stands for (errors inside a stream carry none)."""
     return _STATUS_BY_TYPE.get(error_type or "", 500)
+
+
+def type_for_status(status_code: int) -> str:
+    """The OpenAI error ``type`` of a status, as the error class that owns it reports it."""
+    return error_for_status(status_code, "").error_type
 
 
 def error_for_status(

@@ -18,6 +18,7 @@ from aiplatform.errors import (
     InvalidRequestError,
     NotFoundError,
     RequestTooLargeError,
+    UnprocessableEntityError,
 )
 from aiplatform.remote.client import RemoteEngine
 from aiplatform.settings import EmbeddingsSettings
@@ -70,7 +71,7 @@ async def test_openai_shaped_errors_keep_class_and_fields() -> None:
             RequestTooLargeError,
             "batch too large",
         ),
-        (422, {"detail": "field required"}, AIPlatformError, "field required"),
+        (422, {"detail": "field required"}, UnprocessableEntityError, "field required"),
         (502, b"<html>Bad Gateway</html>", InternalError, "Bad Gateway"),
         (503, b"", EngineUnavailableError, "503"),
     ],

@@ -163,7 +163,7 @@ class LocalEngine(ABC):
         assert self._loaded is not None
         try:
             # On the model thread, so per-thread settings made while loading hold for every call.
-            # Abandoned on shutdown: a half-done load must not hold the server's exit.
+            # A shutdown during the load stops waiting for it; the thread finishes on its own.
             await self.run_blocking(self.load)
             logger.info("engine %s loaded", self._kind.name)
         except Exception as exc:

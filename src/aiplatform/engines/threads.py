@@ -49,10 +49,9 @@ async def iterate_in_thread(
                 raise item.error
             yield item  # type: ignore[misc]
     finally:
+        # A producer still queued never starts; a running one sees the event and ends.
         cancelled.set()
-        if not future.done():
-            # Let the producer notice and end; do not wait for it on the way out of a cancel.
-            future.add_done_callback(lambda _: None)
+        future.cancel()
 
 
 class _Failure:

@@ -231,11 +231,10 @@ class RemoteEngine:
 
 
 def _with_query(path: str, request: msgspec.Struct) -> str:
-    """``path`` with the request's set fields as query parameters."""
+    """``path`` with the request's set fields as query parameters (the route converts them
+    back with msgspec, which reads ``True``/``False`` and numbers from text)."""
     params = {
-        key: ("true" if value else "false") if isinstance(value, bool) else value
-        for key, value in msgspec.to_builtins(request).items()
-        if value is not None
+        key: value for key, value in msgspec.to_builtins(request).items() if value is not None
     }
     return f"{path}?{urlencode(params, doseq=True)}" if params else path
 

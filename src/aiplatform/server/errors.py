@@ -11,18 +11,11 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.types import ExceptionHandlersMap
 
 from aiplatform.api.openai import ErrorBody, ErrorResponse
-from aiplatform.errors import AIPlatformError
+from aiplatform.errors import AIPlatformError, type_for_status
 
 __all__ = ["EXCEPTION_HANDLERS", "error_body", "error_response"]
 
 logger = logging.getLogger(__name__)
-
-_TYPE_BY_STATUS = {
-    401: "authentication_error",
-    403: "permission_error",
-    429: "rate_limit_error",
-    503: "service_unavailable",
-}
 
 
 def error_body(exc: AIPlatformError) -> ErrorResponse:
@@ -41,8 +34,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response[bytes]:
     if error_type is None:
-        default = "invalid_request_error" if status_code < 500 else "server_error"
-        error_type = _TYPE_BY_STATUS.get(status_code, default)
+        error_type = type_for_status(status_code)
     body = ErrorResponse(error=ErrorBody(message=message, type=error_type, param=param, code=code))
     return Response(
         content=msgspec.json.encode(body),

@@ -9,18 +9,21 @@ from aiplatform.engines.llm.pieces import PieceAssembler
 def feed(assembler: PieceAssembler, tokens: list[str]) -> tuple[list[str], str | None, int]:
     texts: list[str] = []
     counted = 0
+    reason: str | None = None
     for token in tokens:
-        piece, ended = assembler.add(token)
+        piece = assembler.add(token)
         if piece is not None:
             texts.append(piece.text)
             counted += piece.tokens
-            if piece.finish_reason is not None:
-                return texts, piece.finish_reason, counted
-        if ended:
+            reason = piece.finish_reason
+        if assembler.done:
             break
     last = assembler.finish("length")
-    texts.append(last.text)
-    return texts, last.finish_reason, counted + last.tokens
+    if last is not None:
+        texts.append(last.text)
+        counted += last.tokens
+        reason = last.finish_reason
+    return texts, reason, counted
 
 
 def test_stop_split_over_tokens_is_held_back_and_cut() -> None:
@@ -51,9 +54,9 @@ def test_limit_ends_with_length_and_counts_every_token() -> None:
 
 def test_logprobs_travel_with_their_piece() -> None:
     assembler = PieceAssembler(["xyz"], None, logprobs=True)
-    piece, _ = assembler.add("x", TokenChoice("x", -0.1))
+    piece = assembler.add("x", TokenChoice("x", -0.1))
     assert piece is None  # could be the stop
-    piece, _ = assembler.add("a", TokenChoice("a", -0.2))
+    piece = assembler.add("a", TokenChoice("a", -0.2))
     assert piece is not None
     assert piece.text == "xa"
     assert [choice.text for choice in piece.logprobs or []] == ["x", "a"]

@@ -7,7 +7,14 @@ import threading
 import pytest
 
 from aiplatform.engines.llm.generation import SamplingParams
-from aiplatform.engines.llm.templates import NAMED_TEMPLATES, family_template, render_named
+from aiplatform.engines.llm.templates import (
+    NAMED_TEMPLATES,
+    ChatTemplate,
+    RenderedPrompt,
+    family_template,
+    render_named,
+)
+from aiplatform.errors import InvalidRequestError
 from aiplatform.settings import LLMModelSettings
 
 CONVERSATION = [
@@ -67,3 +74,28 @@ def test_gemma3_base_gguf_chats_through_the_named_template() -> None:
         assert sum(piece.tokens for piece in pieces) <= 12
     finally:
         model.unload()
+
+
+def test_template_choice_order_and_refusal() -> None:
+    def own(messages: object) -> RenderedPrompt:
+        return RenderedPrompt("OWN", ())
+
+    assert (
+        ChatTemplate("m", configured="chatml", own=own, family="gemma3")
+        .render(CONVERSATION)
+        .prompt.startswith("<|im_start|>system")
+    )
+    assert (
+        ChatTemplate("m", configured=None, own=own, family="gemma3").render(CONVERSATION).prompt
+        == "OWN"
+    )
+    assert (
+        ChatTemplate("m", configured=None, own=None, family="gemma3")
+        .render(CONVERSATION)
+        .prompt.startswith("<bos><start_of_turn>user")
+    )
+    unknown_family = ChatTemplate("m", configured=None, own=None, family="llama")
+    with pytest.raises(InvalidRequestError, match="has no chat template"):
+        unknown_family.render(CONVERSATION)
+    with pytest.raises(ValueError, match="unknown chat template 'vicuna'"):
+        ChatTemplate("m", configured="vicuna", own=own, family=None)

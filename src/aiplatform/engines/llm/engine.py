@@ -33,7 +33,6 @@ from aiplatform.api.chat import (
 )
 from aiplatform.api.openai import ModelCard
 from aiplatform.engines.llm.generation import (
-    ContextOverflowError,
     LLMModel,
     Piece,
     PreparedPrompt,
@@ -48,10 +47,11 @@ from aiplatform.engines.llm.operations import (
     UNLOAD_MODEL,
 )
 from aiplatform.engines.llm.requests import (
+    context_overflow,
     json_format,
     only_one_choice,
     plain_message,
-    stop_sequences,
+    sampling_params,
     with_max_tokens,
 )
 from aiplatform.engines.llm.residency import Resident
@@ -288,17 +288,12 @@ class LocalLLMEngine(LocalEngine):
                     param="response_format",
                 )
             json_mode, schema = True, tools.schema
-        params = SamplingParams(
+        params = sampling_params(
+            request,
             max_tokens=request.max_completion_tokens or request.max_tokens,
-            temperature=1.0 if request.temperature is None else request.temperature,
-            top_p=1.0 if request.top_p is None else request.top_p,
-            stop=stop_sequences(request.stop),
-            seed=request.seed,
-            presence_penalty=request.presence_penalty or 0.0,
-            frequency_penalty=request.frequency_penalty or 0.0,
+            logprobs=(request.top_logprobs or 0) if request.logprobs else None,
             json_mode=json_mode,
             json_schema=schema,
-            logprobs=(request.top_logprobs or 0) if request.logprobs else None,
         )
         return model, params, messages, tools
 
@@ -360,16 +355,7 @@ class LocalLLMEngine(LocalEngine):
         prompt = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
         if not prompt:
             raise InvalidRequestError("prompt is empty.", param="prompt")
-        params = SamplingParams(
-            max_tokens=request.max_tokens,
-            temperature=1.0 if request.temperature is None else request.temperature,
-            top_p=1.0 if request.top_p is None else request.top_p,
-            stop=stop_sequences(request.stop),
-            seed=request.seed,
-            presence_penalty=request.presence_penalty or 0.0,
-            frequency_penalty=request.frequency_penalty or 0.0,
-            logprobs=request.logprobs,
-        )
+        params = sampling_params(request, max_tokens=request.max_tokens, logprobs=request.logprobs)
         return model, params, prompt
 
     # -- running generations -------------------------------------------------------------------
@@ -396,7 +382,7 @@ class LocalLLMEngine(LocalEngine):
             prompt_tokens = len(prompt.tokens)
             budget = model.context_length - prompt_tokens
             if budget <= 0 or (params.max_tokens is not None and params.max_tokens > budget):
-                raise ContextOverflowError(prompt_tokens, params.max_tokens, model.context_length)
+                raise context_overflow(prompt_tokens, params.max_tokens, model.context_length)
             yield _Started(prompt_tokens)
             limited = params if params.max_tokens is not None else with_max_tokens(params, budget)
             yield from model.generate(prompt, limited, cancelled)
@@ -406,12 +392,6 @@ class LocalLLMEngine(LocalEngine):
         try:
             async for item in iterate_in_thread(self._executors[model.name], generation):
                 yield item
-        except ContextOverflowError as exc:
-            raise InvalidRequestError(
-                str(exc), param="messages", code="context_length_exceeded"
-            ) from exc
-        except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from exc
         finally:
             resident.release()
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from aiplatform.engines.llm.generation import Piece, PreparedPrompt, SamplingParams, TokenChoice
+from aiplatform.engines.llm.pieces import PieceAssembler
 
 __all__ = ["FakeLLM"]
 
@@ -78,43 +79,36 @@ class FakeLLM:
             words = [json.dumps(_instance(params.json_schema or {"type": "object"}))]
         else:
             words = self._words(prompt.text, params.seed)
-        limit = params.max_tokens
-        emitted = ""
-        for count, word in enumerate(words, start=1):
+        pieces = PieceAssembler(
+            params.stop + prompt.stop, params.max_tokens, logprobs=params.logprobs is not None
+        )
+        for count, word in enumerate(words):
             if cancelled.is_set():
                 return
             if self._delay:
                 time.sleep(self._delay)
             self.produced += 1
-            piece = word if count == 1 else " " + word
-            choices = _choices(piece, params.logprobs)
-            cut = _first_stop(emitted + piece, params.stop + prompt.stop)
-            if cut is not None:
-                yield Piece(cut[len(emitted) :], 1, "stop", choices)
-                return
-            emitted += piece
-            if limit is not None and count >= limit:
-                yield Piece(piece, 1, "length", choices)
-                return
-            yield Piece(piece, 1, "stop" if count == len(words) else None, choices)
+            text = word if count == 0 else " " + word
+            piece = pieces.add(text, _choice(text, params.logprobs))
+            if piece is not None:
+                yield piece
+            if pieces.done:
+                break
+        last = pieces.finish("stop")  # out of words: the fake's end of generation
+        if last is not None:
+            yield last
 
     def _words(self, text: str, seed: int | None) -> list[str]:
         digest = hashlib.sha256(f"{seed}|{text}".encode()).digest()
         return [_WORDS[digest[i % len(digest)] % len(_WORDS)] for i in range(self._answer_tokens)]
 
 
-def _choices(piece: str, alternatives: int | None) -> list[TokenChoice] | None:
+def _choice(text: str, alternatives: int | None) -> TokenChoice | None:
     """Made-up but stable log-probabilities: the chosen word is always the likeliest."""
     if alternatives is None:
         return None
     others = tuple((word, -1.0 - rank) for rank, word in enumerate(_WORDS[:alternatives]))
-    return [TokenChoice(piece, -0.5, ((piece, -0.5), *others)[:alternatives])]
-
-
-def _first_stop(text: str, stops: Sequence[str]) -> str | None:
-    """``text`` cut before the earliest stop sequence in it, or None."""
-    hits = [text.index(stop) for stop in stops if stop and stop in text]
-    return text[: min(hits)] if hits else None
+    return TokenChoice(text, -0.5, ((text, -0.5), *others)[:alternatives])
 
 
 def _instance(schema: dict[str, Any]) -> Any:

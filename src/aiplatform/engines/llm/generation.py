@@ -12,7 +12,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfiguredModel",
-    "ContextOverflowError",
     "FinishReason",
     "LLMModel",
     "Piece",
@@ -23,20 +22,6 @@ __all__ = [
 ]
 
 FinishReason = Literal["stop", "length"]
-
-
-class ContextOverflowError(ValueError):
-    """The prompt plus the requested output do not fit the model's context."""
-
-    def __init__(self, prompt_tokens: int, max_tokens: int | None, context_length: int) -> None:
-        wanted = f" + max_tokens {max_tokens}" if max_tokens else ""
-        super().__init__(
-            f"This model's context is {context_length} tokens; the prompt has {prompt_tokens}"
-            f"{wanted}. Shorten the messages or lower max_tokens."
-        )
-        self.prompt_tokens = prompt_tokens
-        self.max_tokens = max_tokens
-        self.context_length = context_length
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +123,8 @@ class LLMModel(Protocol):
     def unload(self) -> None: ...
 
     def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
-        """The prompt for these messages, in the model's chat template; ValueError if none."""
+        """The prompt for these messages in the model's chat template (InvalidRequestError when
+        the model has none)."""
         ...
 
     def prepare_text(self, prompt: str) -> PreparedPrompt: ...
@@ -147,5 +133,5 @@ class LLMModel(Protocol):
         self, prompt: PreparedPrompt, params: SamplingParams, cancelled: threading.Event
     ) -> Iterator[Piece]:
         """Generate until a stop, the token limit, or ``cancelled``; the last piece carries the
-        finish reason. Raises ValueError for parameters the model cannot honour."""
+        finish reason. Raises InvalidRequestError for parameters the model cannot honour."""
         ...

@@ -29,7 +29,8 @@ from aiplatform.engines.llm.generation import (
     token_choice,
 )
 from aiplatform.engines.llm.pieces import PieceAssembler
-from aiplatform.engines.llm.templates import family_template, render_named
+from aiplatform.engines.llm.templates import ChatTemplate, Message, RenderedPrompt
+from aiplatform.errors import InvalidRequestError
 from aiplatform.settings import LLMModelSettings
 
 __all__ = ["LlamaCppModel", "grammar_text", "resolve_model_path", "token_text"]
@@ -68,8 +69,7 @@ class LlamaCppModel(ConfiguredModel):
         super().__init__(settings)
         self._contexts: queue.Queue[Any] = queue.Queue()
         self._vocab: Any = None
-        self._jinja: Any = None
-        self._named_template: str | None = None
+        self._template: ChatTemplate | None = None
         self._bos = ""
         #: generations running now; each shares the cores with the others (see _share_cores)
         self._running = 0
@@ -102,19 +102,28 @@ class LlamaCppModel(ConfiguredModel):
         return self._settings.threads or os.cpu_count() or 1
 
     def _configure_template(self) -> None:
-        """The GGUF's own chat template, a configured named one, or the family's."""
+        """The chat template: a configured named one, the GGUF's own, or the family's."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        settings = self._settings
         metadata: dict[str, str] = self._vocab.metadata
         self._bos = token_text(self._vocab, self._vocab.token_bos())
         eos = token_text(self._vocab, self._vocab.token_eos())
         embedded = metadata.get("tokenizer.chat_template")
-        self._named_template = settings.chat_template
-        if self._named_template is None and embedded:
-            self._jinja = Jinja2ChatFormatter(template=embedded, eos_token=eos, bos_token=self._bos)
-        elif self._named_template is None:
-            self._named_template = family_template(metadata.get("general.architecture"))
+        own = None
+        if embedded:
+            jinja: Any = Jinja2ChatFormatter(template=embedded, eos_token=eos, bos_token=self._bos)
+
+            def own(messages: Sequence[Message]) -> RenderedPrompt:
+                rendered = jinja(messages=list(messages))
+                stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop]
+                return RenderedPrompt(rendered.prompt, tuple(stop for stop in stops if stop))
+
+        self._template = ChatTemplate(
+            self.name,
+            configured=self._settings.chat_template,
+            own=own,
+            family=metadata.get("general.architecture"),
+        )
 
     def unload(self) -> None:
         while not self._contexts.empty():
@@ -124,18 +133,9 @@ class LlamaCppModel(ConfiguredModel):
             self._vocab = None
 
     def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
-        if self._jinja is not None:
-            rendered = self._jinja(messages=list(messages))
-            stop = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop]
-            return self._prepare(rendered.prompt, tuple(s for s in stop if s))
-        if self._named_template is None:
-            raise ValueError(
-                f"Model '{self.name}' has no chat template in its GGUF and its family is not "
-                "known; set chat_template (gemma, chatml, llama-3, mistral) in its settings, "
-                "or use /v1/completions."
-            )
-        rendered_named = render_named(self._named_template, messages)
-        return self._prepare(rendered_named.prompt, rendered_named.stop)
+        assert self._template is not None, "the model is not loaded"
+        rendered = self._template.render(messages)
+        return self._prepare(rendered.prompt, rendered.stop)
 
     def prepare_text(self, prompt: str) -> PreparedPrompt:
         return self._prepare(prompt, ())
@@ -188,14 +188,14 @@ class LlamaCppModel(ConfiguredModel):
                 choice = None
                 if params.logprobs is not None:
                     choice = _token_choice(llama, token, text, params.logprobs)
-                piece, ended = pieces.add(text, choice)
+                piece = pieces.add(text, choice)
                 if piece is not None:
                     yield piece
-                if ended:
-                    if piece is not None and piece.finish_reason is not None:
-                        return
+                if pieces.done:
                     break
-            yield pieces.finish(finish, decoder.decode(b"", final=True))
+            last = pieces.finish(finish, decoder.decode(b"", final=True))
+            if last is not None:
+                yield last
         finally:
             with self._running_lock:
                 self._running -= 1
@@ -223,7 +223,10 @@ def grammar_text(params: SamplingParams) -> str | None:
     try:
         return str(json_schema_to_gbnf(json.dumps(params.json_schema)))
     except Exception as exc:  # the converter raises several kinds for unsupported schemas
-        raise ValueError(f"response_format json_schema cannot be used: {exc}") from exc
+        raise InvalidRequestError(
+            f"response_format json_schema cannot be held by a grammar: {exc}",
+            param="response_format",
+        ) from exc
 
 
 def _grammar(params: SamplingParams) -> Any:

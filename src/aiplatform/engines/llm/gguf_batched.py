@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiplatform.engines.llm.generation import (
+    FinishReason,
     Piece,
     PreparedPrompt,
     SamplingParams,
@@ -31,6 +32,7 @@ from aiplatform.engines.llm.gguf import (
     token_text,
 )
 from aiplatform.engines.llm.pieces import PieceAssembler
+from aiplatform.errors import InvalidRequestError
 
 __all__ = ["BatchedLlamaCppModel"]
 
@@ -67,6 +69,7 @@ class BatchedLlamaCppModel(LlamaCppModel):
             model_path=str(path), n_ctx=8, n_gpu_layers=settings.gpu_layers, verbose=False
         )
         self._configure_template()
+        self._vocab_pointer = llama_cpp.llama_model_get_vocab(self._vocab._model.model)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = settings.context_length * settings.slots
         params.n_batch = 512
@@ -203,23 +206,28 @@ class BatchedLlamaCppModel(LlamaCppModel):
 
         assert job.pieces is not None
         token = llama_cpp.llama_sampler_sample(job.sampler, self._ctx, index)
-        vocab = llama_cpp.llama_model_get_vocab(self._vocab._model.model)
-        if llama_cpp.llama_vocab_is_eog(vocab, token):
-            job.out.put(job.pieces.finish("stop", job.decoder.decode(b"", final=True)))
+        if llama_cpp.llama_vocab_is_eog(self._vocab_pointer, token):
+            self._finish(job, "stop")
             return False
         text = job.decoder.decode(self._vocab.detokenize([token], special=False))
         choice = None
         if job.params.logprobs is not None:
             choice = self._token_choice(index, token, text, job.params.logprobs)
-        piece, ended = job.pieces.add(text, choice)
+        piece = job.pieces.add(text, choice)
         if piece is not None:
             job.out.put(piece)
-        if ended:
-            if piece is None or piece.finish_reason is None:
-                job.out.put(job.pieces.finish("length", job.decoder.decode(b"", final=True)))
+        if job.pieces.done:
+            self._finish(job, "length")
             return False
         job.last = token
         return True
+
+    @staticmethod
+    def _finish(job: _Job, reason: FinishReason) -> None:
+        assert job.pieces is not None
+        last = job.pieces.finish(reason, job.decoder.decode(b"", final=True))
+        if last is not None:
+            job.out.put(last)
 
     def _end(self, job: _Job, free: list[int], error: BaseException | None = None) -> None:
         if error is not None:
@@ -245,11 +253,15 @@ class BatchedLlamaCppModel(LlamaCppModel):
         add = llama_cpp.llama_sampler_chain_add
         grammar = grammar_text(params)
         if grammar is not None:
-            vocab = llama_cpp.llama_model_get_vocab(self._vocab._model.model)
-            sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+            sampler = llama_cpp.llama_sampler_init_grammar(
+                self._vocab_pointer, grammar.encode(), b"root"
+            )
             if not sampler:
                 llama_cpp.llama_sampler_free(chain)
-                raise ValueError("response_format json_schema cannot be turned into a grammar")
+                raise InvalidRequestError(
+                    "response_format json_schema cannot be held by a grammar",
+                    param="response_format",
+                )
             add(chain, sampler)
         if params.presence_penalty or params.frequency_penalty:
             add(

@@ -24,7 +24,8 @@ from aiplatform.engines.llm.generation import (
     token_choice,
 )
 from aiplatform.engines.llm.pieces import PieceAssembler
-from aiplatform.engines.llm.templates import family_template, render_named
+from aiplatform.engines.llm.templates import ChatTemplate, Message, RenderedPrompt
+from aiplatform.errors import InvalidRequestError
 from aiplatform.settings import LLMModelSettings
 
 __all__ = ["TransformersModel"]
@@ -36,7 +37,7 @@ class TransformersModel(ConfiguredModel):
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos: set[int] = set()
-        self._named_template: str | None = None
+        self._template: ChatTemplate | None = None
 
     def load(self) -> None:
         folder = Path(self._settings.path or "")
@@ -58,9 +59,21 @@ class TransformersModel(ConfiguredModel):
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
             self._eos.add(int(tokenizer.eos_token_id))
-        self._named_template = self._settings.chat_template
-        if self._named_template is None and not tokenizer.chat_template:
-            self._named_template = family_template(getattr(model.config, "model_type", None))
+        own = None
+        if tokenizer.chat_template:
+
+            def own(messages: Sequence[Message]) -> RenderedPrompt:
+                text = tokenizer.apply_chat_template(
+                    list(messages), tokenize=False, add_generation_prompt=True
+                )
+                return RenderedPrompt(str(text), ())
+
+        self._template = ChatTemplate(
+            self.name,
+            configured=self._settings.chat_template,
+            own=own,
+            family=getattr(model.config, "model_type", None),
+        )
         self._tokenizer, self._model = tokenizer, model
 
     def unload(self) -> None:
@@ -68,20 +81,9 @@ class TransformersModel(ConfiguredModel):
         self._tokenizer = None
 
     def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
-        tokenizer = self._tokenizer
-        if self._named_template is not None:
-            rendered = render_named(self._named_template, messages)
-            return self._prepare(rendered.prompt, rendered.stop)
-        if not tokenizer.chat_template:
-            raise ValueError(
-                f"Model '{self.name}' has no chat template and its family is not known; set "
-                "chat_template (gemma, chatml, llama-3, mistral) in its settings, or use "
-                "/v1/completions."
-            )
-        text = tokenizer.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=True
-        )
-        return self._prepare(str(text), ())
+        assert self._template is not None, "the model is not loaded"
+        rendered = self._template.render(messages)
+        return self._prepare(rendered.prompt, rendered.stop)
 
     def prepare_text(self, prompt: str) -> PreparedPrompt:
         return self._prepare(prompt, ())
@@ -94,9 +96,10 @@ class TransformersModel(ConfiguredModel):
         self, prompt: PreparedPrompt, params: SamplingParams, cancelled: threading.Event
     ) -> Iterator[Piece]:
         if params.json_mode or params.json_schema is not None:
-            raise ValueError(
+            raise InvalidRequestError(
                 "JSON output held to a schema (response_format, required tool calls) needs a "
-                "llama_cpp model; this model runs on transformers."
+                "llama_cpp model; this model runs on transformers.",
+                param="response_format",
             )
         import torch
 
@@ -107,8 +110,7 @@ class TransformersModel(ConfiguredModel):
         pieces = PieceAssembler(
             params.stop + prompt.stop, params.max_tokens, logprobs=params.logprobs is not None
         )
-        generated: list[int] = []
-        emitted = ""
+        detokenizer = _Detokenizer(tokenizer)
         counts: dict[int, int] = {}
         past: Any = None
         inputs = torch.tensor([list(prompt.tokens)], device=model.device)
@@ -124,22 +126,46 @@ class TransformersModel(ConfiguredModel):
                 if token in self._eos:
                     finish = "stop"
                     break
-                generated.append(token)
                 counts[token] = counts.get(token, 0) + 1
-                text = _decode(tokenizer, generated)
-                new = ""
-                if not text.endswith("\ufffd"):  # else: a character split over tokens; wait
-                    new, emitted = text[len(emitted) :], text
                 choice = _choice(logits, token, params.logprobs, tokenizer)
-                piece, ended = pieces.add(new, choice)
+                piece = pieces.add(detokenizer.add(token), choice)
                 if piece is not None:
                     yield piece
-                if ended:
-                    if piece is not None and piece.finish_reason is not None:
-                        return
+                if pieces.done:
                     break
                 inputs = torch.tensor([[token]], device=model.device)
-        yield pieces.finish(finish, _decode(tokenizer, generated)[len(emitted) :])
+        last = pieces.finish(finish, detokenizer.rest())
+        if last is not None:
+            yield last
+
+
+class _Detokenizer:
+    """Text of a growing token sequence, a token at a time, without decoding it all again.
+
+    Decodes a short window: the tokens since the last emitted text, with a few before them for
+    context (a token's text can depend on its neighbours, e.g. leading spaces). Text that ends in
+    a replacement character is a character split over tokens and waits for the next token.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._tokens: list[int] = []
+        self._prefix = 0  # window start: context for the tokens after ``_read``
+        self._read = 0  # tokens before this are emitted
+
+    def add(self, token: int) -> str:
+        self._tokens.append(token)
+        before = _decode(self._tokenizer, self._tokens[self._prefix : self._read])
+        text = _decode(self._tokenizer, self._tokens[self._prefix :])
+        if len(text) <= len(before) or text.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self._tokens)
+        return text[len(before) :]
+
+    def rest(self) -> str:
+        """What is still held back (an incomplete character), at the end of the generation."""
+        before = _decode(self._tokenizer, self._tokens[self._prefix : self._read])
+        return _decode(self._tokenizer, self._tokens[self._prefix :])[len(before) :]
 
 
 def _decode(tokenizer: Any, tokens: list[int]) -> str:

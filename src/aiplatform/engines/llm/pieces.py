@@ -15,6 +15,8 @@ __all__ = ["PieceAssembler"]
 
 
 class PieceAssembler:
+    """One generation's pieces. Feed :meth:`add` until :attr:`done`, then call :meth:`finish`."""
+
     def __init__(self, stops: Sequence[str], limit: int | None, *, logprobs: bool) -> None:
         self._stops = tuple(stop for stop in stops if stop)
         self._limit = limit
@@ -23,9 +25,17 @@ class PieceAssembler:
         self._unreported = 0
         self._count = 0
         self._choices: list[TokenChoice] = []
+        #: why the generation ended, once a stop sequence or the token limit ended it
+        self._ended: FinishReason | None = None
+        self._finished = False
 
-    def add(self, text: str, choice: TokenChoice | None = None) -> tuple[Piece | None, bool]:
-        """Take one token's text; return the piece to send now (if any) and whether it ended."""
+    @property
+    def done(self) -> bool:
+        """A stop sequence or the token limit ended the generation: feed no more tokens."""
+        return self._ended is not None
+
+    def add(self, text: str, choice: TokenChoice | None = None) -> Piece | None:
+        """Take one token's text; return the piece that can be sent now, if any."""
         self._count += 1
         self._unreported += 1
         self._held += text
@@ -33,18 +43,23 @@ class PieceAssembler:
             self._choices.append(choice)
         cut = _cut_at_stop(self._held, self._stops)
         if cut is not None:
-            return self._take(cut, "stop"), True
+            self._ended = "stop"
+            self._finished = True
+            return self._take(cut, "stop")
         if self._limit is not None and self._count >= self._limit:
-            return None, True
+            self._ended = "length"
+            return None
         safe = len(self._held) - _stop_prefix_length(self._held, self._stops)
-        if safe <= 0:
-            return None, False
-        piece = self._take(self._held[:safe], None)
-        return piece, False
+        return self._take(self._held[:safe], None) if safe > 0 else None
 
-    def finish(self, reason: FinishReason, tail: str = "") -> Piece:
-        """The last piece: whatever is held back, with the finish reason."""
-        return self._take(self._held + tail, reason)
+    def finish(self, reason: FinishReason, tail: str = "") -> Piece | None:
+        """The last piece: what is held back plus ``tail`` (text the backend still had), with
+        the finish reason — the limit's or the stop sequence's if one ended it, else
+        ``reason``. None when the stop sequence's piece was already the last."""
+        if self._finished:
+            return None
+        self._finished = True
+        return self._take(self._held + tail, self._ended or reason)
 
     def _take(self, text: str, reason: FinishReason | None) -> Piece:
         piece = Piece(

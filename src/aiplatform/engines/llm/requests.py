@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
-from aiplatform.api.chat import ChatCompletionRequest, ChatMessage
+from aiplatform.api.chat import ChatCompletionRequest, ChatMessage, CompletionRequest
 from aiplatform.engines.llm.generation import SamplingParams
 from aiplatform.errors import InvalidRequestError
 
 __all__ = [
     "check_schema",
+    "context_overflow",
     "json_format",
     "only_one_choice",
     "plain_message",
+    "sampling_params",
     "stop_sequences",
     "with_max_tokens",
 ]
@@ -20,6 +23,42 @@ __all__ = [
 
 def with_max_tokens(params: SamplingParams, max_tokens: int) -> SamplingParams:
     return replace(params, max_tokens=max_tokens)
+
+
+def sampling_params(
+    request: ChatCompletionRequest | CompletionRequest,
+    *,
+    max_tokens: int | None,
+    logprobs: int | None,
+    json_mode: bool = False,
+    json_schema: dict[str, Any] | None = None,
+) -> SamplingParams:
+    """The sampling fields chat and completions share, with OpenAI's defaults."""
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        stop=stop_sequences(request.stop),
+        seed=request.seed,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        json_mode=json_mode,
+        json_schema=json_schema,
+        logprobs=logprobs,
+    )
+
+
+def context_overflow(
+    prompt_tokens: int, max_tokens: int | None, context_length: int
+) -> InvalidRequestError:
+    """The 400 for a prompt plus requested output that do not fit the model's context."""
+    wanted = f" + max_tokens {max_tokens}" if max_tokens else ""
+    return InvalidRequestError(
+        f"This model's context is {context_length} tokens; the prompt has {prompt_tokens}"
+        f"{wanted}. Shorten the messages or lower max_tokens.",
+        param="messages",
+        code="context_length_exceeded",
+    )
 
 
 def only_one_choice(n: int) -> None:

@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["NAMED_TEMPLATES", "Message", "RenderedPrompt", "family_template", "render_named"]
+from aiplatform.errors import InvalidRequestError
+
+__all__ = [
+    "NAMED_TEMPLATES",
+    "ChatTemplate",
+    "Message",
+    "RenderedPrompt",
+    "family_template",
+    "render_named",
+]
 
 Message = dict[str, str]
 
@@ -93,3 +102,39 @@ def render_named(name: str, messages: Sequence[Message]) -> RenderedPrompt:
         known = ", ".join(NAMED_TEMPLATES)
         raise ValueError(f"unknown chat template {name!r}; known: {known}") from None
     return template(messages)
+
+
+class ChatTemplate:
+    """How one model's chat messages become its prompt, chosen once when the model loads.
+
+    A configured named template wins; then the model's own template (from its GGUF or its
+    tokenizer); then the named template its family always uses. With none of them chat is
+    refused with a 400 rather than rendered in a guessed format.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        configured: str | None,
+        own: Callable[[Sequence[Message]], RenderedPrompt] | None,
+        family: str | None,
+    ) -> None:
+        if configured is not None and configured not in NAMED_TEMPLATES:
+            known = ", ".join(NAMED_TEMPLATES)
+            raise ValueError(f"unknown chat template {configured!r}; known: {known}")
+        self._model = model
+        self._own = own
+        self._named = configured or (None if own is not None else family_template(family))
+
+    def render(self, messages: Sequence[Message]) -> RenderedPrompt:
+        if self._named is not None:
+            return render_named(self._named, messages)
+        if self._own is not None:
+            return self._own(messages)
+        raise InvalidRequestError(
+            f"Model '{self._model}' has no chat template and its family is not known; set "
+            f"chat_template ({', '.join(NAMED_TEMPLATES)}) in its settings, or use "
+            "/v1/completions.",
+            param="messages",
+        )
