@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from aiplatform.engines.llm.templates import ChatTemplate
     from aiplatform.settings import LLMModelSettings
 
 __all__ = [
@@ -88,10 +89,23 @@ def token_choice(
 
 
 class ConfiguredModel:
-    """Base of the real backends: name, context and slots come from the model's settings."""
+    """Base of the real backends: name, context and slots come from the model's settings; a
+    prompt is the chat template chosen at load (``_template``) and the backend's tokenizer."""
 
     def __init__(self, settings: LLMModelSettings) -> None:
         self._settings = settings
+        self._template: ChatTemplate | None = None
+
+    def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
+        assert self._template is not None, "the model is not loaded"
+        rendered = self._template.render(messages)
+        return PreparedPrompt(rendered.prompt, self._tokenize(rendered.prompt), rendered.stop)
+
+    def prepare_text(self, prompt: str) -> PreparedPrompt:
+        return PreparedPrompt(prompt, self._tokenize(prompt), ())
+
+    def _tokenize(self, text: str) -> Sequence[int]:
+        raise NotImplementedError
 
     @property
     def name(self) -> str:

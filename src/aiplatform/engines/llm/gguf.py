@@ -69,7 +69,6 @@ class LlamaCppModel(ConfiguredModel):
         super().__init__(settings)
         self._contexts: queue.Queue[Any] = queue.Queue()
         self._vocab: Any = None
-        self._template: ChatTemplate | None = None
         self._bos = ""
         #: generations running now; each shares the cores with the others (see _share_cores)
         self._running = 0
@@ -132,18 +131,12 @@ class LlamaCppModel(ConfiguredModel):
             self._vocab.close()
             self._vocab = None
 
-    def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
-        assert self._template is not None, "the model is not loaded"
-        rendered = self._template.render(messages)
-        return self._prepare(rendered.prompt, rendered.stop)
-
-    def prepare_text(self, prompt: str) -> PreparedPrompt:
-        return self._prepare(prompt, ())
-
-    def _prepare(self, text: str, stop: tuple[str, ...]) -> PreparedPrompt:
+    def _tokenize(self, text: str) -> Sequence[int]:
         add_bos = not (self._bos and text.startswith(self._bos))
-        tokens = self._vocab.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
-        return PreparedPrompt(text, tokens, stop)
+        tokens: list[int] = self._vocab.tokenize(
+            text.encode("utf-8"), add_bos=add_bos, special=True
+        )
+        return tokens
 
     def generate(
         self, prompt: PreparedPrompt, params: SamplingParams, cancelled: threading.Event

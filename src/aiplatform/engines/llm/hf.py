@@ -37,7 +37,6 @@ class TransformersModel(ConfiguredModel):
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos: set[int] = set()
-        self._template: ChatTemplate | None = None
 
     def load(self) -> None:
         folder = Path(self._settings.path or "")
@@ -80,17 +79,8 @@ class TransformersModel(ConfiguredModel):
         self._model = None
         self._tokenizer = None
 
-    def prepare_chat(self, messages: Sequence[dict[str, str]]) -> PreparedPrompt:
-        assert self._template is not None, "the model is not loaded"
-        rendered = self._template.render(messages)
-        return self._prepare(rendered.prompt, rendered.stop)
-
-    def prepare_text(self, prompt: str) -> PreparedPrompt:
-        return self._prepare(prompt, ())
-
-    def _prepare(self, text: str, stop: tuple[str, ...]) -> PreparedPrompt:
-        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
-        return PreparedPrompt(text, list(ids), stop)
+    def _tokenize(self, text: str) -> Sequence[int]:
+        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def generate(
         self, prompt: PreparedPrompt, params: SamplingParams, cancelled: threading.Event
