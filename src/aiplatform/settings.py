@@ -21,7 +21,11 @@ import msgspec
 
 __all__ = [
     "ENV_PREFIX",
+    "ASRSettings",
+    "AudioInputSettings",
+    "DiarizationSettings",
     "EmbeddingsSettings",
+    "EmotionSettings",
     "EngineSettings",
     "EnginesSettings",
     "LLMModelSettings",
@@ -29,6 +33,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SettingsError",
+    "SpeakersSettings",
     "load_settings",
     "select_engines",
 ]
@@ -151,9 +156,84 @@ def _llm_default() -> LLMSettings:
     return LLMSettings()
 
 
+def default_data_dir() -> str:
+    """Where engines keep what they store: ``$XDG_DATA_HOME/aiplatform`` (or
+    ``~/.local/share/aiplatform``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "aiplatform")
+
+
+def default_cache_dir() -> str:
+    """Where assembled model files are cached: ``$XDG_CACHE_HOME/aiplatform``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "aiplatform")
+
+
+class AudioInputSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
+    """What every engine that takes uploaded audio has."""
+
+    #: Longer uploads are refused with 400 ``audio_too_long``.
+    max_duration_s: PositiveFloat = 3600.0
+
+
+class ASRSettings(AudioInputSettings, kw_only=True, forbid_unknown_fields=True):
+    backend: Literal["faster_whisper", "nemo", "fake"] = "faster_whisper"
+    #: The name ``/v1/models`` lists; requests may also name one of ``aliases``.
+    model: str = "whisper-base"
+    aliases: list[str] = msgspec.field(default_factory=lambda: ["whisper-1"])
+    #: faster_whisper: a CTranslate2 Whisper folder, or ``shipped:whisper-base`` /
+    #: ``shipped:whisper-tiny.en`` (models shipped in PyPI packages). nemo: a ``.nemo`` file.
+    path: str = "shipped:whisper-base"
+    device: str = "cpu"
+    #: CTranslate2 weight type (int8 is fastest on CPUs).
+    compute_type: str = "int8"
+    #: CPU threads per transcription; unset: every core.
+    threads: PositiveInt | None = None
+    #: 1 decodes greedily (fastest); larger values search more hypotheses.
+    beam_size: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
+    #: Assembled shipped models are cached here; unset: ``$XDG_CACHE_HOME/aiplatform``.
+    cache_dir: str | None = None
+
+
+class SpeakersSettings(AudioInputSettings, kw_only=True, forbid_unknown_fields=True):
+    backend: Literal["resemblyzer", "fake"] = "resemblyzer"
+    device: str = "cpu"
+    #: Enrolled speakers are kept here; unset: ``<data dir>/speakers``.
+    data_dir: str | None = None
+    #: Cosine similarity from which a voice is taken to be an enrolled speaker; unset: the
+    #: backend's calibrated value.
+    threshold: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] | None = None
+
+
+class DiarizationSettings(AudioInputSettings, kw_only=True, forbid_unknown_fields=True):
+    backend: Literal["resemblyzer", "fake"] = "resemblyzer"
+    device: str = "cpu"
+    #: Length and hop of the windows embedded inside each speech region.
+    window_s: PositiveFloat = 1.5
+    hop_s: PositiveFloat = 0.75
+    #: Upper bound of the estimated number of speakers.
+    max_speakers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 8
+    #: Cosine similarity above which two clusters are one speaker, when their number is
+    #: estimated; unset: the backend's calibrated value.
+    merge_threshold: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] | None = None
+
+
+class EmotionSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
+    backend: Literal["lexicon", "transformers", "fake"] = "lexicon"
+    model: str = "emotion-lexicon"
+    #: transformers: a sequence-classification folder (e.g. a DistilRoBERTa emotion model).
+    path: str | None = None
+    device: str = "cpu"
+    max_batch_size: PositiveInt = 32
+
+
 class EnginesSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     embeddings: EmbeddingsSettings = msgspec.field(default_factory=_embeddings_default)
     llm: LLMSettings = msgspec.field(default_factory=_llm_default)
+    asr: ASRSettings = msgspec.field(default_factory=ASRSettings)
+    speakers: SpeakersSettings = msgspec.field(default_factory=SpeakersSettings)
+    diarization: DiarizationSettings = msgspec.field(default_factory=DiarizationSettings)
+    emotion: EmotionSettings = msgspec.field(default_factory=EmotionSettings)
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

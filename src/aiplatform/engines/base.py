@@ -9,6 +9,7 @@ never learn which of the two they have.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, Self, TypeVar
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from aiplatform.settings import EngineSettings
 
 __all__ = [
+    "BodyForm",
     "Engine",
     "EngineKind",
     "EngineMode",
@@ -31,6 +33,10 @@ __all__ = [
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 EngineMode = Literal["local", "remote"]
+#: How a request travels: a JSON body, a multipart form (file uploads), or the query string.
+BodyForm = Literal["json", "form", "query"]
+
+_PATH_PARAM = re.compile(r"{(\w+)}")
 
 Req = TypeVar("Req", bound=msgspec.Struct)
 Resp = TypeVar("Resp", bound=msgspec.Struct)
@@ -48,6 +54,11 @@ class Operation(Generic[Req, Resp, Chunk]):
 
     For an operation with a ``chunk`` type, the request's ``stream_field`` (OpenAI's ``stream``)
     picks between one response and a stream of chunks on the same path, as OpenAI does.
+
+    ``{name}`` segments of ``path`` are filled from the request's fields of that name. An
+    operation whose clients pick a response format (OpenAI's ``response_format=srt``) declares
+    ``render``, which the route applies to the structured response, and ``upstream_request``,
+    with which the remote adapter asks its upstream for the structured form.
     """
 
     name: str
@@ -59,12 +70,33 @@ class Operation(Generic[Req, Resp, Chunk]):
     stream_field: str = "stream"
     summary: str = ""
     tags: tuple[str, ...] = field(default=())
+    #: Take the request as ``multipart/form-data`` (fields of type ``FilePart`` are uploads).
+    form: bool = False
+    #: The route's rendering of a response: ``(body, media type)``, or None for JSON.
+    render: Callable[[Req, Resp], tuple[bytes, str] | None] | None = None
+    #: The request as the remote adapter sends it upstream.
+    upstream_request: Callable[[Req], Req] | None = None
+
+    @property
+    def body(self) -> BodyForm:
+        """POST, PUT and PATCH carry the request as a JSON body (or a form); others as query
+        parameters (whose request types hold scalar fields)."""
+        if self.method not in ("POST", "PUT", "PATCH"):
+            return "query"
+        return "form" if self.form else "json"
 
     @property
     def has_body(self) -> bool:
-        """POST, PUT and PATCH carry the request as a JSON body; others as query parameters
-        (whose request types hold scalar fields)."""
-        return self.method in ("POST", "PUT", "PATCH")
+        return self.body != "query"
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        """Names of the request fields that fill ``{name}`` segments of the path."""
+        return tuple(_PATH_PARAM.findall(self.path))
+
+    def path_for(self, request: Req, quote: Callable[[str], str]) -> str:
+        """The path with its ``{name}`` segments filled from ``request`` (quoted)."""
+        return _PATH_PARAM.sub(lambda match: quote(str(getattr(request, match[1]))), self.path)
 
     def wants_stream(self, request: Req) -> bool:
         """Whether this request asks for the streamed form of the operation."""

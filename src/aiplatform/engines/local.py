@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from typing import Any, Self, TypeVar
@@ -26,6 +27,7 @@ import msgspec
 
 from aiplatform.api.health import EngineStatus
 from aiplatform.engines.base import EngineKind, EngineMode, Operation
+from aiplatform.engines.threads import iterate_in_thread
 from aiplatform.errors import EngineUnavailableError, NotFoundError
 
 __all__ = ["LocalEngine"]
@@ -84,6 +86,15 @@ class LocalEngine(ABC):
         if self._executor is None:
             raise EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
         return await asyncio.wrap_future(self._executor.submit(fn, *args))
+
+    def iterate_blocking(
+        self, make_iterator: Callable[[threading.Event], Iterator[T]]
+    ) -> AsyncIterator[T]:
+        """Run a blocking iterator on one of this engine's worker threads, yielding its items;
+        the event it receives is set when the consumer stops early."""
+        if self._executor is None:
+            raise EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
+        return iterate_in_thread(self._executor, make_iterator)
 
     # -- the Engine protocol -------------------------------------------------------------------
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiplatform.engines.asr import ASR
 from aiplatform.engines.base import EngineKind
 from aiplatform.engines.embeddings import EMBEDDINGS
 from aiplatform.engines.llm import LLM
 
 __all__ = ["ENGINE_KINDS", "engine_kind"]
 
-ENGINE_KINDS: dict[str, EngineKind[Any]] = {kind.name: kind for kind in (EMBEDDINGS, LLM)}
+ENGINE_KINDS: dict[str, EngineKind[Any]] = {kind.name: kind for kind in (EMBEDDINGS, LLM, ASR)}
 
 
 def engine_kind(name: str) -> EngineKind[Any]:

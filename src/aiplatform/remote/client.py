@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Self, TypeVar
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import anyio
 import httpx
@@ -32,6 +32,7 @@ from aiplatform.errors import (
     error_for_status,
     status_for_type,
 )
+from aiplatform.forms import encode_form
 from aiplatform.remote.wire import AiohttpWire, HttpxWire, Wire, WireError, WireResponse
 from aiplatform.settings import EngineSettings
 from aiplatform.sse import DONE, iter_data
@@ -111,10 +112,8 @@ class RemoteEngine:
             await wire.aclose()
 
     async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
-        if op.has_body:
-            response = await self._send(op.method, op.path, self._encoder.encode(request))
-        else:
-            response = await self._send(op.method, _with_query(op.path, request), None)
+        path, body, headers = self._encode(op, request)
+        response = await self._send(op.method, path, body, headers=headers)
         if response.status >= 400:
             raise _error(response.status, response.content, response.reason)
         try:
@@ -127,9 +126,9 @@ class RemoteEngine:
         if chunk_type is None:
             raise InternalError(f"operation '{op.name}' does not stream")
         wire = self._require_wire()
-        body = self._encoder.encode(request)
+        path, body, headers = self._encode(op, request)
         try:
-            async with wire.stream(op.method, op.path, body, _JSON) as response:
+            async with wire.stream(op.method, path, body, headers) as response:
                 if response.status >= 400:
                     raise _error(response.status, await response.read(), "")
                 if response.content_type != "text/event-stream":
@@ -171,19 +170,48 @@ class RemoteEngine:
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def _encode(
+        self, op: Operation[Req, Any, Any], request: Req
+    ) -> tuple[str, bytes | None, dict[str, str]]:
+        """Path, body and headers of ``request`` as ``op`` sends it."""
+        if op.upstream_request is not None:
+            request = op.upstream_request(request)
+        path = op.path_for(request, _quote_segment) if op.path_params else op.path
+        if op.body == "query":
+            return _with_query(path, request, op.path_params), None, {}
+        if op.body == "form":
+            body, content_type = encode_form(request)
+            return path, body, {"content-type": content_type}
+        if op.path_params:
+            kept = {
+                key: value
+                for key, value in msgspec.to_builtins(request).items()
+                if key not in op.path_params
+            }
+            return path, self._encoder.encode(kept), dict(_JSON)
+        return path, self._encoder.encode(request), dict(_JSON)
+
     def _require_wire(self) -> Wire:
         if self._wire is None:
             raise EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
         return self._wire
 
     async def _send(
-        self, method: str, path: str, body: bytes | None, deadline_s: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        deadline_s: float | None = None,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> WireResponse:
         wire = self._require_wire()
         deadline = deadline_s or self._settings.timeout_s
+        if headers is None:
+            headers = dict(_JSON) if body is not None else {}
         try:
             with anyio.fail_after(deadline):
-                return await wire.request(method, path, body, _JSON if body is not None else {})
+                return await wire.request(method, path, body, headers)
         except TimeoutError as exc:
             raise self._unavailable(
                 WireError("timeout", f"no answer within {deadline:g}s")
@@ -230,13 +258,19 @@ class RemoteEngine:
         )
 
 
-def _with_query(path: str, request: msgspec.Struct) -> str:
+def _with_query(path: str, request: msgspec.Struct, exclude: tuple[str, ...] = ()) -> str:
     """``path`` with the request's set fields as query parameters (the route converts them
     back with msgspec, which reads ``True``/``False`` and numbers from text)."""
     params = {
-        key: value for key, value in msgspec.to_builtins(request).items() if value is not None
+        key: value
+        for key, value in msgspec.to_builtins(request).items()
+        if value is not None and key not in exclude
     }
     return f"{path}?{urlencode(params, doseq=True)}" if params else path
+
+
+def _quote_segment(value: str) -> str:
+    return quote(value, safe="")
 
 
 def _base_url(url: str) -> str:

@@ -8,11 +8,13 @@ response type or, when the request asks for it, an SSE stream of chunk types.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, route
+from litestar.datastructures import UploadFile
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
@@ -21,12 +23,15 @@ from litestar.response import Stream
 from aiplatform.api.openai import ErrorResponse
 from aiplatform.engines.base import Engine, Operation
 from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError
+from aiplatform.forms import FilePart, decode_form
 from aiplatform.server.errors import error_body
 from aiplatform.sse import DONE_EVENT, encode_event
 
 __all__ = ["operation_route"]
 
 logger = logging.getLogger(__name__)
+
+_PATH_PARAM = re.compile(r"{(\w+)}")
 
 _ERROR_RESPONSES = {
     status: ResponseSpec(data_container=ErrorResponse, description=description)
@@ -41,17 +46,18 @@ _ERROR_RESPONSES = {
 
 def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
     """The route serving ``op`` with ``engine``."""
-    if not op.has_body:
+    if op.body == "query":
         return _query_route(engine, op)
+    if op.body == "form":
+        return _form_route(engine, op)
     encoder = msgspec.json.Encoder()
 
     async def handler(data: Any, request: Request[Any, Any, Any]) -> Response[Any]:
         if logger.isEnabledFor(logging.DEBUG):
             _log_unknown_fields(await request.body(), op)
-        if op.wants_stream(data):
-            return await _stream_response(engine.stream(op, data), encoder)
-        result = await engine.invoke(op, data)
-        return Response(encoder.encode(result), media_type="application/json")
+        if op.path_params:
+            data = msgspec.structs.replace(data, **request.path_params)
+        return await _answer(engine, op, data, encoder)
 
     # The request type is set at runtime so litestar decodes it and documents it in OpenAPI.
     handler.__annotations__ = {
@@ -62,26 +68,74 @@ def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHa
     return _mount(handler, engine, op)
 
 
-def _query_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
-    """Operations without a body take their request from the query string."""
+def _form_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
+    """Operations with uploads take a multipart form (OpenAI's audio endpoints)."""
+    encoder = msgspec.json.Encoder()
 
     async def handler(request: Request[Any, Any, Any]) -> Response[Any]:
-        params = dict(request.query_params.items())
-        try:
-            data = msgspec.convert(params, op.request, strict=False)
-        except msgspec.ValidationError as exc:
-            raise InvalidRequestError(f"Invalid query parameters: {exc}") from exc
-        result = await engine.invoke(op, data)
-        return Response(msgspec.json.encode(result), media_type="application/json")
+        content_type, _ = request.content_type
+        if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            raise InvalidRequestError(
+                f"{op.path} takes multipart/form-data, not {content_type or 'an empty body'}."
+            )
+        form = await request.form()
+        items: list[tuple[str, str | FilePart]] = []
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                part = FilePart(
+                    filename=value.filename or "upload",
+                    content_type=value.content_type or "application/octet-stream",
+                    data=await value.read(),
+                )
+                items.append((name, part))
+            else:
+                items.append((name, str(value)))
+        items.extend(request.path_params.items())
+        return await _answer(engine, op, decode_form(items, op.request), encoder)
 
     handler.__annotations__ = {"request": Request, "return": Response}
     return _mount(handler, engine, op)
 
 
+def _query_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
+    """Operations without a body take their request from the query string and the path."""
+    encoder = msgspec.json.Encoder()
+
+    async def handler(request: Request[Any, Any, Any]) -> Response[Any]:
+        params = {**dict(request.query_params.items()), **request.path_params}
+        try:
+            data = msgspec.convert(params, op.request, strict=False)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequestError(f"Invalid query parameters: {exc}") from exc
+        return await _answer(engine, op, data, encoder)
+
+    handler.__annotations__ = {"request": Request, "return": Response}
+    return _mount(handler, engine, op)
+
+
+async def _answer(
+    engine: Engine, op: Operation[Any, Any, Any], data: Any, encoder: msgspec.json.Encoder
+) -> Response[Any]:
+    """Call the engine: one response (rendered as the request asked), or an SSE stream."""
+    if op.wants_stream(data):
+        return await _stream_response(engine.stream(op, data), encoder)
+    result = await engine.invoke(op, data)
+    rendered = op.render(data, result) if op.render is not None else None
+    if rendered is not None:
+        body, media_type = rendered
+        return Response(body, media_type=media_type)
+    return Response(encoder.encode(result), media_type="application/json")
+
+
+def _route_path(path: str) -> str:
+    """Litestar's spelling of a path parameter: ``{name:str}``."""
+    return _PATH_PARAM.sub(lambda match: f"{{{match[1]}:str}}", path)
+
+
 def _mount(handler: Any, engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
     handler.__name__ = handler.__qualname__ = f"{engine.kind.name}_{op.name}"
     return route(
-        op.path,
+        _route_path(op.path),
         http_method=op.method,
         name=f"{engine.kind.name}.{op.name}",
         summary=op.summary or None,

@@ -1,0 +1,1 @@
+"""Audio plumbing shared by the audio engines: decoding, subtitle rendering, live chunking."""
