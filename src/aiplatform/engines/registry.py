@@ -6,12 +6,17 @@ from typing import Any
 
 from aiplatform.engines.asr import ASR
 from aiplatform.engines.base import EngineKind
+from aiplatform.engines.diarization import DIARIZATION
 from aiplatform.engines.embeddings import EMBEDDINGS
+from aiplatform.engines.emotion import EMOTION
 from aiplatform.engines.llm import LLM
+from aiplatform.engines.speakers import SPEAKERS
 
 __all__ = ["ENGINE_KINDS", "engine_kind"]
 
-ENGINE_KINDS: dict[str, EngineKind[Any]] = {kind.name: kind for kind in (EMBEDDINGS, LLM, ASR)}
+ENGINE_KINDS: dict[str, EngineKind[Any]] = {
+    kind.name: kind for kind in (EMBEDDINGS, LLM, ASR, SPEAKERS, DIARIZATION, EMOTION)
+}
 
 
 def engine_kind(name: str) -> EngineKind[Any]:
