@@ -6,12 +6,13 @@ from typing import Any
 
 import httpx
 
+from aiplatform.audio.pipeline import TranscriptionPipeline
 from aiplatform.engines.base import Engine, EngineKind
 from aiplatform.engines.registry import ENGINE_KINDS
 from aiplatform.remote.client import RemoteEngine
 from aiplatform.settings import EngineSettings, Settings
 
-__all__ = ["build_engine", "build_engines"]
+__all__ = ["build_engine", "build_engines", "compose_audio"]
 
 
 def build_engine(
@@ -35,4 +36,21 @@ def build_engines(settings: Settings) -> dict[str, Engine]:
         section = settings.engine(name)
         if section.enabled:
             engines[name] = build_engine(kind, section)
-    return engines
+    return compose_audio(engines)
+
+
+def compose_audio(engines: dict[str, Engine]) -> dict[str, Engine]:
+    """The ASR engine wrapped with whichever diarization, speakers and emotion engines run
+    here, for transcriptions with ``diarize`` / ``emotion``."""
+    asr = engines.get("asr")
+    if asr is None or isinstance(asr, TranscriptionPipeline):
+        return engines
+    return {
+        **engines,
+        "asr": TranscriptionPipeline(
+            asr,
+            diarization=engines.get("diarization"),
+            speakers=engines.get("speakers"),
+            emotion=engines.get("emotion"),
+        ),
+    }
