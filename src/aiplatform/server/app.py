@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from aiplatform import __version__
 from aiplatform.engines.base import Engine
 from aiplatform.server.errors import EXCEPTION_HANDLERS
+from aiplatform.server.live import live_routes
 from aiplatform.server.routes import operation_route
 from aiplatform.server.system import system_routes
 from aiplatform.server.wiring import build_engines
@@ -41,7 +42,7 @@ def create_app(
             yield
 
     app = Litestar(
-        route_handlers=[*system_routes(engines), *_engine_routes(engines)],
+        route_handlers=[*system_routes(engines), *_engine_routes(engines), *live_routes(engines)],
         lifespan=[run_engines],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.server.max_body_bytes,

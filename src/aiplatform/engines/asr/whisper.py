@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,8 @@ class FasterWhisperBackend:
     def load(self) -> None:
         from faster_whisper import WhisperModel
 
+        # faster-whisper logs every file's duration at INFO; the access log says enough.
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
         folder = resolve_whisper_path(self._path, self._cache_dir)
         self._model = WhisperModel(
             folder,

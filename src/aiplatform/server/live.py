@@ -1,0 +1,278 @@
+"""Live transcription over a WebSocket: ``/v1/ws/transcribe``.
+
+The client sends PCM16 mono 16 kHz audio as binary messages (any chunk size) and a text
+message ``{"type": "end"}`` when done. The server answers with JSON text messages:
+
+- ``{"type": "transcript.partial", "segment_id", "start", "end", "text"}`` while an utterance
+  grows (about once a second);
+- ``{"type": "transcript.final", "segment_id", "start", "end", "text", "words"}`` after a pause;
+- ``{"type": "speaker", "segment_id", "speaker"}`` when ``diarize=true`` and the speakers engine
+  runs: the enrolled name, or ``speaker_N`` for voices met in this session;
+- ``{"type": "error", "error": {...}}`` (OpenAI's error body) and ``{"type": "session.done"}``.
+
+Query parameters: ``sample_rate`` (must be 16000), ``language``, ``model``, ``diarize``.
+Close codes: 1000 done, 1003 unsupported audio format, 1007 malformed audio or message,
+1008 bad parameters, 1011 an engine failed. Transcription calls go through the ASR engine's
+protocol, so the ASR engine may be remote.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import msgspec
+import numpy as np
+from litestar import WebSocket, websocket
+from litestar.handlers import WebsocketRouteHandler
+
+from aiplatform.api.audio import (
+    SpeakerEmbeddingRequest,
+    SpeakerIdentifyRequest,
+    TranscriptionRequest,
+    TranscriptionWord,
+)
+from aiplatform.audio.decode import SAMPLE_RATE, pcm16_to_float, to_wav
+from aiplatform.audio.live import LiveSegmenter, Utterance
+from aiplatform.engines.asr.operations import TRANSCRIBE
+from aiplatform.engines.base import Engine
+from aiplatform.engines.speakers.operations import EMBED_SPEAKER, IDENTIFY_SPEAKERS
+from aiplatform.errors import AIPlatformError
+from aiplatform.forms import FilePart
+from aiplatform.server.errors import error_body
+
+__all__ = ["live_routes"]
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNSUPPORTED = 1003
+CLOSE_MALFORMED = 1007
+CLOSE_POLICY = 1008
+CLOSE_ENGINE_FAILED = 1011
+
+
+class _Query(msgspec.Struct, kw_only=True):
+    sample_rate: int = SAMPLE_RATE
+    language: str | None = None
+    model: str | None = None
+    diarize: bool = False
+
+
+class _Final(msgspec.Struct, kw_only=True):
+    type: str
+    segment_id: int
+    start: float
+    end: float
+    text: str
+    words: list[TranscriptionWord] | None = None
+
+
+def live_routes(engines: dict[str, Engine]) -> list[WebsocketRouteHandler]:
+    asr = engines.get("asr")
+    if asr is None:
+        return []
+    speakers = engines.get("speakers")
+
+    @websocket("/v1/ws/transcribe", name="asr.live")
+    async def transcribe_live(socket: WebSocket[Any, Any, Any]) -> None:
+        await socket.accept()
+        try:
+            query = msgspec.convert(dict(socket.query_params.items()), _Query, strict=False)
+        except msgspec.ValidationError as exc:
+            await _refuse(socket, CLOSE_POLICY, f"Invalid query parameters: {exc}")
+            return
+        if query.sample_rate != SAMPLE_RATE:
+            await _refuse(
+                socket,
+                CLOSE_UNSUPPORTED,
+                f"sample_rate={query.sample_rate} is not supported; send PCM16 mono at "
+                f"{SAMPLE_RATE} Hz.",
+            )
+            return
+        session = _Session(socket, asr, speakers if query.diarize else None, query)
+        await session.run()
+
+    return [transcribe_live]
+
+
+async def _refuse(socket: WebSocket[Any, Any, Any], code: int, message: str) -> None:
+    await socket.send_json({"type": "error", "error": {"message": message, "code": code}})
+    await socket.close(code=code, reason=message[:120])
+
+
+class _Session:
+    """One live connection: a receiver feeding the segmenter, a transcriber draining it."""
+
+    def __init__(
+        self,
+        socket: WebSocket[Any, Any, Any],
+        asr: Engine,
+        speakers: Engine | None,
+        query: _Query,
+    ) -> None:
+        self._socket = socket
+        self._asr = asr
+        self._speakers = speakers
+        self._query = query
+        self._segmenter = LiveSegmenter()
+        self._pending: Utterance | None = None
+        self._finals: list[Utterance] = []
+        self._wake = anyio.Event()
+        self._ended = False
+        self._voices: list[tuple[str, np.ndarray[Any, Any]]] = []
+
+    async def run(self) -> None:
+        close_code, reason = 1000, "done"
+        failure: AIPlatformError | None = None
+        disconnected = False
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._transcribe_loop)
+                close_code, reason = await self._receive_loop()
+                self._ended = True
+                self._wake.set()
+        except* _ClientGoneError:
+            disconnected = True
+        except* AIPlatformError as errors:
+            failure = next(e for e in errors.exceptions if isinstance(e, AIPlatformError))
+        if disconnected:
+            return
+        if failure is not None:
+            await self._send_error(failure)
+            close_code, reason = CLOSE_ENGINE_FAILED, "engine failed"
+        await self._socket.send_json({"type": "session.done"})
+        await self._socket.close(code=close_code, reason=reason)
+
+    async def _receive_loop(self) -> tuple[int, str]:
+        while True:
+            message = await self._socket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise _ClientGoneError
+            data, text = message.get("bytes"), message.get("text")
+            if isinstance(data, bytes):
+                if len(data) % 2:
+                    await self._send_message(
+                        "Audio messages must hold whole PCM16 samples (an even byte count)."
+                    )
+                    return CLOSE_MALFORMED, "odd byte count"
+                self._enqueue(self._segmenter.feed(pcm16_to_float(data)))
+            elif isinstance(text, str):
+                try:
+                    control = msgspec.json.decode(text)
+                except msgspec.DecodeError:
+                    control = None
+                if not isinstance(control, dict) or control.get("type") != "end":
+                    await self._send_message('Text messages must be {"type": "end"}.')
+                    return CLOSE_MALFORMED, "unknown message"
+                self._enqueue(self._segmenter.flush())
+                return 1000, "done"
+
+    def _enqueue(self, utterance: Utterance | None) -> None:
+        if utterance is None:
+            return
+        if utterance.kind == "final":
+            self._finals.append(utterance)
+            self._pending = None
+        else:
+            self._pending = utterance  # a newer partial replaces one not yet transcribed
+        self._wake.set()
+
+    async def _transcribe_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self._finals or self._pending is not None:
+                if self._finals:
+                    await self._final(self._finals.pop(0))
+                elif self._pending is not None:
+                    utterance, self._pending = self._pending, None
+                    await self._partial(utterance)
+            if self._ended and not self._finals:
+                return
+
+    async def _recognize(self, utterance: Utterance, words: bool) -> Any:
+        request = TranscriptionRequest(
+            file=FilePart(
+                filename="live.wav", content_type="audio/wav", data=to_wav(utterance.samples)
+            ),
+            model=self._query.model,
+            language=self._query.language,
+            timestamp_granularities=["segment", "word"] if words else ["segment"],
+        )
+        return await self._asr.invoke(TRANSCRIBE, request)
+
+    async def _partial(self, utterance: Utterance) -> None:
+        result = await self._recognize(utterance, words=False)
+        await self._socket.send_json(
+            {
+                "type": "transcript.partial",
+                "segment_id": utterance.index,
+                "start": utterance.start,
+                "end": round(utterance.end, 3),
+                "text": result.text,
+            }
+        )
+
+    async def _final(self, utterance: Utterance) -> None:
+        result = await self._recognize(utterance, words=True)
+        words = [
+            msgspec.structs.replace(
+                word,
+                start=round(word.start + utterance.start, 3),
+                end=round(word.end + utterance.start, 3),
+            )
+            for word in result.words or []
+        ]
+        final = _Final(
+            type="transcript.final",
+            segment_id=utterance.index,
+            start=utterance.start,
+            end=round(utterance.end, 3),
+            text=result.text,
+            words=words,
+        )
+        await self._socket.send_text(msgspec.json.encode(final).decode())
+        if self._speakers is not None and result.text:
+            speaker = await self._speaker_of(utterance)
+            await self._socket.send_json(
+                {"type": "speaker", "segment_id": utterance.index, "speaker": speaker}
+            )
+
+    async def _speaker_of(self, utterance: Utterance) -> str:
+        """The enrolled name of the utterance's voice, else the session's label for it (a new
+        ``speaker_N`` when no voice met so far is close enough)."""
+        assert self._speakers is not None
+        wav = FilePart(
+            filename="live.wav", content_type="audio/wav", data=to_wav(utterance.samples)
+        )
+        embedding = await self._speakers.invoke(EMBED_SPEAKER, SpeakerEmbeddingRequest(file=wav))
+        matches = await self._speakers.invoke(
+            IDENTIFY_SPEAKERS, SpeakerIdentifyRequest(embeddings=[embedding.embedding])
+        )
+        match = matches.data[0]
+        if match.name:
+            return match.name
+        vector = np.asarray(embedding.embedding, dtype=np.float32)
+        best, best_score = None, -1.0
+        for label, known in self._voices:
+            score = float(known @ vector)
+            if score > best_score:
+                best, best_score = label, score
+        if best is not None and best_score >= matches.threshold:
+            return best
+        label = f"speaker_{len(self._voices)}"
+        self._voices.append((label, vector))
+        return label
+
+    async def _send_error(self, exc: AIPlatformError) -> None:
+        await self._socket.send_text(
+            msgspec.json.encode({"type": "error", **msgspec.to_builtins(error_body(exc))}).decode()
+        )
+
+    async def _send_message(self, message: str) -> None:
+        await self._socket.send_json({"type": "error", "error": {"message": message}})
+
+
+class _ClientGoneError(Exception):
+    """The client went away; nothing more to send."""
