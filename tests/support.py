@@ -20,6 +20,14 @@ FAKE_LLM_ENV = {
     "AIPLATFORM_ENGINES__LLM__MODELS": f'[{{"name": "{FAKE_LLM_MODEL}", "backend": "fake"}}]'
 }
 
+#: Audio engines on their fakes, with enrolled speakers kept in a folder of the test's own.
+FAKE_AUDIO_ENV = {
+    "AIPLATFORM_ENGINES__ASR__BACKEND": "fake",
+    "AIPLATFORM_ENGINES__SPEAKERS__BACKEND": "fake",
+    "AIPLATFORM_ENGINES__DIARIZATION__BACKEND": "fake",
+    "AIPLATFORM_ENGINES__EMOTION__BACKEND": "fake",
+}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -35,9 +43,11 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._args = args
-        # Servers get the fake LLM unless a test asks for a real one.
-        self._env = {**_clean_env(), **FAKE_LLM_ENV, **env}
-        self._log = Path(tempfile.mkdtemp(prefix="aiplatform-test-")) / "server.log"
+        # Servers get the fake LLM and audio engines unless a test asks for real ones.
+        folder = Path(tempfile.mkdtemp(prefix="aiplatform-test-"))
+        speakers = {"AIPLATFORM_ENGINES__SPEAKERS__DATA_DIR": str(folder / "speakers")}
+        self._env = {**_clean_env(), **FAKE_LLM_ENV, **FAKE_AUDIO_ENV, **speakers, **env}
+        self._log = folder / "server.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait_ready: bool = True, timeout_s: float = 180.0) -> None:
