@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -16,11 +17,10 @@ CORPUS = [
 ] * 20
 
 
-def tiny_causal_lm(folder: Path) -> Path:
-    """A random two-layer Llama with a trained byte-level BPE tokenizer and a chat template."""
-    import torch
+def train_tokenizer(folder: Path) -> Any:
+    """A byte-level BPE tokenizer trained on a small corpus, saved in ``folder``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -36,6 +36,15 @@ def tiny_causal_lm(folder: Path) -> Path:
     )
     tokenizer.chat_template = CHATML
     tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def tiny_causal_lm(folder: Path) -> Path:
+    """A random two-layer Llama with a trained byte-level BPE tokenizer and a chat template."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = train_tokenizer(folder)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
