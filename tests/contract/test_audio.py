@@ -71,9 +71,7 @@ def audio_pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
 
 def _engine_fixture(make_local: Callable[[Path], tuple[Engine, Any]]) -> Any:
     @pytest.fixture(params=MODES)
-    async def fixture(
-        request: pytest.FixtureRequest, tmp_path: Path
-    ) -> AsyncIterator[Engine]:
+    async def fixture(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
         local, settings = make_local(tmp_path)
         pod = lambda: request.getfixturevalue("audio_pod")  # noqa: E731 (started on demand)
         async with in_mode(request.param, local, settings, pod) as engine:

@@ -83,8 +83,13 @@ async def whisper_base(whisper_cache: Path) -> AsyncIterator[LocalAsrEngine]:
 
 async def test_whisper_base_transcribes_espeak_sentences(whisper_base: LocalAsrEngine) -> None:
     transform = jiwer.Compose(
-        [jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
-         jiwer.Strip(), jiwer.ReduceToListOfListOfWords()]
+        [
+            jiwer.ToLowerCase(),
+            jiwer.RemovePunctuation(),
+            jiwer.RemoveMultipleSpaces(),
+            jiwer.Strip(),
+            jiwer.ReduceToListOfListOfWords(),
+        ]
     )
     references, hypotheses = [], []
     for sentence in SENTENCES[:3]:
