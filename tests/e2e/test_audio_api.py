@@ -5,6 +5,7 @@ forwarded to its own pod. The fake ASR runs everywhere; Whisper tiny.en runs too
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Iterator
 
@@ -92,12 +93,15 @@ def test_sdk_json_verbose_and_srt_agree_in_both_modes(
         subtitles = transcribe(server, response_format="srt")
         text = transcribe(server, response_format="text")
         assert plain.text == verbose.text  # type: ignore[attr-defined]
-        assert verbose.words and verbose.segments  # type: ignore[attr-defined]
+        assert verbose.words
+        assert verbose.segments
         assert verbose.duration > 3  # type: ignore[attr-defined]
         starts = [word.start for word in verbose.words]  # type: ignore[attr-defined]
         assert starts == sorted(starts)
-        assert isinstance(subtitles, str) and subtitles.startswith("1\n00:00:00,")
-        assert isinstance(text, str) and text.strip() == plain.text  # type: ignore[attr-defined]
+        assert isinstance(subtitles, str)
+        assert subtitles.startswith("1\n00:00:00,")
+        assert isinstance(text, str)
+        assert text.strip() == plain.text
         if asr_backend != "fake":
             assert "speech recognition" in plain.text.lower()  # type: ignore[attr-defined]
     assert transcribe(monolith).text == transcribe(gateway).text  # type: ignore[attr-defined]
@@ -134,9 +138,10 @@ def test_diarize_and_emotion_in_one_call_with_a_remote_asr(gateway: ServerProces
     body = response.json()
     speakers = [segment["speaker"] for segment in body["segments"]]
     # one speaker per utterance, alternating
-    changes = [a for a, b in zip(speakers, speakers[1:], strict=False) if a != b]
+    changes = [a for a, b in itertools.pairwise(speakers) if a != b]
     assert body["speakers"] == ["speaker_0", "speaker_1"]
-    assert speakers[0] == "speaker_0" and len(changes) == 3
+    assert speakers[0] == "speaker_0"
+    assert len(changes) == 3
     assert all(word["speaker"] in body["speakers"] for word in body["words"])
     assert all(segment["emotion"] in segment["emotion_scores"] for segment in body["segments"])
     assert len(body["emotion_timeline"]) == len(body["segments"])
@@ -146,7 +151,8 @@ def test_diarize_and_emotion_in_one_call_with_a_remote_asr(gateway: ServerProces
         data={"response_format": "vtt", "diarize": "true"},
         timeout=120,
     ).text
-    assert vtt.startswith("WEBVTT") and "<v speaker_1>" in vtt
+    assert vtt.startswith("WEBVTT")
+    assert "<v speaker_1>" in vtt
 
 
 def test_enrolled_speakers_name_the_diarized_ones(monolith: ServerProcess) -> None:
@@ -288,7 +294,8 @@ async def test_live_refuses_a_wrong_sample_rate_and_odd_frames(gateway: ServerPr
     assert "16000" in str(messages[0]["error"])
     messages, close_code = await _live(gateway, b"\x00" * 3201, chunk=3201)
     assert close_code == 1007
-    assert httpx.get(f"{gateway.url}/ready").status_code == 200
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{gateway.url}/ready")).status_code == 200
 
 
 @pytest.fixture

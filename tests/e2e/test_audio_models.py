@@ -101,7 +101,9 @@ async def test_whisper_base_transcribes_espeak_sentences(whisper_base: LocalAsrE
         hypotheses.append(result.text)
         assert result.language == "en"
         assert result.words
-        assert all(a.end <= b.start + 0.05 for a, b in zip(result.words, result.words[1:]))
+        assert all(
+            a.end <= b.start + 0.05 for a, b in zip(result.words, result.words[1:], strict=False)
+        )
     error = jiwer.wer(
         references, hypotheses, reference_transform=transform, hypothesis_transform=transform
     )
