@@ -58,7 +58,8 @@ def test_similar_texts_are_closer(monolith: ServerProcess, backend_name: str) ->
 def test_models_list(monolith: ServerProcess, gateway: ServerProcess) -> None:
     for server in (monolith, gateway):
         with client(server) as sdk:
-            assert [model.id for model in sdk.models.list()] == [MODEL, FAKE_LLM_MODEL]
+            listed = [model.id for model in sdk.models.list()]
+            assert listed == [MODEL, FAKE_LLM_MODEL, "whisper-base", "emotion-lexicon"]
 
 
 def test_errors_raise_the_sdks_exceptions(monolith: ServerProcess, gateway: ServerProcess) -> None:

@@ -15,12 +15,12 @@ from aiplatform.api.openai import EmbeddingRequest
 from aiplatform.engines.embeddings import EMBED
 from aiplatform.server.app import create_app
 from aiplatform.server.wiring import build_engines
-from aiplatform.settings import load_settings
-from tests.support import FAKE_EMBEDDINGS_ENV, FAKE_LLM_ENV
+from aiplatform.settings import engine_names, load_settings
+from tests.support import FAKE_AUDIO_ENV, FAKE_EMBEDDINGS_ENV, FAKE_LLM_ENV
 
 pytestmark = pytest.mark.anyio
 
-FAKE = {**FAKE_EMBEDDINGS_ENV, **FAKE_LLM_ENV}
+FAKE = {**FAKE_EMBEDDINGS_ENV, **FAKE_LLM_ENV, **FAKE_AUDIO_ENV}
 
 
 @asynccontextmanager
@@ -60,8 +60,7 @@ async def test_unknown_fields_are_logged_at_debug(caplog: pytest.LogCaptureFixtu
 async def test_disabled_engines_mount_no_routes() -> None:
     env = {
         **FAKE,
-        "AIPLATFORM_ENGINES__EMBEDDINGS__ENABLED": "false",
-        "AIPLATFORM_ENGINES__LLM__ENABLED": "false",
+        **{f"AIPLATFORM_ENGINES__{name.upper()}__ENABLED": "false" for name in engine_names()},
     }
     async with client(env) as http:
         response = await http.post("/v1/embeddings", json={"input": "a"})

@@ -46,7 +46,6 @@ class SpeakerStore:
         self._matrix: Matrix | None = None
 
     def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         if self._path.exists():
             data = msgspec.json.decode(self._path.read_bytes(), type=_File)
             self._speakers = {speaker.id: speaker for speaker in data.speakers}
@@ -97,6 +96,7 @@ class SpeakerStore:
     def _write(self, speakers: dict[str, EnrolledSpeaker]) -> None:
         payload = msgspec.json.encode(_File(speakers=list(speakers.values())))
         folder = self._path.parent
+        folder.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(prefix=".speakers-", dir=folder)
         try:
             with os.fdopen(descriptor, "wb") as file:
