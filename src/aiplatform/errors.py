@@ -7,6 +7,8 @@ the same class. Engines raise these; nothing else needs to know about HTTP.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 __all__ = [
     "AIPlatformError",
     "AuthenticationError",
@@ -19,7 +21,9 @@ __all__ = [
     "RateLimitError",
     "RequestTooLargeError",
     "UnprocessableEntityError",
+    "check_model",
     "error_for_status",
+    "model_not_found",
     "status_for_type",
     "type_for_status",
 ]
@@ -69,6 +73,20 @@ class NotFoundError(AIPlatformError):
 
     status_code = 404
     error_type = "invalid_request_error"
+
+
+def check_model(requested: str | None, served: Collection[str]) -> None:
+    """Refuse a request naming a model this engine does not serve (None: the default)."""
+    if requested is not None and requested not in served:
+        raise model_not_found(requested, served)
+
+
+def model_not_found(requested: str | None, served: Collection[str]) -> NotFoundError:
+    return NotFoundError(
+        f"The model '{requested}' does not exist; this server serves: {', '.join(served)}.",
+        param="model",
+        code="model_not_found",
+    )
 
 
 class ConflictError(AIPlatformError):

@@ -21,7 +21,7 @@ from aiplatform.audio.decode import SAMPLE_RATE, Samples, decode_audio
 from aiplatform.engines.asr.backend import AsrBackend, AsrOptions, RecognizedSegment
 from aiplatform.engines.asr.operations import ASR, TRANSCRIBE, TRANSLATE
 from aiplatform.engines.local import LocalEngine
-from aiplatform.errors import NotFoundError
+from aiplatform.errors import check_model
 from aiplatform.settings import ASRSettings, default_cache_dir
 
 __all__ = ["LocalAsrEngine", "make_backend"]
@@ -54,7 +54,7 @@ class LocalAsrEngine(LocalEngine):
         super().__init__(ASR, max_concurrency=settings.max_concurrency)
         self._settings = settings
         self._backend = backend if backend is not None else make_backend(settings)
-        self._names = {settings.model, *settings.aliases}
+        self._names = (settings.model, *settings.aliases)
         self._created = int(time.time())
         self.bind(TRANSCRIBE, self.transcribe)
         self.bind_stream(TRANSCRIBE, self.transcribe_stream)
@@ -70,17 +70,11 @@ class LocalAsrEngine(LocalEngine):
         return [ModelCard(id=self._settings.model, created=self._created)]
 
     async def transcribe(self, request: TranscriptionRequest) -> Transcription:
-        self._check_model(request.model)
-        options = AsrOptions(
-            language=request.language,
-            prompt=request.prompt,
-            temperature=request.temperature,
-            word_timestamps=request.wants_words,
-        )
+        options = self._options(request)
         return await self.run_blocking(self._recognize, request.file.data, options)
 
     async def translate(self, request: TranslationRequest) -> Transcription:
-        self._check_model(request.model)
+        check_model(request.model, self._names)
         options = AsrOptions(
             task="translate", prompt=request.prompt, temperature=request.temperature
         )
@@ -89,13 +83,7 @@ class LocalAsrEngine(LocalEngine):
     async def transcribe_stream(
         self, request: TranscriptionRequest
     ) -> AsyncIterator[TranscriptionEvent]:
-        self._check_model(request.model)
-        options = AsrOptions(
-            language=request.language,
-            prompt=request.prompt,
-            temperature=request.temperature,
-            word_timestamps=request.wants_words,
-        )
+        options = self._options(request)
         data = request.file.data
 
         def events(stop: threading.Event) -> Iterator[TranscriptionEvent]:
@@ -131,15 +119,14 @@ class LocalAsrEngine(LocalEngine):
         recognized = list(run.segments)
         return _transcription(recognized, run.language, samples.size, options)
 
-    def _check_model(self, model: str | None) -> None:
-        if model is not None and model not in self._names:
-            raise NotFoundError(
-                f"The model '{model}' does not exist; this server transcribes with "
-                f"'{self._settings.model}' (also answering to "
-                f"{', '.join(sorted(self._settings.aliases)) or 'no alias'}).",
-                param="model",
-                code="model_not_found",
-            )
+    def _options(self, request: TranscriptionRequest) -> AsrOptions:
+        check_model(request.model, self._names)
+        return AsrOptions(
+            language=request.language,
+            prompt=request.prompt,
+            temperature=request.temperature,
+            word_timestamps=request.wants_words,
+        )
 
 
 def _transcription(

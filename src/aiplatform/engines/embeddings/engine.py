@@ -22,7 +22,7 @@ from aiplatform.engines.batching import MicroBatcher
 from aiplatform.engines.embeddings.backend import EmbeddingBackend
 from aiplatform.engines.embeddings.operations import EMBED, EMBEDDINGS
 from aiplatform.engines.local import LocalEngine
-from aiplatform.errors import InvalidRequestError, NotFoundError
+from aiplatform.errors import InvalidRequestError, check_model
 from aiplatform.settings import EmbeddingsSettings
 
 __all__ = ["LocalEmbeddingsEngine", "make_backend"]
@@ -76,7 +76,7 @@ class LocalEmbeddingsEngine(LocalEngine):
         return [ModelCard(id=self._settings.model, created=self._created)]
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        self._check_model(request.model)
+        check_model(request.model, (self._settings.model,))
         texts = self._texts(request.input)
         dimension = self._backend.dimension
         if request.dimensions is not None and request.dimensions > dimension:
@@ -115,15 +115,6 @@ class LocalEmbeddingsEngine(LocalEngine):
     async def _encode_batch(self, texts: list[str]) -> list[tuple[Vector, int]]:
         batch = await self.run_blocking(self._backend.encode, texts)
         return list(zip(batch.vectors, batch.token_counts, strict=True))
-
-    def _check_model(self, model: str | None) -> None:
-        if model is not None and model != self._settings.model:
-            raise NotFoundError(
-                f"The model '{model}' does not exist; this server embeds with "
-                f"'{self._settings.model}'.",
-                param="model",
-                code="model_not_found",
-            )
 
     def _texts(self, value: EmbeddingInput) -> list[str]:
         """Turn OpenAI's four input forms into texts, refusing what cannot be embedded."""

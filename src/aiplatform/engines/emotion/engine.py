@@ -10,7 +10,7 @@ from aiplatform.engines.emotion.backend import EmotionBackend, Scores
 from aiplatform.engines.emotion.operations import CLASSIFY_EMOTION, EMOTION
 from aiplatform.engines.emotion.timeline import smoothed_timeline, top_label
 from aiplatform.engines.local import LocalEngine
-from aiplatform.errors import InvalidRequestError, NotFoundError
+from aiplatform.errors import InvalidRequestError, check_model
 from aiplatform.settings import EmotionSettings
 
 __all__ = ["LocalEmotionEngine", "make_backend"]
@@ -45,13 +45,7 @@ class LocalEmotionEngine(LocalEngine):
         return [ModelCard(id=self._settings.model, created=self._created)]
 
     async def classify(self, request: EmotionRequest) -> EmotionResponse:
-        if request.model is not None and request.model != self._settings.model:
-            raise NotFoundError(
-                f"The model '{request.model}' does not exist; this server classifies emotion "
-                f"with '{self._settings.model}'.",
-                param="model",
-                code="model_not_found",
-            )
+        check_model(request.model, (self._settings.model,))
         if (request.input is None) == (request.segments is None):
             raise InvalidRequestError(
                 "Give either 'input' (texts) or 'segments' (a timed transcript), not both.",

@@ -65,7 +65,7 @@ from aiplatform.engines.llm.responses import (
 from aiplatform.engines.llm.tools import ToolPlan, plan_tools
 from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.threads import iterate_in_thread
-from aiplatform.errors import InvalidRequestError, NotFoundError
+from aiplatform.errors import InvalidRequestError, model_not_found
 from aiplatform.settings import LLMModelSettings, LLMSettings
 
 __all__ = ["LocalLLMEngine", "make_model"]
@@ -363,12 +363,7 @@ class LocalLLMEngine(LocalEngine):
     def _model(self, name: str | None) -> LLMModel:
         model = self._models.get(name or self._default)
         if model is None:
-            known = ", ".join(self._models)
-            raise NotFoundError(
-                f"The model '{name}' does not exist; this server serves: {known}.",
-                param="model",
-                code="model_not_found",
-            )
+            raise model_not_found(name, list(self._models))
         return model
 
     async def _run(
