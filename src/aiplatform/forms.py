@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
@@ -17,9 +17,10 @@ from urllib3 import encode_multipart_formdata
 
 from aiplatform.errors import InvalidRequestError
 
-__all__ = ["FilePart", "decode_form", "encode_form"]
+__all__ = ["FilePart", "convert_fields", "decode_form", "encode_form"]
 
 T = TypeVar("T", bound=msgspec.Struct)
+Shape = Literal["file", "list", "scalar"]
 
 
 class FilePart(msgspec.Struct, kw_only=True):
@@ -31,17 +32,14 @@ class FilePart(msgspec.Struct, kw_only=True):
 
 
 @cache
-def _field_shapes(request_type: type[msgspec.Struct]) -> dict[str, str]:
-    """Each field's encode name and shape: ``file``, ``list`` or ``scalar``."""
+def _fields(request_type: type[msgspec.Struct]) -> dict[str, tuple[str, Shape]]:
+    """Each field by its wire (encode) name: its attribute name and its shape."""
     info = mi.type_info(request_type)
     assert isinstance(info, mi.StructType)
-    shapes: dict[str, str] = {}
-    for field in info.fields:
-        shapes[field.encode_name] = _shape(field.type)
-    return shapes
+    return {field.encode_name: (field.name, _shape(field.type)) for field in info.fields}
 
 
-def _shape(kind: mi.Type) -> str:
+def _shape(kind: mi.Type) -> Shape:
     if isinstance(kind, mi.UnionType):
         shapes = {_shape(member) for member in kind.types if not isinstance(member, mi.NoneType)}
         return shapes.pop() if len(shapes) == 1 else "scalar"
@@ -55,13 +53,13 @@ def _shape(kind: mi.Type) -> str:
 def decode_form(items: Iterable[tuple[str, str | FilePart]], request_type: type[T]) -> T:
     """The request a form's items describe. Lists take repeated ``name`` or ``name[]`` items
     (the OpenAI SDK sends ``timestamp_granularities[]``); unknown items are ignored."""
-    shapes = _field_shapes(request_type)
+    fields = _fields(request_type)
     data: dict[str, Any] = {}
     for raw_name, value in items:
         name = raw_name.removesuffix("[]")
-        shape = shapes.get(name)
-        if shape is None:
+        if name not in fields:
             continue
+        shape = fields[name][1]
         if shape == "file":
             if not isinstance(value, FilePart):
                 raise InvalidRequestError(f"'{name}' must be an uploaded file.", param=name)
@@ -72,49 +70,38 @@ def decode_form(items: Iterable[tuple[str, str | FilePart]], request_type: type[
             data.setdefault(name, []).append(value)
         else:
             data[name] = value
+    return convert_fields(data, request_type, "form")
+
+
+def convert_fields(data: dict[str, Any], request_type: type[T], where: str) -> T:
+    """``request_type`` from text fields (a form, a query string), read leniently: ``"true"``
+    is a bool and ``"0.5"`` a float. A bad field is a 400 that names it."""
     try:
         return msgspec.convert(data, request_type, strict=False)
     except msgspec.ValidationError as exc:
-        param = _param_of(str(exc))
-        raise InvalidRequestError(f"Invalid form: {exc}", param=param) from exc
+        raise InvalidRequestError(f"Invalid {where}: {exc}", param=_param_of(str(exc))) from exc
 
 
 def encode_form(request: msgspec.Struct) -> tuple[bytes, str]:
     """A ``multipart/form-data`` body and its content type for ``request`` (unset fields left
     out)."""
-    shapes = _field_shapes(type(request))
-    fields: list[tuple[str, Any]] = []
-    for name, value in msgspec.structs.asdict(request).items():
-        encode_name = _encode_name(type(request), name)
+    parts: list[tuple[str, Any]] = []
+    for encode_name, (name, shape) in _fields(type(request)).items():
+        value = getattr(request, name)
         if value is None:
             continue
-        shape = shapes[encode_name]
         if shape == "file":
-            fields.append((encode_name, (value.filename, value.data, value.content_type)))
+            parts.append((encode_name, (value.filename, value.data, value.content_type)))
         elif shape == "list":
-            fields.extend((f"{encode_name}[]", _text(item)) for item in value)
+            parts.extend((f"{encode_name}[]", _text(item)) for item in value)
         else:
-            fields.append((encode_name, _text(value)))
-    body, content_type = encode_multipart_formdata(fields)
-    return body, content_type
-
-
-@cache
-def _encode_names(request_type: type[msgspec.Struct]) -> dict[str, str]:
-    return dict(
-        zip(request_type.__struct_fields__, request_type.__struct_encode_fields__, strict=True)
-    )
-
-
-def _encode_name(request_type: type[msgspec.Struct], name: str) -> str:
-    return _encode_names(request_type)[name]
+            parts.append((encode_name, _text(value)))
+    return encode_multipart_formdata(parts)
 
 
 def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, msgspec.Struct | dict | list):
-        return msgspec.json.encode(value).decode()
     return str(value)
 
 

@@ -94,9 +94,9 @@ class Operation(Generic[Req, Resp, Chunk]):
         """Names of the request fields that fill ``{name}`` segments of the path."""
         return tuple(_PATH_PARAM.findall(self.path))
 
-    def path_for(self, request: Req, quote: Callable[[str], str]) -> str:
-        """The path with its ``{name}`` segments filled from ``request`` (quoted)."""
-        return _PATH_PARAM.sub(lambda match: quote(str(getattr(request, match[1]))), self.path)
+    def path_with(self, fill: Callable[[str], str]) -> str:
+        """The path with each ``{name}`` segment replaced by ``fill(name)``."""
+        return _PATH_PARAM.sub(lambda match: fill(match[1]), self.path)
 
     def wants_stream(self, request: Req) -> bool:
         """Whether this request asks for the streamed form of the operation."""

@@ -176,7 +176,7 @@ class RemoteEngine:
         """Path, body and headers of ``request`` as ``op`` sends it."""
         if op.upstream_request is not None:
             request = op.upstream_request(request)
-        path = op.path_for(request, _quote_segment) if op.path_params else op.path
+        path = op.path_with(lambda name: quote(str(getattr(request, name)), safe=""))
         if op.body == "query":
             return _with_query(path, request, op.path_params), None, {}
         if op.body == "form":
@@ -267,10 +267,6 @@ def _with_query(path: str, request: msgspec.Struct, exclude: tuple[str, ...] = (
         if value is not None and key not in exclude
     }
     return f"{path}?{urlencode(params, doseq=True)}" if params else path
-
-
-def _quote_segment(value: str) -> str:
-    return quote(value, safe="")
 
 
 def _base_url(url: str) -> str:

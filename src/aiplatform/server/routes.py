@@ -8,7 +8,6 @@ response type or, when the request asks for it, an SSE stream of chunk types.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,15 +22,13 @@ from litestar.response import Stream
 from aiplatform.api.openai import ErrorResponse
 from aiplatform.engines.base import Engine, Operation
 from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError
-from aiplatform.forms import FilePart, decode_form
+from aiplatform.forms import FilePart, convert_fields, decode_form
 from aiplatform.server.errors import error_body
 from aiplatform.sse import DONE_EVENT, encode_event
 
 __all__ = ["operation_route"]
 
 logger = logging.getLogger(__name__)
-
-_PATH_PARAM = re.compile(r"{(\w+)}")
 
 _ERROR_RESPONSES = {
     status: ResponseSpec(data_container=ErrorResponse, description=description)
@@ -103,10 +100,7 @@ def _query_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandl
 
     async def handler(request: Request[Any, Any, Any]) -> Response[Any]:
         params = {**dict(request.query_params.items()), **request.path_params}
-        try:
-            data = msgspec.convert(params, op.request, strict=False)
-        except msgspec.ValidationError as exc:
-            raise InvalidRequestError(f"Invalid query parameters: {exc}") from exc
+        data = convert_fields(params, op.request, "query parameters")
         return await _answer(engine, op, data, encoder)
 
     handler.__annotations__ = {"request": Request, "return": Response}
@@ -127,15 +121,10 @@ async def _answer(
     return Response(encoder.encode(result), media_type="application/json")
 
 
-def _route_path(path: str) -> str:
-    """Litestar's spelling of a path parameter: ``{name:str}``."""
-    return _PATH_PARAM.sub(lambda match: f"{{{match[1]}:str}}", path)
-
-
 def _mount(handler: Any, engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
     handler.__name__ = handler.__qualname__ = f"{engine.kind.name}_{op.name}"
     return route(
-        _route_path(op.path),
+        op.path_with(lambda name: f"{{{name}:str}}"),  # litestar's spelling
         http_method=op.method,
         name=f"{engine.kind.name}.{op.name}",
         summary=op.summary or None,

@@ -24,16 +24,11 @@ __all__ = ["ASR", "TRANSCRIBE", "TRANSLATE"]
 
 
 def _structured_transcription(request: TranscriptionRequest) -> TranscriptionRequest:
-    """Ask the upstream for verbose JSON (segments, and words when wanted); the platform's
-    extensions are composed at the gateway and not sent on."""
+    """Ask the upstream for verbose JSON (segments, and words when wanted); the route renders
+    the format the client asked for."""
     granularities = ["segment", "word"] if request.wants_words else ["segment"]
     return msgspec.structs.replace(
-        request,
-        response_format="verbose_json",
-        timestamp_granularities=granularities,
-        diarize=False,
-        emotion=False,
-        num_speakers=None,
+        request, response_format="verbose_json", timestamp_granularities=granularities
     )
 
 
