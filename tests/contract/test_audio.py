@@ -202,6 +202,14 @@ async def test_enroll_identify_delete(speakers: Engine) -> None:
         await speakers.invoke(DELETE_SPEAKER, SpeakerDeleteRequest(speaker_id=alice.id))
 
 
+async def test_ragged_embeddings_are_a_400(speakers: Engine) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        await speakers.invoke(
+            IDENTIFY_SPEAKERS, SpeakerIdentifyRequest(embeddings=[[0.1, 0.2], [0.3]])
+        )
+    assert caught.value.param == "embeddings"
+
+
 async def test_too_short_a_sample_is_refused(speakers: Engine) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         await speakers.invoke(

@@ -94,11 +94,11 @@ class LocalSpeakersEngine(LocalEngine):
     async def identify(self, request: SpeakerIdentifyRequest) -> SpeakerMatches:
         threshold = request.threshold if request.threshold is not None else self.threshold
         speakers, enrolled = self._store.matrix()
-        queries = np.asarray(request.embeddings, dtype=np.float32)
-        if queries.ndim != 2:
+        if len({len(embedding) for embedding in request.embeddings}) != 1:
             raise InvalidRequestError(
                 "embeddings must all have the same length.", param="embeddings"
             )
+        queries = np.asarray(request.embeddings, dtype=np.float32)
         if enrolled is not None and queries.shape[1] != enrolled.shape[1]:
             raise InvalidRequestError(
                 f"embeddings have {queries.shape[1]} dimensions; this engine's voice "
