@@ -292,6 +292,7 @@ async def test_live_refuses_a_wrong_sample_rate_and_odd_frames(gateway: ServerPr
     messages, close_code = await _live(gateway, b"\x00\x00" * 1600, "?sample_rate=44100")
     assert close_code == 1003
     assert "16000" in str(messages[0]["error"])
+    assert messages[0]["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     messages, close_code = await _live(gateway, b"\x00" * 3201, chunk=3201)
     assert close_code == 1007
     async with httpx.AsyncClient() as client:

@@ -38,8 +38,8 @@ from aiplatform.audio.live import LiveSegmenter, Utterance
 from aiplatform.engines.asr.operations import TRANSCRIBE
 from aiplatform.engines.base import Engine
 from aiplatform.engines.speakers.operations import EMBED_SPEAKER, IDENTIFY_SPEAKERS
-from aiplatform.errors import AIPlatformError
-from aiplatform.forms import FilePart
+from aiplatform.errors import AIPlatformError, InvalidRequestError
+from aiplatform.forms import FilePart, convert_fields
 from aiplatform.server.errors import error_body
 
 __all__ = ["live_routes"]
@@ -78,16 +78,17 @@ def live_routes(engines: dict[str, Engine]) -> list[WebsocketRouteHandler]:
     async def transcribe_live(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.accept()
         try:
-            query = msgspec.convert(dict(socket.query_params.items()), _Query, strict=False)
-        except msgspec.ValidationError as exc:
-            await _refuse(socket, CLOSE_POLICY, f"Invalid query parameters: {exc}")
+            query = convert_fields(dict(socket.query_params.items()), _Query, "query parameters")
+        except InvalidRequestError as exc:
+            await _refuse(socket, CLOSE_POLICY, exc)
             return
         if query.sample_rate != SAMPLE_RATE:
-            await _refuse(
-                socket,
-                CLOSE_UNSUPPORTED,
+            message = (
                 f"sample_rate={query.sample_rate} is not supported; send PCM16 mono at "
-                f"{SAMPLE_RATE} Hz.",
+                f"{SAMPLE_RATE} Hz."
+            )
+            await _refuse(
+                socket, CLOSE_UNSUPPORTED, InvalidRequestError(message, param="sample_rate")
             )
             return
         session = _Session(socket, asr, speakers if query.diarize else None, query)
@@ -96,9 +97,18 @@ def live_routes(engines: dict[str, Engine]) -> list[WebsocketRouteHandler]:
     return [transcribe_live]
 
 
-async def _refuse(socket: WebSocket[Any, Any, Any], code: int, message: str) -> None:
-    await socket.send_json({"type": "error", "error": {"message": message, "code": code}})
-    await socket.close(code=code, reason=message[:120])
+async def _send(socket: WebSocket[Any, Any, Any], message: msgspec.Struct | dict[str, Any]) -> None:
+    await socket.send_text(msgspec.json.encode(message).decode())
+
+
+async def _send_error(socket: WebSocket[Any, Any, Any], exc: AIPlatformError) -> None:
+    """``{"type": "error", "error": {...}}`` with OpenAI's error body."""
+    await _send(socket, {"type": "error", "error": error_body(exc).error})
+
+
+async def _refuse(socket: WebSocket[Any, Any, Any], code: int, exc: AIPlatformError) -> None:
+    await _send_error(socket, exc)
+    await socket.close(code=code, reason=exc.message[:120])
 
 
 class _Session:
@@ -139,9 +149,9 @@ class _Session:
         if disconnected:
             return
         if failure is not None:
-            await self._send_error(failure)
+            await _send_error(self._socket, failure)
             close_code, reason = CLOSE_ENGINE_FAILED, "engine failed"
-        await self._socket.send_json({"type": "session.done"})
+        await _send(self._socket, {"type": "session.done"})
         await self._socket.close(code=close_code, reason=reason)
 
     async def _receive_loop(self) -> tuple[int, str]:
@@ -152,8 +162,11 @@ class _Session:
             data, text = message.get("bytes"), message.get("text")
             if isinstance(data, bytes):
                 if len(data) % 2:
-                    await self._send_message(
-                        "Audio messages must hold whole PCM16 samples (an even byte count)."
+                    await _send_error(
+                        self._socket,
+                        InvalidRequestError(
+                            "Audio messages must hold whole PCM16 samples (an even byte count)."
+                        ),
                     )
                     return CLOSE_MALFORMED, "odd byte count"
                 self._enqueue(self._segmenter.feed(pcm16_to_float(data)))
@@ -163,7 +176,9 @@ class _Session:
                 except msgspec.DecodeError:
                     control = None
                 if not isinstance(control, dict) or control.get("type") != "end":
-                    await self._send_message('Text messages must be {"type": "end"}.')
+                    await _send_error(
+                        self._socket, InvalidRequestError('Text messages must be {"type": "end"}.')
+                    )
                     return CLOSE_MALFORMED, "unknown message"
                 self._enqueue(self._segmenter.flush())
                 return 1000, "done"
@@ -204,14 +219,15 @@ class _Session:
 
     async def _partial(self, utterance: Utterance) -> None:
         result = await self._recognize(utterance, words=False)
-        await self._socket.send_json(
+        await _send(
+            self._socket,
             {
                 "type": "transcript.partial",
                 "segment_id": utterance.index,
                 "start": utterance.start,
                 "end": round(utterance.end, 3),
                 "text": result.text,
-            }
+            },
         )
 
     async def _final(self, utterance: Utterance) -> None:
@@ -232,11 +248,11 @@ class _Session:
             text=result.text,
             words=words,
         )
-        await self._socket.send_text(msgspec.json.encode(final).decode())
+        await _send(self._socket, final)
         if self._speakers is not None and result.text:
             speaker = await self._speaker_of(utterance)
-            await self._socket.send_json(
-                {"type": "speaker", "segment_id": utterance.index, "speaker": speaker}
+            await _send(
+                self._socket, {"type": "speaker", "segment_id": utterance.index, "speaker": speaker}
             )
 
     async def _speaker_of(self, utterance: Utterance) -> str:
@@ -254,24 +270,13 @@ class _Session:
         if match.name:
             return match.name
         vector = np.asarray(embedding.embedding, dtype=np.float32)
-        best, best_score = None, -1.0
-        for label, known in self._voices:
-            score = float(known @ vector)
-            if score > best_score:
-                best, best_score = label, score
-        if best is not None and best_score >= matches.threshold:
-            return best
+        if self._voices:
+            score, best = max((float(known @ vector), label) for label, known in self._voices)
+            if score >= matches.threshold:
+                return best
         label = f"speaker_{len(self._voices)}"
         self._voices.append((label, vector))
         return label
-
-    async def _send_error(self, exc: AIPlatformError) -> None:
-        await self._socket.send_text(
-            msgspec.json.encode({"type": "error", **msgspec.to_builtins(error_body(exc))}).decode()
-        )
-
-    async def _send_message(self, message: str) -> None:
-        await self._socket.send_json({"type": "error", "error": {"message": message}})
 
 
 class _ClientGoneError(Exception):
