@@ -4,17 +4,35 @@ of live transcription's end-of-utterance check."""
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from aiplatform.audio.decode import SAMPLE_RATE, Samples
 
-__all__ = ["speech_regions"]
+__all__ = ["LOUDNESS_THRESHOLD", "loud_frames", "speech_regions"]
+
+#: RMS above which a frame counts as sound rather than silence.
+LOUDNESS_THRESHOLD = 0.01
+
+
+def loud_frames(
+    samples: Samples, frame: int, threshold: float = LOUDNESS_THRESHOLD
+) -> npt.NDArray[np.bool_]:
+    """Whether each ``frame``-sample frame's RMS exceeds ``threshold``; a shorter last frame
+    is judged on the samples it has."""
+    whole = samples.size // frame
+    frames = samples[: whole * frame].reshape(whole, frame)
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    tail = samples[whole * frame :]
+    if tail.size:
+        rms = np.append(rms, np.sqrt(np.mean(tail * tail)))
+    return np.asarray(rms > threshold, dtype=np.bool_)
 
 
 def speech_regions(
     samples: Samples,
     *,
     frame_s: float = 0.03,
-    threshold: float = 0.01,
+    threshold: float = LOUDNESS_THRESHOLD,
     min_gap_s: float = 0.3,
     min_speech_s: float = 0.1,
 ) -> list[tuple[float, float]]:
@@ -24,8 +42,7 @@ def speech_regions(
     count = samples.size // frame
     if count == 0:
         return []
-    frames = samples[: count * frame].reshape(count, frame)
-    loud = np.sqrt(np.mean(frames * frames, axis=1)) > threshold
+    loud = loud_frames(samples, frame, threshold)[:count]
     regions: list[tuple[float, float]] = []
     start: int | None = None
     for index, is_loud in enumerate(loud):

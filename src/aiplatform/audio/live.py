@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 
 from aiplatform.audio.decode import SAMPLE_RATE, Samples
+from aiplatform.audio.energy import LOUDNESS_THRESHOLD, loud_frames
 
 __all__ = ["LiveSegmenter", "Utterance"]
 
@@ -36,7 +37,7 @@ class LiveSegmenter:
         partial_every_s: float = 1.0,
         end_silence_s: float = 0.6,
         max_utterance_s: float = 15.0,
-        energy_threshold: float = 0.01,
+        energy_threshold: float = LOUDNESS_THRESHOLD,
     ) -> None:
         self._partial_every = int(partial_every_s * SAMPLE_RATE)
         self._end_silence = int(end_silence_s * SAMPLE_RATE)
@@ -80,13 +81,12 @@ class LiveSegmenter:
         return utterance
 
     def _track_silence(self, chunk: Samples) -> None:
-        for start in range(0, chunk.size, _FRAME):
-            frame = chunk[start : start + _FRAME]
-            if float(np.sqrt(np.mean(frame * frame))) > self._threshold:
-                self._heard_speech = True
-                self._trailing_silence = 0
-            else:
-                self._trailing_silence += frame.size
+        loud = np.flatnonzero(loud_frames(chunk, _FRAME, self._threshold))
+        if loud.size:
+            self._heard_speech = True
+            self._trailing_silence = max(0, chunk.size - (int(loud[-1]) + 1) * _FRAME)
+        else:
+            self._trailing_silence += chunk.size
 
     def _drop_leading_silence(self) -> None:
         """Keep at most a little silence before speech starts (context for the model)."""
