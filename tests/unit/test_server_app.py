@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -91,3 +92,20 @@ async def test_a_failed_load_is_503_with_the_reason() -> None:
     assert "/nonexistent/model" in response.json()["error"]["message"]
     assert ready.status_code == 503
     assert "failed to load" in msgspec.json.decode(ready.content)["engines"]["embeddings"]["detail"]
+
+
+async def test_bad_audio_with_diarize_is_still_a_400(tmp_path: Path) -> None:
+    env = {
+        **FAKE,
+        "AIPLATFORM_ENGINES__SPEAKERS__DATA_DIR": str(tmp_path),
+        "AIPLATFORM_ENGINES__LLM__ENABLED": "false",
+        "AIPLATFORM_ENGINES__EMBEDDINGS__ENABLED": "false",
+    }
+    async with client(env) as http:
+        response = await http.post(
+            "/v1/audio/transcriptions",
+            files={"file": ("x.wav", b"not audio at all" * 20, "audio/wav")},
+            data={"diarize": "true", "emotion": "true"},
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_audio"

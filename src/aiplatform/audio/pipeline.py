@@ -31,7 +31,7 @@ from aiplatform.engines.base import Engine, EngineKind, EngineMode, Operation
 from aiplatform.engines.diarization.operations import DIARIZE
 from aiplatform.engines.emotion.operations import CLASSIFY_EMOTION
 from aiplatform.engines.speakers.operations import IDENTIFY_SPEAKERS
-from aiplatform.errors import InvalidRequestError
+from aiplatform.errors import AIPlatformError, InvalidRequestError
 
 __all__ = ["TranscriptionPipeline"]
 
@@ -101,8 +101,8 @@ class TranscriptionPipeline:
         return self._asr.stream(op, request)
 
     async def _transcribe(self, request: TranscriptionRequest) -> Transcription:
-        diarization_engine = self._require(request.diarize, self._diarization, "diarization")
-        emotion_engine = self._require(request.emotion, self._emotion, "emotion")
+        diarization_engine = _required(request.diarize, self._diarization, "diarize", "diarization")
+        emotion_engine = _required(request.emotion, self._emotion, "emotion", "emotion")
         plain = msgspec.structs.replace(request, diarize=False, emotion=False, num_speakers=None)
         if request.diarize:
             plain = msgspec.structs.replace(plain, timestamp_granularities=["segment", "word"])
@@ -115,10 +115,15 @@ class TranscriptionPipeline:
             ask = DiarizationRequest(file=request.file, num_speakers=request.num_speakers)
             found["diarization"] = await self._named(await engine.invoke(DIARIZE, ask))
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(recognize)
-            if diarization_engine is not None:
-                group.start_soon(diarize, diarization_engine)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(recognize)
+                if diarization_engine is not None:
+                    group.start_soon(diarize, diarization_engine)
+        except BaseExceptionGroup as failures:
+            # Both calls read the same upload, so both may refuse it; the client gets the
+            # platform error itself (its status, its message), not a wrapped 500.
+            raise _first_platform_error(failures) from None
         transcription: Transcription = found["transcription"]
         if "diarization" in found:
             self._label(transcription, found["diarization"])
@@ -170,15 +175,27 @@ class TranscriptionPipeline:
             segment.emotion_scores = result.scores
         transcription.emotion_timeline = answer.timeline
 
-    @staticmethod
-    def _require(wanted: bool, engine: Engine | None, name: str) -> Engine | None:
-        if not wanted:
-            return None
-        if engine is None:
-            flag = "diarize" if name == "diarization" else name
-            raise InvalidRequestError(
-                f"{flag}=true needs the {name} engine, which this server does not run "
-                f"(enable engines.{name}).",
-                param=flag,
-            )
-        return engine
+
+def _first_platform_error(failures: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first platform error in a task group's failures, else the group as it is."""
+    found, _ = failures.split(AIPlatformError)
+    while found is not None:
+        first = found.exceptions[0]
+        if not isinstance(first, BaseExceptionGroup):
+            return first
+        found = first
+    return failures
+
+
+def _required(wanted: bool, engine: Engine | None, flag: str, name: str) -> Engine | None:
+    """The engine a requested extension needs (None when not requested); a 400 when this
+    server does not run it."""
+    if not wanted:
+        return None
+    if engine is None:
+        raise InvalidRequestError(
+            f"{flag}=true needs the {name} engine, which this server does not run "
+            f"(enable engines.{name}).",
+            param=flag,
+        )
+    return engine
