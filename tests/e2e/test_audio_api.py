@@ -224,7 +224,7 @@ def test_malformed_requests_are_400s(
         assert error["param"] == param
 
 
-def test_a_missing_asr_pod_is_a_503(tmp_path: object) -> None:
+def test_a_missing_asr_pod_is_a_503() -> None:
     server = ServerProcess(
         ["--engines", "asr"], {"AIPLATFORM_ENGINES__ASR__URL": "http://127.0.0.1:9"}
     )

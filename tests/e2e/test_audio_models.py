@@ -65,6 +65,10 @@ def test_whisper_base_is_assembled_once_and_checked(whisper_cache: Path) -> None
         damaged.write(b"\x00" * 16)
     assert resolve_whisper_path("shipped:whisper-base", str(whisper_cache)) == str(folder)
     assert folder.joinpath("model.bin.sha256").read_text().strip()
+    assert (folder / "model.bin").stat().st_mtime_ns != stamp, "the damaged copy was replaced"
+    with open(folder / "model.bin", "rb") as rebuilt:
+        rebuilt.seek(1000)
+        assert rebuilt.read(16) != b"\x00" * 16
     with pytest.raises(ValueError, match="known"):
         resolve_whisper_path("shipped:whisper-huge", str(whisper_cache))
 
