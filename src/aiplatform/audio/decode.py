@@ -21,8 +21,11 @@ SAMPLE_RATE = 16_000
 
 Samples = npt.NDArray[np.float32]
 
+#: The upload's form field, named by every decoding error.
+_PARAM = "file"
 
-def decode_audio(data: bytes, *, max_duration_s: float, param: str = "file") -> Samples:
+
+def decode_audio(data: bytes, *, max_duration_s: float) -> Samples:
     """The audio in ``data`` as 16 kHz mono float32 samples in [-1, 1].
 
     Raises :class:`InvalidRequestError` for an empty file, bytes that are not audio, a file
@@ -31,7 +34,7 @@ def decode_audio(data: bytes, *, max_duration_s: float, param: str = "file") -> 
     import av
 
     if not data:
-        raise InvalidRequestError("The uploaded file is empty.", param=param, code="empty_file")
+        raise InvalidRequestError("The uploaded file is empty.", param=_PARAM, code="empty_file")
     limit = int(max_duration_s * SAMPLE_RATE)
     chunks: list[Samples] = []
     total = 0
@@ -40,7 +43,7 @@ def decode_audio(data: bytes, *, max_duration_s: float, param: str = "file") -> 
             streams = container.streams.audio
             if not streams:
                 raise InvalidRequestError(
-                    "The uploaded file has no audio stream.", param=param, code="invalid_audio"
+                    "The uploaded file has no audio stream.", param=_PARAM, code="invalid_audio"
                 )
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
             for frame in container.decode(streams[0]):
@@ -49,7 +52,7 @@ def decode_audio(data: bytes, *, max_duration_s: float, param: str = "file") -> 
                     chunks.append(chunk)
                     total += chunk.size
                 if total > limit:
-                    raise _too_long(max_duration_s, param)
+                    raise _too_long(max_duration_s)
             for out in resampler.resample(None):
                 chunk = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
                 chunks.append(chunk)
@@ -59,24 +62,24 @@ def decode_audio(data: bytes, *, max_duration_s: float, param: str = "file") -> 
     except (av.error.FFmpegError, ValueError, EOFError, IndexError) as exc:
         raise InvalidRequestError(
             f"The uploaded file could not be decoded as audio: {exc}",
-            param=param,
+            param=_PARAM,
             code="invalid_audio",
         ) from exc
     if total > limit:
-        raise _too_long(max_duration_s, param)
+        raise _too_long(max_duration_s)
     if total == 0:
         raise InvalidRequestError(
-            "The uploaded file contains no audio samples.", param=param, code="invalid_audio"
+            "The uploaded file contains no audio samples.", param=_PARAM, code="invalid_audio"
         )
     samples = np.concatenate(chunks)
     np.clip(samples, -1.0, 1.0, out=samples)
     return samples
 
 
-def _too_long(max_duration_s: float, param: str) -> InvalidRequestError:
+def _too_long(max_duration_s: float) -> InvalidRequestError:
     return InvalidRequestError(
         f"The audio is longer than this server's limit of {max_duration_s:g} seconds.",
-        param=param,
+        param=_PARAM,
         code="audio_too_long",
     )
 

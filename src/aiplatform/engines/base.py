@@ -86,10 +86,6 @@ class Operation(Generic[Req, Resp, Chunk]):
         return "form" if self.form else "json"
 
     @property
-    def has_body(self) -> bool:
-        return self.body != "query"
-
-    @property
     def path_params(self) -> tuple[str, ...]:
         """Names of the request fields that fill ``{name}`` segments of the path."""
         return tuple(_PATH_PARAM.findall(self.path))
