@@ -32,9 +32,8 @@ def open_engine(name: str, settings: Settings | None = None) -> Engine:
     Enter it with ``async with`` before calling it; leaving the block releases the model or the
     connection pool. ``settings`` defaults to :func:`aiplatform.settings.load_settings`.
     """
-    from aiplatform.engines.registry import engine_kind
-    from aiplatform.server.wiring import build_engine
+    from aiplatform.server.wiring import build_configured
     from aiplatform.settings import load_settings
 
     settings = settings if settings is not None else load_settings()
-    return build_engine(engine_kind(name), settings.engine(name))
+    return build_configured(settings, name, served={})

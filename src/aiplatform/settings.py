@@ -30,6 +30,8 @@ __all__ = [
     "EnginesSettings",
     "LLMModelSettings",
     "LLMSettings",
+    "RagSettings",
+    "RerankSettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
@@ -227,6 +229,44 @@ class EmotionSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
     max_batch_size: PositiveInt = 32
 
 
+class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
+    """The RAG engine embeds through the embeddings engine (``engines.embeddings``: the one this
+    server runs, or, on a pod without it, one built from that section: in-process, or remote
+    when it has a ``url``)."""
+
+    #: Blocking store calls (searches, writes) that may run at once.
+    max_concurrency: PositiveInt = 4
+    #: Collections, documents and indexes are kept here; unset: ``<data dir>/rag``.
+    data_dir: str | None = None
+    #: Longer documents are refused with 400 ``document_too_large``.
+    max_document_chars: PositiveInt = 2_000_000
+    #: Chunks embedded per call to the embeddings engine.
+    embed_batch_size: PositiveInt = 64
+    #: A collection's index file is rewritten after this many changes (and at shutdown);
+    #: between rewrites the database is the durable record, and loading catches up from it.
+    checkpoint_every: PositiveInt = 5000
+    #: HNSW: neighbours per node, and the breadth of the search.
+    hnsw_m: Annotated[int, msgspec.Meta(ge=4, le=128)] = 32
+    hnsw_ef_search: Annotated[int, msgspec.Meta(ge=8, le=4096)] = 128
+    #: IVF: a collection is clustered once it holds this many vectors (exact search before);
+    #: ``nprobe`` clusters are searched.
+    ivf_min_train: Annotated[int, msgspec.Meta(ge=256)] = 20_000
+    ivf_nprobe: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16
+    #: A filtered search matching at most this many chunks scores them all exactly.
+    exact_filter_limit: PositiveInt = 4096
+
+
+class RerankSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
+    #: ``embeddings`` scores by cosine similarity through the embeddings engine (the shipped
+    #: default); ``cross_encoder`` loads a sentence-transformers CrossEncoder folder (``path``).
+    backend: Literal["embeddings", "cross_encoder", "fake"] = "embeddings"
+    #: The name ``/v1/models`` lists; unset: the embeddings model's, or the folder's name.
+    model: str | None = None
+    path: str | None = None
+    device: str = "cpu"
+    max_batch_size: PositiveInt = 32
+
+
 class EnginesSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     embeddings: EmbeddingsSettings = msgspec.field(default_factory=_embeddings_default)
     llm: LLMSettings = msgspec.field(default_factory=_llm_default)
@@ -234,6 +274,8 @@ class EnginesSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     speakers: SpeakersSettings = msgspec.field(default_factory=SpeakersSettings)
     diarization: DiarizationSettings = msgspec.field(default_factory=DiarizationSettings)
     emotion: EmotionSettings = msgspec.field(default_factory=EmotionSettings)
+    rag: RagSettings = msgspec.field(default_factory=RagSettings)
+    rerank: RerankSettings = msgspec.field(default_factory=RerankSettings)
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

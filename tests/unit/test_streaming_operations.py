@@ -98,7 +98,7 @@ ECHO_KIND: EngineKind[EngineSettings] = EngineKind(
     summary="echo",
     operations=(ECHO, COUNT),
     settings_type=EngineSettings,
-    build_local=lambda settings: EchoEngine(),
+    build_local=lambda settings, needs: EchoEngine(),
 )
 
 

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from aiplatform.api.rag import Citation, RagChatOptions
+
 __all__ = [
     "ChatChoice",
     "ChatChunkChoice",
@@ -132,6 +134,8 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    #: The platform's extension: answer from a RAG collection, with citations.
+    rag: RagChatOptions | None = None
 
 
 class Usage(msgspec.Struct, kw_only=True):
@@ -177,6 +181,8 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     choices: list[ChatChoice]
     usage: Usage
     object: Literal["chat.completion"] = "chat.completion"
+    #: With ``rag``: the sources the answer was given (left out otherwise).
+    citations: list[Citation] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ToolCallDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -206,6 +212,8 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     choices: list[ChatChunkChoice]
     usage: Usage | None = None
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    #: With ``rag``: the sources, on the first chunk only.
+    citations: list[Citation] | msgspec.UnsetType = msgspec.UNSET
 
 
 class CompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):

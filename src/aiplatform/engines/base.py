@@ -10,7 +10,7 @@ never learn which of the two they have.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, Self, TypeVar
 
@@ -27,6 +27,7 @@ __all__ = [
     "EngineKind",
     "EngineMode",
     "HttpMethod",
+    "Needs",
     "NoChunk",
     "Operation",
 ]
@@ -42,6 +43,10 @@ Req = TypeVar("Req", bound=msgspec.Struct)
 Resp = TypeVar("Resp", bound=msgspec.Struct)
 Chunk = TypeVar("Chunk", bound=msgspec.Struct)
 S = TypeVar("S", bound="EngineSettings")
+
+
+#: The engines a kind's in-process engine calls, by kind name (see ``EngineKind.needs``).
+Needs = Mapping[str, "Engine"]
 
 
 class NoChunk(msgspec.Struct):
@@ -132,11 +137,15 @@ class EngineKind(Generic[S]):
     """A kind of engine: its name, its operation table, its settings and its local factory.
 
     ``build_local`` imports the heavy backend itself, so that declaring a kind (and mounting its
-    routes, or forwarding it) never imports torch or any model library.
+    routes, or forwarding it) never imports torch or any model library. It receives the engines
+    that ``needs`` names for its settings (the RAG engine embeds through the embeddings engine),
+    each in-process or remote as configured.
     """
 
     name: str
     summary: str
     operations: tuple[Operation[Any, Any, Any], ...]
     settings_type: type[S]
-    build_local: Callable[[S], Engine]
+    build_local: Callable[[S, Needs], Engine]
+    #: The kinds whose engines ``build_local`` needs, given the settings.
+    needs: Callable[[S], tuple[str, ...]] = field(default=lambda _: ())

@@ -10,12 +10,16 @@ from aiplatform.engines.diarization import DIARIZATION
 from aiplatform.engines.embeddings import EMBEDDINGS
 from aiplatform.engines.emotion import EMOTION
 from aiplatform.engines.llm import LLM
+from aiplatform.engines.rag import RAG
+from aiplatform.engines.rerank import RERANKING
 from aiplatform.engines.speakers import SPEAKERS
 
 __all__ = ["ENGINE_KINDS", "engine_kind"]
 
 ENGINE_KINDS: dict[str, EngineKind[Any]] = {
-    kind.name: kind for kind in (EMBEDDINGS, LLM, ASR, SPEAKERS, DIARIZATION, EMOTION)
+    kind.name: kind
+    # every kind after those it needs
+    for kind in (EMBEDDINGS, LLM, ASR, SPEAKERS, DIARIZATION, EMOTION, RAG, RERANKING)
 }
 
 

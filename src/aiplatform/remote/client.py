@@ -36,6 +36,7 @@ from aiplatform.forms import encode_form
 from aiplatform.remote.wire import AiohttpWire, HttpxWire, Wire, WireError, WireResponse
 from aiplatform.settings import EngineSettings
 from aiplatform.sse import DONE, iter_data
+from aiplatform.tenancy import TENANT_HEADER, current_tenant
 
 __all__ = ["RemoteEngine"]
 
@@ -127,6 +128,7 @@ class RemoteEngine:
             raise InternalError(f"operation '{op.name}' does not stream")
         wire = self._require_wire()
         path, body, headers = self._encode(op, request)
+        headers[TENANT_HEADER] = current_tenant()
         try:
             async with wire.stream(op.method, path, body, headers) as response:
                 if response.status >= 400:
@@ -209,6 +211,7 @@ class RemoteEngine:
         deadline = deadline_s or self._settings.timeout_s
         if headers is None:
             headers = dict(_JSON) if body is not None else {}
+        headers[TENANT_HEADER] = current_tenant()
         try:
             with anyio.fail_after(deadline):
                 return await wire.request(method, path, body, headers)

@@ -15,6 +15,7 @@ from aiplatform.server.errors import EXCEPTION_HANDLERS
 from aiplatform.server.live import live_routes
 from aiplatform.server.routes import operation_route
 from aiplatform.server.system import system_routes
+from aiplatform.server.tenancy import tenancy_middleware
 from aiplatform.server.wiring import build_engines
 from aiplatform.settings import Settings, load_settings
 
@@ -45,6 +46,7 @@ def create_app(
         route_handlers=[*system_routes(engines), *_engine_routes(engines), *live_routes(engines)],
         lifespan=[run_engines],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[tenancy_middleware],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="aiplatform", version=__version__, path="/docs"),
         logging_config=None,

@@ -7,50 +7,81 @@ from typing import Any
 import httpx
 
 from aiplatform.audio.pipeline import TranscriptionPipeline
-from aiplatform.engines.base import Engine, EngineKind
-from aiplatform.engines.registry import ENGINE_KINDS
+from aiplatform.engines.base import Engine, EngineKind, Needs
+from aiplatform.engines.owned import OwningEngine
+from aiplatform.engines.rag.chat import RagChat
+from aiplatform.engines.registry import ENGINE_KINDS, engine_kind
 from aiplatform.remote.client import RemoteEngine
 from aiplatform.settings import EngineSettings, Settings
 
-__all__ = ["build_engine", "build_engines", "compose_audio"]
+__all__ = ["build_configured", "build_engine", "build_engines", "compose"]
 
 
 def build_engine(
     kind: EngineKind[Any],
     settings: EngineSettings,
     *,
+    needs: Needs | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Engine:
-    """The remote adapter when the section has a ``url``, else the kind's in-process engine."""
+    """The remote adapter when the section has a ``url``, else the kind's in-process engine
+    (given the engines it ``needs``)."""
     if settings.is_remote:
         return RemoteEngine(kind, settings, transport=transport)
     if not isinstance(settings, kind.settings_type):
         raise TypeError(f"engine {kind.name!r} needs {kind.settings_type.__name__}")
-    return kind.build_local(settings)
+    missing = set(kind.needs(settings)) - set(needs or {})
+    if missing:
+        raise TypeError(f"engine {kind.name!r} needs the {', '.join(sorted(missing))} engine")
+    return kind.build_local(settings, needs or {})
 
 
 def build_engines(settings: Settings) -> dict[str, Engine]:
     """Every enabled engine of ``settings``, by name."""
     engines: dict[str, Engine] = {}
-    for name, kind in ENGINE_KINDS.items():
-        section = settings.engine(name)
-        if section.enabled:
-            engines[name] = build_engine(kind, section)
-    return compose_audio(engines)
+    for name in ENGINE_KINDS:  # the registry lists every kind after those it needs
+        if settings.engine(name).enabled:
+            engines[name] = build_configured(settings, name, served=engines)
+    return compose(engines)
 
 
-def compose_audio(engines: dict[str, Engine]) -> dict[str, Engine]:
-    """The ASR engine wrapped with whichever diarization, speakers and emotion engines run
-    here, for transcriptions with ``diarize`` / ``emotion``."""
+def build_configured(settings: Settings, name: str, *, served: Needs) -> Engine:
+    """Engine ``name`` as ``settings`` configure it.
+
+    An in-process engine that calls another kind gets the one ``served`` here; where that kind
+    is not served (a pod started with ``--engines rag``) it gets one of its own, built from the
+    kind's section (so it is remote when the section has a ``url``) and started and stopped
+    with it.
+    """
+    kind = engine_kind(name)
+    section = settings.engine(name)
+    if section.is_remote or not kind.needs(section):
+        return build_engine(kind, section)
+    needs: dict[str, Engine] = {}
+    owned: list[Engine] = []
+    for needed in kind.needs(section):
+        engine = served.get(needed)
+        if engine is None:
+            engine = build_configured(settings, needed, served={})
+            owned.append(engine)
+        needs[needed] = engine
+    built = build_engine(kind, section, needs=needs)
+    return OwningEngine(built, owned) if owned else built
+
+
+def compose(engines: dict[str, Engine]) -> dict[str, Engine]:
+    """Engines wrapped with the extensions composed at the receiving server: transcriptions
+    with ``diarize`` / ``emotion``, chat completions with ``rag``."""
+    composed = dict(engines)
     asr = engines.get("asr")
-    if asr is None or isinstance(asr, TranscriptionPipeline):
-        return engines
-    return {
-        **engines,
-        "asr": TranscriptionPipeline(
+    if asr is not None and not isinstance(asr, TranscriptionPipeline):
+        composed["asr"] = TranscriptionPipeline(
             asr,
             diarization=engines.get("diarization"),
             speakers=engines.get("speakers"),
             emotion=engines.get("emotion"),
-        ),
-    }
+        )
+    llm = engines.get("llm")
+    if llm is not None and not isinstance(llm, RagChat):
+        composed["llm"] = RagChat(llm, rag=engines.get("rag"), rerank=engines.get("rerank"))
+    return composed

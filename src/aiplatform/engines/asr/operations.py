@@ -18,7 +18,7 @@ from aiplatform.engines.base import EngineKind, NoChunk, Operation
 from aiplatform.settings import ASRSettings
 
 if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine
+    from aiplatform.engines.base import Engine, Needs
 
 __all__ = ["ASR", "TRANSCRIBE", "TRANSLATE"]
 
@@ -64,7 +64,7 @@ TRANSLATE: Operation[TranslationRequest, Transcription, NoChunk] = Operation(
 )
 
 
-def _build_local(settings: ASRSettings) -> Engine:
+def _build_local(settings: ASRSettings, _: Needs) -> Engine:
     from aiplatform.engines.asr.engine import LocalAsrEngine
 
     return LocalAsrEngine(settings)

@@ -9,7 +9,7 @@ from aiplatform.engines.base import EngineKind, NoChunk, Operation
 from aiplatform.settings import DiarizationSettings
 
 if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine
+    from aiplatform.engines.base import Engine, Needs
 
 __all__ = ["DIARIZATION", "DIARIZE"]
 
@@ -25,7 +25,7 @@ DIARIZE: Operation[DiarizationRequest, DiarizationResult, NoChunk] = Operation(
 )
 
 
-def _build_local(settings: DiarizationSettings) -> Engine:
+def _build_local(settings: DiarizationSettings, _: Needs) -> Engine:
     from aiplatform.engines.diarization.engine import LocalDiarizationEngine
 
     return LocalDiarizationEngine(settings)

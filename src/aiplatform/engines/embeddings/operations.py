@@ -9,7 +9,7 @@ from aiplatform.engines.base import EngineKind, NoChunk, Operation
 from aiplatform.settings import EmbeddingsSettings
 
 if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine
+    from aiplatform.engines.base import Engine, Needs
 
 __all__ = ["EMBED", "EMBEDDINGS"]
 
@@ -24,7 +24,7 @@ EMBED: Operation[EmbeddingRequest, EmbeddingResponse, NoChunk] = Operation(
 )
 
 
-def _build_local(settings: EmbeddingsSettings) -> Engine:
+def _build_local(settings: EmbeddingsSettings, _: Needs) -> Engine:
     from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine
 
     return LocalEmbeddingsEngine(settings)

@@ -9,7 +9,7 @@ from aiplatform.engines.base import EngineKind, NoChunk, Operation
 from aiplatform.settings import EmotionSettings
 
 if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine
+    from aiplatform.engines.base import Engine, Needs
 
 __all__ = ["CLASSIFY_EMOTION", "EMOTION"]
 
@@ -24,7 +24,7 @@ CLASSIFY_EMOTION: Operation[EmotionRequest, EmotionResponse, NoChunk] = Operatio
 )
 
 
-def _build_local(settings: EmotionSettings) -> Engine:
+def _build_local(settings: EmotionSettings, _: Needs) -> Engine:
     from aiplatform.engines.emotion.engine import LocalEmotionEngine
 
     return LocalEmotionEngine(settings)

@@ -20,7 +20,7 @@ from aiplatform.engines.base import EngineKind, NoChunk, Operation
 from aiplatform.settings import LLMSettings
 
 if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine
+    from aiplatform.engines.base import Engine, Needs
 
 __all__ = ["CHAT", "COMPLETE", "LLM", "LOAD_MODEL", "MODEL_STATES", "UNLOAD_MODEL"]
 
@@ -79,7 +79,7 @@ MODEL_STATES: Operation[ModelStatesRequest, ModelStates, NoChunk] = Operation(
 )
 
 
-def _build_local(settings: LLMSettings) -> Engine:
+def _build_local(settings: LLMSettings, _: Needs) -> Engine:
     from aiplatform.engines.llm.engine import LocalLLMEngine
 
     return LocalLLMEngine(settings)

@@ -21,7 +21,7 @@ from aiplatform.engines.base import EngineKind, NoChunk, Operation
 from aiplatform.settings import SpeakersSettings
 
 if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine
+    from aiplatform.engines.base import Engine, Needs
 
 __all__ = [
     "DELETE_SPEAKER",
@@ -85,7 +85,7 @@ IDENTIFY_SPEAKERS: Operation[SpeakerIdentifyRequest, SpeakerMatches, NoChunk] = 
 )
 
 
-def _build_local(settings: SpeakersSettings) -> Engine:
+def _build_local(settings: SpeakersSettings, _: Needs) -> Engine:
     from aiplatform.engines.speakers.engine import LocalSpeakersEngine
 
     return LocalSpeakersEngine(settings)

@@ -1,0 +1,5 @@
+"""The rerank kind: candidate documents ordered by relevance to a query (``/v1/rerank``)."""
+
+from aiplatform.engines.rerank.operations import RERANK, RERANKING
+
+__all__ = ["RERANK", "RERANKING"]
