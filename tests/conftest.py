@@ -9,6 +9,15 @@ import pytest
 EMBEDDING_BACKENDS = ["fake", pytest.param("sentence_transformers", marks=pytest.mark.slow)]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Engines that store data (speakers, RAG) keep it in the session's own folder, never in
+    the user's ``~/.local/share``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+        yield
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -43,10 +43,15 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._args = args
-        # Servers get the fake LLM and audio engines unless a test asks for real ones.
+        # Servers get the fake LLM and audio engines unless a test asks for real ones, and
+        # keep what they store in a folder of their own.
         folder = Path(tempfile.mkdtemp(prefix="aiplatform-test-"))
-        speakers = {"AIPLATFORM_ENGINES__SPEAKERS__DATA_DIR": str(folder / "speakers")}
-        self._env = {**_clean_env(), **FAKE_LLM_ENV, **FAKE_AUDIO_ENV, **speakers, **env}
+        self.folder = folder
+        data = {
+            "AIPLATFORM_ENGINES__SPEAKERS__DATA_DIR": str(folder / "speakers"),
+            "AIPLATFORM_ENGINES__RAG__DATA_DIR": str(folder / "rag"),
+        }
+        self._env = {**_clean_env(), **FAKE_LLM_ENV, **FAKE_AUDIO_ENV, **data, **env}
         self._log = folder / "server.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
