@@ -256,7 +256,9 @@ async def test_uploaded_files_become_searchable_documents(engine: Engine, kind: 
             data=f"# Log\n\n{sentence}\n".encode(),
         ),
         "html": FilePart(filename="page.html", content_type="text/html", data=html_page(sentence)),
-        "pdf": FilePart(filename="log.pdf", content_type="application/pdf", data=pdf_file(sentence)),
+        "pdf": FilePart(
+            filename="log.pdf", content_type="application/pdf", data=pdf_file(sentence)
+        ),
     }
     added = await engine.invoke(
         rag.UPLOAD_DOCUMENT,
@@ -408,7 +410,8 @@ async def test_bad_input_is_refused_with_a_clear_error(engine: Engine) -> None:
     )
     assert huge.code == "document_too_large"
     bad_filter = await refused(
-        rag.SEARCH, SearchRequest(collection_id=collection, query="x", filter={"year": {"$near": 3}})
+        rag.SEARCH,
+        SearchRequest(collection_id=collection, query="x", filter={"year": {"$near": 3}}),
     )
     assert (bad_filter.code, bad_filter.param) == ("invalid_filter", "filter")
     mismatch = await refused(
@@ -424,13 +427,17 @@ async def test_bad_input_is_refused_with_a_clear_error(engine: Engine) -> None:
     with pytest.raises(ConflictError):
         await engine.invoke(
             rag.ADD_DOCUMENTS,
-            DocumentAddRequest(collection_id=collection, documents=[DocumentInput(id="rome", text="again")]),
+            DocumentAddRequest(
+                collection_id=collection, documents=[DocumentInput(id="rome", text="again")]
+            ),
         )
     not_a_document = await refused(
         rag.UPLOAD_DOCUMENT,
         DocumentFileRequest(
             collection_id=collection,
-            file=FilePart(filename="x.bin", content_type="application/octet-stream", data=b"\0\1\2"),
+            file=FilePart(
+                filename="x.bin", content_type="application/octet-stream", data=b"\0\1\2"
+            ),
         ),
     )
     assert not_a_document.code == "unsupported_file"

@@ -176,6 +176,7 @@ class LocalRagEngine(LocalEngine):
     async def delete_collection(self, request: CollectionRef) -> CollectionDeleted:
         row = await self._collection(request.collection_id)
         await self.run_blocking(self._store.delete_collection, row)
+        self._schedule_maintenance(row)
         return CollectionDeleted(id=row.id)
 
     # -- documents -----------------------------------------------------------------------------
@@ -506,6 +507,7 @@ class LocalRagEngine(LocalEngine):
     async def delete_memory(self, request: ConversationRef) -> MemoryDeleted:
         row = await self._conversation(request.conversation_id)
         await self.run_blocking(self._store.delete_collection, row)
+        self._schedule_maintenance(row)
         return MemoryDeleted(id=row.name)
 
     # -- shared steps --------------------------------------------------------------------------

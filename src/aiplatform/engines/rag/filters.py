@@ -52,7 +52,8 @@ def _object(spec: dict[str, Any], column: str, params: list[Any], depth: int) ->
             )
             parts.append(f"({joined})")
         elif key == "$not":
-            parts.append(f"NOT ({_object(_require_object(value, key), column, params, depth + 1)})")
+            inner = _object(_require_object(value, key), column, params, depth + 1)
+            parts.append(f"NOT coalesce({inner}, 0)")  # a missing field is "not matching"
         elif key.startswith("$"):
             raise _bad(f"unknown operator {key} (fields are compared with $eq, $in, ...)")
         else:

@@ -193,6 +193,8 @@ class RagStore:
         self._readers = threading.local()
         self._reader_list: list[sqlite3.Connection] = []
         self._indexes: dict[str, _Loaded] = {}
+        #: Whether deleted text may still sit in the full-text index's older segments.
+        self._deleted_text = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -216,6 +218,7 @@ class RagStore:
             for collection_id, loaded in self._indexes.items():
                 if loaded.dirty:
                     self._save(collection_id, loaded)
+            self._purge_deleted_text()
             for connection in self._reader_list:
                 connection.close()
             self._reader_list.clear()
@@ -348,6 +351,7 @@ class RagStore:
         with self._write_lock:
             with self._transaction() as db:
                 db.execute("DELETE FROM collections WHERE id = ?", (collection.id,))
+            self._deleted_text = True
             self._indexes.pop(collection.id, None)
             self._index_path(collection.id).unlink(missing_ok=True)
 
@@ -501,6 +505,7 @@ class RagStore:
                     dtype=np.int64,
                 )
                 db.execute("DELETE FROM documents WHERE pk = ?", (row[0],))
+            self._deleted_text = True
             self._changed(collection, chunk_ids.size).remove(chunk_ids)
 
     def update_metadata(
@@ -689,6 +694,8 @@ class RagStore:
     def maintain(self, collection: CollectionRow) -> None:
         """Rebuild the collection's index when that pays (IVF clustering, masked HNSW nodes)
         and write it when enough has changed since it was last written."""
+        with self._write_lock:
+            self._purge_deleted_text()
         loaded = self._indexes.get(collection.id)
         if loaded is None or loaded.rebuilding:
             return
@@ -785,6 +792,17 @@ class RagStore:
                 return
             last = int(rows[-1][0])
             yield _stack(rows)
+
+    def _purge_deleted_text(self) -> None:
+        """Merge the full-text index's segments, so deleted words leave the file too (deleting
+        only records a tombstone until segments merge), and checkpoint the log."""
+        if not self._deleted_text or self._writer is None:
+            return
+        with self._transaction() as db:
+            db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+        # and out of the write-ahead log, which still holds the old pages
+        self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._deleted_text = False
 
     def _save(self, collection_id: str, loaded: _Loaded) -> None:
         loaded.index.save(self._index_path(collection_id))

@@ -1,0 +1,166 @@
+"""The RAG store: what it acknowledges survives, its indexes agree with its database however
+they were left, and deleted text leaves the disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aiplatform.engines.rag.chunking import split_text
+from aiplatform.engines.rag.index import IndexParams, Vectors
+from aiplatform.engines.rag.store import CollectionRow, PreparedDocument, RagStore
+
+DIMENSION = 16
+
+
+def vectors(count: int, seed: int) -> Vectors:
+    rows = np.random.default_rng(seed).normal(size=(count, DIMENSION)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def document(key: str, seed: int, words: str = "") -> PreparedDocument:
+    text = f"Document {key} {words}".strip()
+    return PreparedDocument(
+        id=key,
+        text=text,
+        metadata={"n": seed},
+        chunks=split_text(text, 1000, 0),
+        vectors=vectors(1, seed),
+    )
+
+
+def open_store(folder: Path, **params: int) -> RagStore:
+    store = RagStore(folder, IndexParams(**params), checkpoint_every=10)
+    store.open()
+    return store
+
+
+def new_collection(store: RagStore, index: str = "flat") -> CollectionRow:
+    return store.create_collection(
+        "owner",
+        "documents",
+        f"c-{index}",
+        embedding_model="m",
+        dimension=DIMENSION,
+        index_type=index,
+        metadata={},
+    )
+
+
+def consistent(store: RagStore, collection: CollectionRow) -> bool:
+    """The index answers for exactly the chunks in the database."""
+    _, chunks, indexed = store.counts(collection)
+    stored = {r for r in store.matching_chunk_ids(collection, {})}
+    index = store._indexes[collection.id].index  # the store's own view of its index
+    return chunks == indexed and set(index.ids().tolist()) == stored
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw", "ivf"])
+def test_acknowledged_documents_survive_a_lost_index_file(tmp_path: Path, index: str) -> None:
+    store = open_store(tmp_path, ivf_min_train=256)
+    collection = new_collection(store, index)
+    store.add_documents(collection, [document(f"d{n}", n) for n in range(300)])
+    store.maintain(collection)
+    store.delete_document(collection, "d7")
+    # a crash: the process dies without closing; the index file is whatever was last written
+    store = open_store(tmp_path, ivf_min_train=256)
+    assert consistent(store, collection)
+    query = vectors(1, 42)
+    found = store.vector_search(collection, query, 1, None)
+    assert found[0][0] in store.matching_chunk_ids(collection, {"n": 42})
+    assert not store.matching_chunk_ids(collection, {"n": 7}).size
+    store.close()
+    (tmp_path / "indexes" / f"{collection.id}.faiss").unlink()
+    store = open_store(tmp_path)
+    assert consistent(store, collection)
+    assert store.counts(collection)[1] == 299
+
+
+def test_a_damaged_index_file_is_rebuilt_from_the_database(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store)
+    store.add_documents(collection, [document(f"d{n}", n) for n in range(20)])
+    store.close()
+    path = tmp_path / "indexes" / f"{collection.id}.faiss"
+    path.write_bytes(path.read_bytes()[:100])
+    store = open_store(tmp_path)
+    assert consistent(store, collection)
+    assert store.counts(collection)[2] == 20
+
+
+def test_masked_hnsw_nodes_are_rebuilt_away(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store, "hnsw")
+    store.add_documents(collection, [document(f"d{n}", n) for n in range(50)])
+    for n in range(15):
+        store.delete_document(collection, f"d{n}")
+    index = store._indexes[collection.id].index
+    assert index.wants_rebuild()
+    hits = store.vector_search(collection, vectors(1, 3), 50, None)
+    assert len(hits) == 35  # deleted ones are never returned, even before the rebuild
+    store.maintain(collection)
+    assert not index.wants_rebuild()
+    assert consistent(store, collection)
+
+
+def test_an_ivf_collection_is_clustered_once_large_enough(tmp_path: Path) -> None:
+    store = open_store(tmp_path, ivf_min_train=256)
+    collection = new_collection(store, "ivf")
+    store.add_documents(collection, [document(f"d{n}", n) for n in range(100)])
+    index = store._indexes[collection.id].index
+    store.maintain(collection)
+    assert not index.is_ivf
+    store.add_documents(collection, [document(f"e{n}", 1000 + n) for n in range(200)])
+    store.maintain(collection)
+    assert index.is_ivf
+    assert consistent(store, collection)
+    target = store.matching_chunk_ids(collection, {"n": 1100})
+    hits = store.vector_search(collection, vectors(1, 1100), 1, None)
+    assert hits[0][0] == int(target[0])
+
+
+def test_deleted_text_leaves_every_file(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store)
+    secret = "zanzibarquokka"
+    store.add_documents(
+        collection, [document("keep", 1, "ordinary words"), document("gone", 2, secret)]
+    )
+    store.close()
+    store = open_store(tmp_path)
+    store.delete_document(collection, "gone")
+    store.maintain(collection)
+    assert store.lexical_search(collection, secret, 5, None) == []
+    on_disk = b"".join(path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
+    assert secret.encode() not in on_disk
+    assert b"ordinary" in on_disk
+    store.close()
+
+
+def test_filters_select_inside_the_database(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store)
+    docs = [document(f"d{n}", n) for n in range(10)]
+    docs[3] = PreparedDocument(
+        id="d3",
+        text="tagged",
+        metadata={"tags": ["a", "b"], "nested": {"level": 2}},
+        chunks=split_text("tagged", 100, 0),
+        vectors=vectors(1, 3),
+    )
+    store.add_documents(collection, docs)
+
+    def ids(spec: dict[str, object]) -> set[int]:
+        return set(store.matching_chunk_ids(collection, spec).tolist())
+
+    all_ids = ids({})
+    assert len(all_ids) == 10
+    assert len(ids({"n": {"$gte": 5}})) == 5
+    assert len(ids({"n": {"$ne": 4}})) == 9  # the tagged one has no n and is "not 4"
+    assert len(ids({"n": {"$nin": [1, 2]}})) == 8
+    assert len(ids({"n": {"$exists": False}})) == 1
+    assert ids({"tags": {"$contains": "b"}}) == ids({"nested.level": 2})
+    assert len(ids({"$not": {"n": {"$lt": 8}}})) == 3
+    assert ids({"$and": [{"n": {"$gt": 1}}, {"n": {"$lt": 3}}]}) == ids({"n": 2})
