@@ -60,3 +60,25 @@ def tiny_causal_lm(folder: Path) -> Path:
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+def tiny_cross_encoder(folder: Path) -> Path:
+    """A random two-layer RoBERTa scoring (query, document) pairs with one logit: the shape of
+    a sentence-transformers CrossEncoder reranker."""
+    import torch
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    tokenizer = train_tokenizer(folder)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=130,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    RobertaForSequenceClassification(config).save_pretrained(folder)
+    return folder

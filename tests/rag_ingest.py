@@ -7,6 +7,7 @@ Run by the crash test: ``python -m tests.rag_ingest DATA_DIR SEED``.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 
@@ -41,13 +42,11 @@ async def main(data_dir: str, seed: int) -> None:
         LocalRagEngine(crash_settings(data_dir), embeddings=embeddings) as engine,
     ):
         for name, index in COLLECTIONS.items():
-            try:
+            with contextlib.suppress(ConflictError):  # made by an earlier run
                 await engine.invoke(
                     rag.CREATE_COLLECTION,
                     CollectionCreateRequest(name=name, index=index),  # type: ignore[arg-type]
                 )
-            except ConflictError:
-                pass
         acked: dict[str, list[str]] = {name: [] for name in COLLECTIONS}
         serial = 0
         while True:

@@ -273,7 +273,8 @@ async def test_uploaded_files_become_searchable_documents(engine: Engine, kind: 
     )
     assert document.text is not None
     assert "Skerryvore" in document.text
-    assert "<" not in document.text and "script" not in document.text
+    assert "<" not in document.text
+    assert "script" not in document.text
     found = await engine.invoke(
         rag.SEARCH, SearchRequest(collection_id=collection, query="lighthouse Skerryvore")
     )

@@ -141,14 +141,15 @@ def test_an_unreachable_rag_pod_is_a_503(silent_port: int) -> None:
 def test_bad_input_gets_openai_shaped_4xx(monolith: ServerProcess) -> None:
     collection = make_collection(monolith.url)
     base = f"/v1/rag/collections/{collection}"
+    search, documents = f"{base}/search", f"{base}/documents"
     cases = [
         ("POST", "/v1/rag/collections/missing/search", {"query": "x"}, 404, "collection_not_found"),
-        ("POST", f"{base}/search", {"vector": [1.0, 2.0], "mode": "vector"}, 400, "dimension_mismatch"),
-        ("POST", f"{base}/search", {"query": "x", "filter": {"n": {"$regex": "."}}}, 400, "invalid_filter"),
-        ("POST", f"{base}/search", {"query": "x", "top_k": 0}, 400, None),
-        ("POST", f"{base}/documents", {"documents": [{"text": ""}]}, 400, "empty_document"),
-        ("POST", f"{base}/documents", {"documents": [{"text": "y" * 20001}]}, 400, "document_too_large"),
-        ("POST", f"{base}/documents", {"documents": []}, 400, None),
+        ("POST", search, {"vector": [1.0, 2.0], "mode": "vector"}, 400, "dimension_mismatch"),
+        ("POST", search, {"query": "x", "filter": {"n": {"$regex": "."}}}, 400, "invalid_filter"),
+        ("POST", search, {"query": "x", "top_k": 0}, 400, None),
+        ("POST", documents, {"documents": [{"text": ""}]}, 400, "empty_document"),
+        ("POST", documents, {"documents": [{"text": "y" * 20001}]}, 400, "document_too_large"),
+        ("POST", documents, {"documents": []}, 400, None),
         ("POST", "/v1/rag/collections", {"name": "x", "index": "lsh"}, 400, None),
         ("POST", "/v1/rag/collections", {"name": "x", "dimension": 100000}, 400, None),
         ("PATCH", f"{base}/documents/missing", {"metadata": {}}, 404, "document_not_found"),
@@ -160,7 +161,8 @@ def test_bad_input_gets_openai_shaped_4xx(monolith: ServerProcess) -> None:
             response = http.request(method, path, json=body)
             assert response.status_code == status, (path, body, response.text)
             error = response.json()["error"]
-            assert error["message"] and error["type"] == "invalid_request_error"
+            assert error["message"]
+            assert error["type"] == "invalid_request_error"
             if code is not None:
                 assert error["code"] == code, (path, body, error)
         broken = http.post(

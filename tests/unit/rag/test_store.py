@@ -52,7 +52,7 @@ def new_collection(store: RagStore, index: str = "flat") -> CollectionRow:
 def consistent(store: RagStore, collection: CollectionRow) -> bool:
     """The index answers for exactly the chunks in the database."""
     _, chunks, indexed = store.counts(collection)
-    stored = {r for r in store.matching_chunk_ids(collection, {})}
+    stored = set(store.matching_chunk_ids(collection, {}).tolist())
     index = store._indexes[collection.id].index  # the store's own view of its index
     return chunks == indexed and set(index.ids().tolist()) == stored
 
