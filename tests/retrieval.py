@@ -1,8 +1,10 @@
 """A small labelled retrieval set, and recall@k / MRR over rankings of it.
 
-Each document describes one made-up town and what it is known for. Half the queries name the
-town (words alone find it), half only paraphrase what it is known for (meaning must find it);
-the towns share regions and sentence patterns, so every document is a distractor for the others.
+Each document describes one made-up town: its region, what it is known for and its registry
+code. A third of the queries name the town, a third only paraphrase what it is known for
+(meaning must find it), a third quote the registry code (an identifier embeddings barely
+capture, words find it at once). The towns share regions and sentence patterns, so every
+document is a distractor for the others.
 """
 
 from __future__ import annotations
@@ -62,24 +64,33 @@ class LabelledSet:
     documents: list[tuple[str, str]]
     #: ``(query, id of the one relevant document)``.
     queries: list[tuple[str, str]]
+    #: The kind of each query: ``name``, ``paraphrase`` or ``code``.
+    kinds: list[str]
 
 
 def labelled_set() -> LabelledSet:
     documents = []
     queries = []
+    kinds = []
     for number, (town, (known_for, paraphrase)) in enumerate(zip(_TOWNS, _KNOWN_FOR, strict=True)):
         key = f"town-{number}"
         region = _REGIONS[number % len(_REGIONS)]
+        code = f"{town[:2].upper()}{(number * 7919) % 9000 + 1000}"
         documents.append(
             (
                 key,
                 f"{town} is a small town in {region}. It is best known for {known_for}. "
-                f"Visitors reach {town} by train or by the regional bus.",
+                f"Visitors reach {town} by train or by the regional bus. "
+                f"Its registry code is {code}.",
             )
         )
-        queries.append((f"What is {town} known for?", key))
-        queries.append((paraphrase, key))
-    return LabelledSet(documents=documents, queries=queries)
+        queries += [
+            (f"What is {town} known for?", key),
+            (paraphrase, key),
+            (f"Which town has the registry code {code}?", key),
+        ]
+        kinds += ["name", "paraphrase", "code"]
+    return LabelledSet(documents=documents, queries=queries, kinds=kinds)
 
 
 def recall_at(rankings: Sequence[Sequence[str]], relevant: Sequence[str], k: int) -> float:

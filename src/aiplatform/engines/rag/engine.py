@@ -62,8 +62,8 @@ from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.rag import operations as ops
 from aiplatform.engines.rag.chunking import split_text
 from aiplatform.engines.rag.extract import extract_text
-from aiplatform.engines.rag.fusion import reciprocal_rank_fusion
 from aiplatform.engines.rag.index import IndexParams, Vectors
+from aiplatform.engines.rag.search import search_collection
 from aiplatform.engines.rag.store import (
     CollectionRow,
     DocumentRow,
@@ -88,8 +88,6 @@ DOCUMENTS = "documents"
 MEMORY = "memory"
 #: Documents prepared (chunked and embedded) and stored together by an ingest job.
 _JOB_BATCH = 32
-#: Candidates each ranking contributes to a hybrid search, per hit asked for.
-_HYBRID_DEPTH = 4
 
 
 class LocalRagEngine(LocalEngine):
@@ -259,78 +257,15 @@ class LocalRagEngine(LocalEngine):
                 param="query",
             )
         query = await self._query_vector(row, request) if request.mode != "lexical" else None
-        store = self._store
-        allowed = None
-        if request.filter is not None:
-            allowed = await self.run_blocking(store.matching_chunk_ids, row, request.filter)
-            if allowed.size == 0:
-                return []
-        depth = request.top_k * _HYBRID_DEPTH if request.mode == "hybrid" else request.top_k
-        vector_ranked: list[tuple[int, float]] = []
-        lexical_ranked: list[tuple[int, float]] = []
-        if query is not None:
-            if allowed is not None and allowed.size <= self._settings.exact_filter_limit:
-                vector_ranked = await self.run_blocking(
-                    store.exact_search, row, query, depth, allowed
-                )
-            else:
-                vector_ranked = await self.run_blocking(
-                    store.vector_search, row, query, depth, allowed
-                )
-        if request.mode != "vector" and request.query:
-            lexical_ranked = await self.run_blocking(
-                store.lexical_search, row, request.query, depth, request.filter
+        return await self.run_blocking(
+            lambda: search_collection(
+                self._store,
+                row,
+                request,
+                query,
+                exact_filter_limit=self._settings.exact_filter_limit,
             )
-        ranked = self._ranked(request, vector_ranked, lexical_ranked)
-        if request.score_threshold is not None and query is not None:
-            ranked = await self._above_threshold(row, request, query, ranked, vector_ranked)
-        ranked = ranked[: request.top_k]
-        records = await self.run_blocking(store.chunk_records, row, [i for i, _ in ranked])
-        return [
-            SearchHit(
-                chunk_id=str(chunk_id),
-                document_id=record.document_id,
-                text=record.text,
-                score=score,
-                metadata=record.metadata,
-                start=record.start,
-                end=record.end,
-            )
-            for chunk_id, score in ranked
-            if (record := records.get(chunk_id)) is not None
-        ]
-
-    @staticmethod
-    def _ranked(
-        request: SearchRequest,
-        vector_ranked: list[tuple[int, float]],
-        lexical_ranked: list[tuple[int, float]],
-    ) -> list[tuple[int, float]]:
-        if request.mode == "vector":
-            return vector_ranked
-        if request.mode == "lexical":
-            threshold = request.score_threshold
-            return [hit for hit in lexical_ranked if threshold is None or hit[1] >= threshold]
-        return reciprocal_rank_fusion([vector_ranked, lexical_ranked])
-
-    async def _above_threshold(
-        self,
-        row: CollectionRow,
-        request: SearchRequest,
-        query: Vectors,
-        ranked: list[tuple[int, float]],
-        vector_ranked: list[tuple[int, float]],
-    ) -> list[tuple[int, float]]:
-        """Hits whose cosine similarity reaches the threshold (hybrid hits found only by their
-        words are scored against the query vector here)."""
-        threshold = request.score_threshold
-        assert threshold is not None
-        similarity = dict(vector_ranked)
-        unknown = [chunk_id for chunk_id, _ in ranked if chunk_id not in similarity]
-        if unknown:
-            vectors = await self.run_blocking(self._store.chunk_vectors, row, unknown)
-            similarity.update({i: float(v @ query[0]) for i, v in vectors.items()})
-        return [hit for hit in ranked if similarity.get(hit[0], -1.0) >= threshold]
+        )
 
     async def _query_vector(self, row: CollectionRow, request: SearchRequest) -> Vectors:
         if request.vector is not None:
