@@ -53,6 +53,7 @@ bench: ## the benchmarks under bench/
 	$(BIN)/python -m bench.llm
 	$(BIN)/python -m bench.asr
 	$(BIN)/python -m bench.diarization
+	$(BIN)/python -m bench.rag
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
