@@ -62,9 +62,10 @@ def tiny_causal_lm(folder: Path) -> Path:
     return folder
 
 
-def tiny_cross_encoder(folder: Path) -> Path:
-    """A random two-layer RoBERTa scoring (query, document) pairs with one logit: the shape of
-    a sentence-transformers CrossEncoder reranker."""
+def tiny_sequence_classifier(folder: Path, labels: list[str]) -> Path:
+    """A random two-layer RoBERTa sequence classifier over ``labels`` with a trained tokenizer.
+    One label is the shape of a sentence-transformers CrossEncoder reranker (one relevance
+    logit per (query, document) pair)."""
     import torch
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
@@ -76,7 +77,9 @@ def tiny_cross_encoder(folder: Path) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         max_position_embeddings=130,
-        num_labels=1,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: index for index, label in enumerate(labels)},
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)

@@ -167,27 +167,10 @@ async def test_lexicon_emotions() -> None:
 
 
 async def test_transformers_emotion_classifier_from_a_folder(tmp_path: Path) -> None:
-    import torch
-    from transformers import RobertaConfig, RobertaForSequenceClassification
-
-    from tests.models import train_tokenizer
+    from tests.models import tiny_sequence_classifier
 
     labels = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
-    tokenizer = train_tokenizer(tmp_path)
-    config = RobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=130,
-        num_labels=7,
-        id2label=dict(enumerate(labels)),
-        label2id={label: index for index, label in enumerate(labels)},
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    RobertaForSequenceClassification(config).save_pretrained(tmp_path)
+    tiny_sequence_classifier(tmp_path, labels)
     settings = EmotionSettings(backend="transformers", path=str(tmp_path))
     async with LocalEmotionEngine(settings) as engine:
         result = await engine.invoke(

@@ -27,7 +27,7 @@ from aiplatform.engines.rerank.engine import LocalRerankEngine
 from aiplatform.engines.rerank.operations import RERANK
 from aiplatform.server.wiring import build_engine
 from aiplatform.settings import EmbeddingsSettings, LLMSettings, RagSettings, RerankSettings
-from tests.models import tiny_cross_encoder
+from tests.models import tiny_sequence_classifier
 from tests.retrieval import labelled_set, mrr, recall_at
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -112,7 +112,7 @@ async def test_smollm2_answers_from_the_retrieved_source(minilm_rag: LocalRagEng
 async def test_a_cross_encoder_from_a_folder_reranks(tmp_path: Path) -> None:
     from sentence_transformers import CrossEncoder
 
-    folder = tiny_cross_encoder(tmp_path / "reranker")
+    folder = tiny_sequence_classifier(tmp_path / "reranker", ["relevance"])
     settings = RerankSettings(backend="cross_encoder", path=str(folder))
     documents = ["a red apple", "the capital of France", "a quick brown fox", "apples and pears"]
     async with LocalRerankEngine(settings) as engine:

@@ -10,7 +10,7 @@ concurrently with recognition.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
@@ -23,14 +23,13 @@ from aiplatform.api.audio import (
     TranscriptionRequest,
 )
 from aiplatform.api.emotion import EmotionRequest, TimedText
-from aiplatform.api.health import EngineStatus
-from aiplatform.api.openai import ModelCard
 from aiplatform.audio.alignment import label_segments, label_words, speakers_in_order
 from aiplatform.engines.asr.operations import TRANSCRIBE
-from aiplatform.engines.base import Engine, EngineKind, EngineMode, Operation
+from aiplatform.engines.base import Engine, Operation
 from aiplatform.engines.diarization.operations import DIARIZE
 from aiplatform.engines.emotion.operations import CLASSIFY_EMOTION
 from aiplatform.engines.speakers.operations import IDENTIFY_SPEAKERS
+from aiplatform.engines.wrapped import WrappedEngine
 from aiplatform.errors import AIPlatformError, InvalidRequestError
 
 __all__ = ["TranscriptionPipeline"]
@@ -40,7 +39,7 @@ Resp = TypeVar("Resp", bound=msgspec.Struct)
 Chunk = TypeVar("Chunk", bound=msgspec.Struct)
 
 
-class TranscriptionPipeline:
+class TranscriptionPipeline(WrappedEngine):
     """The ASR engine, plus the platform's ``diarize`` and ``emotion`` extensions."""
 
     def __init__(
@@ -51,35 +50,11 @@ class TranscriptionPipeline:
         speakers: Engine | None = None,
         emotion: Engine | None = None,
     ) -> None:
+        super().__init__(asr)
         self._asr = asr
         self._diarization = diarization
         self._speakers = speakers
         self._emotion = emotion
-
-    @property
-    def asr(self) -> Engine:
-        return self._asr
-
-    @property
-    def kind(self) -> EngineKind[Any]:
-        return self._asr.kind
-
-    @property
-    def mode(self) -> EngineMode:
-        return self._asr.mode
-
-    async def __aenter__(self) -> Self:
-        await self._asr.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._asr.__aexit__(*exc_info)
-
-    async def status(self) -> EngineStatus:
-        return await self._asr.status()
-
-    async def list_models(self) -> list[ModelCard]:
-        return await self._asr.list_models()
 
     async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
         if (

@@ -3,46 +3,28 @@ engine, which nobody else starts, so the RAG engine starts and stops it with its
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any, Self, TypeVar
-
-import msgspec
+from typing import Self
 
 from aiplatform.api.health import EngineStatus
-from aiplatform.api.openai import ModelCard
-from aiplatform.engines.base import Engine, EngineKind, EngineMode, Operation
+from aiplatform.engines.base import Engine
+from aiplatform.engines.wrapped import WrappedEngine
 
 __all__ = ["OwningEngine"]
 
-Req = TypeVar("Req", bound=msgspec.Struct)
-Resp = TypeVar("Resp", bound=msgspec.Struct)
-Chunk = TypeVar("Chunk", bound=msgspec.Struct)
 
-
-class OwningEngine:
+class OwningEngine(WrappedEngine):
     """``engine``, entered after (and left before) the ``owned`` engines it calls."""
 
     def __init__(self, engine: Engine, owned: Sequence[Engine]) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._owned = tuple(owned)
         self._stack: AsyncExitStack | None = None
 
-    @property
-    def inner(self) -> Engine:
-        return self._engine
-
-    @property
-    def kind(self) -> EngineKind[Any]:
-        return self._engine.kind
-
-    @property
-    def mode(self) -> EngineMode:
-        return self._engine.mode
-
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
-            for engine in (*self._owned, self._engine):
+            for engine in (*self._owned, self._inner):
                 await stack.enter_async_context(engine)
             self._stack = stack.pop_all()
         return self
@@ -53,19 +35,10 @@ class OwningEngine:
             await stack.aclose()
 
     async def status(self) -> EngineStatus:
-        status = await self._engine.status()
+        status = await self._inner.status()
         for engine in self._owned:
             owned = await engine.status()
             if not owned.ready:
                 detail = f"{engine.kind.name} engine not ready: {owned.detail}"
                 return EngineStatus(mode=status.mode, ready=False, detail=detail)
         return status
-
-    async def list_models(self) -> list[ModelCard]:
-        return await self._engine.list_models()
-
-    async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
-        return await self._engine.invoke(op, request)
-
-    def stream(self, op: Operation[Req, Any, Chunk], request: Req) -> AsyncIterator[Chunk]:
-        return self._engine.stream(op, request)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -22,8 +22,6 @@ from aiplatform.api.chat import (
     ChatCompletionRequest,
     ChatMessage,
 )
-from aiplatform.api.health import EngineStatus
-from aiplatform.api.openai import ModelCard
 from aiplatform.api.rag import (
     Citation,
     MemoryAddRequest,
@@ -34,10 +32,11 @@ from aiplatform.api.rag import (
     SearchRequest,
 )
 from aiplatform.api.rerank import RerankRequest
-from aiplatform.engines.base import Engine, EngineKind, EngineMode, Operation
+from aiplatform.engines.base import Engine, Operation
 from aiplatform.engines.llm.operations import CHAT
 from aiplatform.engines.rag.operations import ADD_MEMORY, SEARCH, SEARCH_MEMORY
 from aiplatform.engines.rerank.operations import RERANK
+from aiplatform.engines.wrapped import WrappedEngine
 from aiplatform.errors import InvalidRequestError, NotFoundError
 
 __all__ = ["RagChat", "build_prompt"]
@@ -57,40 +56,16 @@ _INSTRUCTIONS = (
 )
 
 
-class RagChat:
+class RagChat(WrappedEngine):
     """The LLM engine, plus the platform's ``rag`` extension of chat completions."""
 
     def __init__(
         self, llm: Engine, *, rag: Engine | None = None, rerank: Engine | None = None
     ) -> None:
+        super().__init__(llm)
         self._llm = llm
         self._rag = rag
         self._rerank = rerank
-
-    @property
-    def llm(self) -> Engine:
-        return self._llm
-
-    @property
-    def kind(self) -> EngineKind[Any]:
-        return self._llm.kind
-
-    @property
-    def mode(self) -> EngineMode:
-        return self._llm.mode
-
-    async def __aenter__(self) -> Self:
-        await self._llm.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._llm.__aexit__(*exc_info)
-
-    async def status(self) -> EngineStatus:
-        return await self._llm.status()
-
-    async def list_models(self) -> list[ModelCard]:
-        return await self._llm.list_models()
 
     async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
         if op is CHAT and isinstance(request, ChatCompletionRequest) and request.rag is not None:

@@ -173,8 +173,7 @@ class LocalRagEngine(LocalEngine):
 
     async def delete_collection(self, request: CollectionRef) -> CollectionDeleted:
         row = await self._collection(request.collection_id)
-        await self.run_blocking(self._store.delete_collection, row)
-        self._schedule_maintenance(row)
+        await self._delete_collection(row)
         return CollectionDeleted(id=row.id)
 
     # -- documents -----------------------------------------------------------------------------
@@ -182,12 +181,7 @@ class LocalRagEngine(LocalEngine):
     async def add_documents(self, request: DocumentAddRequest) -> Documents:
         row = await self._collection(request.collection_id)
         inputs = self._checked(request.documents)
-        existing = await self.run_blocking(
-            self._store.existing_document_ids, row, [d.id for d in inputs if d.id]
-        )
-        if existing:
-            first = sorted(existing)[0]
-            raise _conflict(first)
+        await self._refuse_existing(row, inputs)
         prepared = await self._prepare(row, inputs, request.chunking)
         added = await self.run_blocking(self._store.add_documents, row, prepared)
         self._schedule_maintenance(row)
@@ -204,10 +198,7 @@ class LocalRagEngine(LocalEngine):
             chunk_size=request.chunk_size, chunk_overlap=request.chunk_overlap
         )
         (checked,) = self._checked([document], param="file")
-        if checked.id is not None and checked.id in await self.run_blocking(
-            self._store.existing_document_ids, row, [checked.id]
-        ):
-            raise _conflict(checked.id)
+        await self._refuse_existing(row, [checked])
         prepared = await self._prepare(row, [checked], chunking, filename=request.file.filename)
         (added,) = await self.run_blocking(self._store.add_documents, row, prepared)
         self._schedule_maintenance(row)
@@ -285,11 +276,7 @@ class LocalRagEngine(LocalEngine):
     async def create_job(self, request: IngestJobRequest) -> IngestJob:
         row = await self._collection(request.collection_id)
         inputs = self._checked(request.documents)
-        existing = await self.run_blocking(
-            self._store.existing_document_ids, row, [d.id for d in inputs if d.id]
-        )
-        if existing:
-            raise _conflict(sorted(existing)[0])
+        await self._refuse_existing(row, inputs)
         named = [
             document if document.id else msgspec.structs.replace(document, id=_document_id())
             for document in inputs
@@ -441,8 +428,7 @@ class LocalRagEngine(LocalEngine):
 
     async def delete_memory(self, request: ConversationRef) -> MemoryDeleted:
         row = await self._conversation(request.conversation_id)
-        await self.run_blocking(self._store.delete_collection, row)
-        self._schedule_maintenance(row)
+        await self._delete_collection(row)
         return MemoryDeleted(id=row.name)
 
     # -- shared steps --------------------------------------------------------------------------
@@ -462,6 +448,21 @@ class LocalRagEngine(LocalEngine):
                 code="conversation_not_found",
             )
         return row
+
+    async def _refuse_existing(self, row: CollectionRow, documents: list[DocumentInput]) -> None:
+        """A 409 naming the first of ``documents`` whose own id the collection already has."""
+        ids = [document.id for document in documents if document.id is not None]
+        existing = await self.run_blocking(self._store.existing_document_ids, row, ids)
+        if existing:
+            raise ConflictError(
+                f"A document with the id '{sorted(existing)[0]}' already exists.",
+                param="id",
+                code="document_exists",
+            )
+
+    async def _delete_collection(self, row: CollectionRow) -> None:
+        await self.run_blocking(self._store.delete_collection, row)
+        self._schedule_maintenance(row)  # purges the deleted text from the files
 
     async def _public(self, row: CollectionRow) -> Collection:
         documents, chunks, indexed = await self.run_blocking(self._store.counts, row)
@@ -633,14 +634,6 @@ def _unit(vectors: Vectors) -> Vectors:
 
 def _document_id() -> str:
     return f"doc_{uuid.uuid4().hex[:20]}"
-
-
-def _conflict(document_id: str) -> AIPlatformError:
-    return ConflictError(
-        f"A document with the id '{document_id}' already exists.",
-        param="id",
-        code="document_exists",
-    )
 
 
 def _conversation_id(value: str) -> str:
