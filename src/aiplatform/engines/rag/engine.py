@@ -74,6 +74,7 @@ from aiplatform.engines.rag.store import (
 from aiplatform.errors import (
     AIPlatformError,
     ConflictError,
+    EngineUnavailableError,
     InvalidRequestError,
     NotFoundError,
 )
@@ -104,9 +105,10 @@ class LocalRagEngine(LocalEngine):
         )
         self._store = RagStore(folder, params, checkpoint_every=settings.checkpoint_every)
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._jobs_waiting = anyio.Event()
+        # made when the engine starts: anyio's primitives belong to a running event loop
+        self._jobs_waiting: anyio.Event | None = None
+        self._memory_lock: anyio.Lock | None = None
         self._maintaining: set[str] = set()
-        self._memory_lock = anyio.Lock()
         self.bind(ops.CREATE_COLLECTION, self.create_collection)
         self.bind(ops.LIST_COLLECTIONS, self.list_collections)
         self.bind(ops.GET_COLLECTION, self.get_collection)
@@ -137,6 +139,8 @@ class LocalRagEngine(LocalEngine):
 
     async def start_background(self, task_group: anyio.abc.TaskGroup) -> None:
         self._task_group = task_group
+        self._memory_lock = anyio.Lock()
+        self._jobs_waiting = anyio.Event()
         task_group.start_soon(self._work_through_jobs)
 
     async def list_models(self) -> list[ModelCard]:
@@ -285,7 +289,8 @@ class LocalRagEngine(LocalEngine):
         job = await self.run_blocking(
             self._store.create_job, row, payload, [d.id or "" for d in named]
         )
-        self._jobs_waiting.set()
+        if self._jobs_waiting is not None:
+            self._jobs_waiting.set()
         return _public_job(job)
 
     async def get_job(self, request: JobRef) -> IngestJob:
@@ -293,9 +298,14 @@ class LocalRagEngine(LocalEngine):
         return _public_job(await self.run_blocking(self._store.job, owner, request.job_id))
 
     async def _work_through_jobs(self) -> None:
-        await self.wait_loaded()
+        """Run stored jobs, oldest first (those a restart interrupted too), then wait for
+        new ones."""
+        try:
+            await self.wait_loaded()
+        except EngineUnavailableError:
+            return  # the store did not open; status() says why
         while True:
-            self._jobs_waiting = anyio.Event()
+            self._jobs_waiting = wake_up = anyio.Event()
             for job in await self.run_blocking(self._store.unfinished_jobs):
                 try:
                     await self._run_job(job)
@@ -303,7 +313,7 @@ class LocalRagEngine(LocalEngine):
                     logger.exception("ingest job %s failed", job.id)
                     job.status = "failed"
                     await self.run_blocking(self._store.update_job, job)
-            await self._jobs_waiting.wait()
+            await wake_up.wait()
 
     async def _run_job(self, job: JobRow) -> None:
         payload = msgspec.json.decode(
@@ -367,6 +377,7 @@ class LocalRagEngine(LocalEngine):
     async def add_memory(self, request: MemoryAddRequest) -> MemoryList:
         owner = current_tenant()
         conversation = _conversation_id(request.conversation_id)
+        assert self._memory_lock is not None, "the engine has not been started"
         async with self._memory_lock:
             row = await self.run_blocking(self._store.find_collection, owner, MEMORY, conversation)
             if row is None:
