@@ -254,6 +254,9 @@ class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
     ivf_nprobe: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16
     #: A filtered search matching at most this many chunks scores them all exactly.
     exact_filter_limit: PositiveInt = 4096
+    #: Collection indexes kept in memory together, in MiB; beyond it the least recently used
+    #: are written out and dropped (and loaded again when used). Unset: no limit.
+    index_memory_mb: PositiveInt | None = 4096
 
 
 class RerankSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):

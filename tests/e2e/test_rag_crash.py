@@ -82,7 +82,7 @@ async def check_recovered(
             store = engine.store
             row = store.collection("default", "documents", name)
             stored = np.sort(store.matching_chunk_ids(row, {}))
-            indexed = np.sort(store._indexes[row.id].index.ids())
+            indexed = np.sort(store.index_of(row).ids())
             assert np.array_equal(stored, indexed), where
             for document_id, token in documents.items():
                 hits = await engine.invoke(

@@ -53,7 +53,7 @@ def consistent(store: RagStore, collection: CollectionRow) -> bool:
     """The index answers for exactly the chunks in the database."""
     _, chunks, indexed = store.counts(collection)
     stored = set(store.matching_chunk_ids(collection, {}).tolist())
-    index = store._indexes[collection.id].index  # the store's own view of its index
+    index = store.index_of(collection)
     return chunks == indexed and set(index.ids().tolist()) == stored
 
 
@@ -96,7 +96,7 @@ def test_masked_hnsw_nodes_are_rebuilt_away(tmp_path: Path) -> None:
     store.add_documents(collection, [document(f"d{n}", n) for n in range(50)])
     for n in range(15):
         store.delete_document(collection, f"d{n}")
-    index = store._indexes[collection.id].index
+    index = store.index_of(collection)
     assert index.wants_rebuild()
     hits = store.vector_search(collection, vectors(1, 3), 50, None)
     assert len(hits) == 35  # deleted ones are never returned, even before the rebuild
@@ -109,7 +109,7 @@ def test_an_ivf_collection_is_clustered_once_large_enough(tmp_path: Path) -> Non
     store = open_store(tmp_path, ivf_min_train=256)
     collection = new_collection(store, "ivf")
     store.add_documents(collection, [document(f"d{n}", n) for n in range(100)])
-    index = store._indexes[collection.id].index
+    index = store.index_of(collection)
     store.maintain(collection)
     assert not index.is_ivf
     store.add_documents(collection, [document(f"e{n}", 1000 + n) for n in range(200)])
@@ -164,3 +164,26 @@ def test_filters_select_inside_the_database(tmp_path: Path) -> None:
     assert ids({"tags": {"$contains": "b"}}) == ids({"nested.level": 2})
     assert len(ids({"$not": {"n": {"$lt": 8}}})) == 3
     assert ids({"$and": [{"n": {"$gt": 1}}, {"n": {"$lt": 3}}]}) == ids({"n": 2})
+
+
+def test_indexes_beyond_the_memory_budget_are_written_and_dropped(tmp_path: Path) -> None:
+    one_index = 20 * (4 * DIMENSION + 8)
+    store = RagStore(tmp_path, IndexParams(), checkpoint_every=1000, index_memory_bytes=one_index)
+    store.open()
+    collections = [
+        store.create_collection(
+            "owner", "documents", f"c{n}", embedding_model="m", dimension=DIMENSION,
+            index_type="flat", metadata={},
+        )
+        for n in range(3)
+    ]  # fmt: skip
+    for number, collection in enumerate(collections):
+        store.add_documents(collection, [document(f"d{n}", 100 * number + n) for n in range(20)])
+        loaded = [key for key, value in store._indexes.items() if value.index.size]
+        assert loaded == [collection.id]  # only the one in use stays
+    for number, collection in enumerate(collections):
+        assert (tmp_path / "indexes" / f"{collection.id}.faiss").exists()
+        hits = store.vector_search(collection, vectors(1, 100 * number + 5), 1, None)
+        assert hits[0][0] in store.matching_chunk_ids(collection, {"n": 100 * number + 5})
+        assert consistent(store, collection)
+    store.close()

@@ -103,7 +103,13 @@ class LocalRagEngine(LocalEngine):
             ivf_min_train=settings.ivf_min_train,
             ivf_nprobe=settings.ivf_nprobe,
         )
-        self._store = RagStore(folder, params, checkpoint_every=settings.checkpoint_every)
+        budget = settings.index_memory_mb
+        self._store = RagStore(
+            folder,
+            params,
+            checkpoint_every=settings.checkpoint_every,
+            index_memory_bytes=budget * 1024 * 1024 if budget is not None else None,
+        )
         self._task_group: anyio.abc.TaskGroup | None = None
         # made when the engine starts: anyio's primitives belong to a running event loop
         self._jobs_waiting: anyio.Event | None = None

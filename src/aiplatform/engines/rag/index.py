@@ -144,6 +144,17 @@ class VectorIndex:
         with self._lock:
             return int(self._index.ntotal) - len(self._masked)
 
+    @property
+    def memory_bytes(self) -> int:
+        """About how much memory the index takes: its vectors, their ids, and the graph's
+        links for HNSW."""
+        with self._lock:
+            total = int(self._index.ntotal)
+        per_vector = 4 * self.dimension + 8
+        if self.index_type == "hnsw":
+            per_vector += 4 * 2 * self._params.hnsw_m
+        return total * per_vector
+
     def ids(self) -> Ids:
         """Every id the index answers for (masked ones left out)."""
         faiss = _faiss()

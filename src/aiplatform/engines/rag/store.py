@@ -20,6 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,15 +185,25 @@ class _Loaded:
 
 
 class RagStore:
-    def __init__(self, folder: str | Path, params: IndexParams, *, checkpoint_every: int) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        params: IndexParams,
+        *,
+        checkpoint_every: int,
+        index_memory_bytes: int | None = None,
+    ) -> None:
         self._folder = Path(folder)
         self._params = params
         self._checkpoint_every = checkpoint_every
+        self._index_budget = index_memory_bytes
         self._write_lock = threading.RLock()
         self._writer: sqlite3.Connection | None = None
         self._readers = threading.local()
         self._reader_list: list[sqlite3.Connection] = []
-        self._indexes: dict[str, _Loaded] = {}
+        #: Loaded indexes, least recently used first; loaded on first use, caught up with the
+        #: database then, and written and dropped when they exceed the memory budget.
+        self._indexes: OrderedDict[str, _Loaded] = OrderedDict()
         #: Whether deleted text may still sit in the full-text index's older segments.
         self._deleted_text = False
 
@@ -209,8 +220,6 @@ class RagStore:
         (self._folder / "indexes").mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
-        for row in self._writer.execute("SELECT * FROM collections").fetchall():
-            self._load_index(_collection(row))
 
     def close(self) -> None:
         """Write every changed index, then close the database."""
@@ -298,6 +307,7 @@ class RagStore:
                     code="collection_exists",
                 ) from None
             self._indexes[row.id] = _Loaded(VectorIndex(dimension, index_type, self._params))
+            self._evict(keep=row.id)
         return row
 
     def collection(self, owner: str, kind: str, ref: str) -> CollectionRow:
@@ -344,8 +354,7 @@ class RagStore:
         chunks = reader.execute(
             "SELECT count(*) FROM chunks WHERE collection_id = ?", (collection.id,)
         ).fetchone()[0]
-        loaded = self._indexes.get(collection.id)
-        return int(documents), int(chunks), loaded.index.size if loaded else 0
+        return int(documents), int(chunks), self.index_of(collection).size
 
     def delete_collection(self, collection: CollectionRow) -> None:
         with self._write_lock:
@@ -366,6 +375,8 @@ class RagStore:
         new_ids: list[int] = []
         new_vectors: list[Vectors] = []
         with self._write_lock:
+            # loaded (and caught up) before the change, so the change is applied to it once
+            loaded = self._loaded(collection)
             with self._transaction() as db:
                 self._require_collection(db, collection)
                 for document in documents:
@@ -412,9 +423,9 @@ class RagStore:
                     )
             if new_ids:
                 vectors = np.ascontiguousarray(np.concatenate(new_vectors), dtype=np.float32)
-                self._changed(collection, len(new_ids)).add(
-                    np.asarray(new_ids, dtype=np.int64), vectors
-                )
+                loaded.index.add(np.asarray(new_ids, dtype=np.int64), vectors)
+                loaded.dirty += len(new_ids)
+                self._evict(keep=collection.id)
         return added
 
     def existing_document_ids(self, collection: CollectionRow, ids: Sequence[str]) -> set[str]:
@@ -484,6 +495,7 @@ class RagStore:
 
     def delete_document(self, collection: CollectionRow, document_id: str) -> None:
         with self._write_lock:
+            loaded = self._loaded(collection)
             with self._transaction() as db:
                 row = db.execute(
                     "SELECT pk FROM documents WHERE collection_id = ? AND id = ?",
@@ -506,7 +518,8 @@ class RagStore:
                 )
                 db.execute("DELETE FROM documents WHERE pk = ?", (row[0],))
             self._deleted_text = True
-            self._changed(collection, chunk_ids.size).remove(chunk_ids)
+            loaded.index.remove(chunk_ids)
+            loaded.dirty += int(chunk_ids.size)
 
     def update_metadata(
         self, collection: CollectionRow, document_id: str, metadata: dict[str, Any]
@@ -539,10 +552,7 @@ class RagStore:
         self, collection: CollectionRow, query: Vectors, k: int, allowed: Ids | None
     ) -> list[tuple[int, float]]:
         """The ``k`` chunks most similar to ``query``, among ``allowed`` when given."""
-        loaded = self._indexes.get(collection.id)
-        if loaded is None:
-            return []
-        scores, ids = loaded.index.search(query, k, allowed)
+        scores, ids = self.index_of(collection).search(query, k, allowed)
         return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
 
     def exact_search(
@@ -682,14 +692,36 @@ class RagStore:
 
     # -- indexes -------------------------------------------------------------------------------
 
-    def _changed(self, collection: CollectionRow, count: int) -> VectorIndex:
-        loaded = self._indexes.get(collection.id)
-        if loaded is None:
-            loaded = self._indexes[collection.id] = _Loaded(
-                VectorIndex(collection.dimension, collection.index_type, self._params)
-            )
-        loaded.dirty += count
-        return loaded.index
+    def index_of(self, collection: CollectionRow) -> VectorIndex:
+        """The collection's index, loaded (and caught up with the database) if it is not."""
+        return self._loaded(collection).index
+
+    def _loaded(self, collection: CollectionRow) -> _Loaded:
+        with self._write_lock:
+            loaded = self._indexes.get(collection.id)
+            if loaded is None:
+                loaded = self._load_index(collection)
+            self._indexes.move_to_end(collection.id)
+            self._evict(keep=collection.id)
+            return loaded
+
+    def _evict(self, *, keep: str) -> None:
+        """Write and drop the least recently used indexes while all of them together exceed
+        the memory budget (the one in use stays, however large)."""
+        if self._index_budget is None:
+            return
+        total = sum(loaded.index.memory_bytes for loaded in self._indexes.values())
+        for collection_id in list(self._indexes):
+            if total <= self._index_budget:
+                return
+            loaded = self._indexes[collection_id]
+            if collection_id == keep or loaded.rebuilding:
+                continue
+            if loaded.dirty:
+                self._save(collection_id, loaded)
+            total -= loaded.index.memory_bytes
+            del self._indexes[collection_id]
+            logger.debug("dropped the index of %s from memory", collection_id)
 
     def maintain(self, collection: CollectionRow) -> None:
         """Rebuild the collection's index when that pays (IVF clustering, masked HNSW nodes)
@@ -728,7 +760,7 @@ class RagStore:
             time.perf_counter() - started,
         )
 
-    def _load_index(self, collection: CollectionRow) -> None:
+    def _load_index(self, collection: CollectionRow) -> _Loaded:
         path = self._index_path(collection.id)
         index = None
         if path.exists():
@@ -746,6 +778,7 @@ class RagStore:
         if changes:
             logger.info("caught the index of %s up by %d changes", collection.id, changes)
             self._save(collection.id, loaded)
+        return loaded
 
     def _catch_up(self, collection_id: str, index: VectorIndex) -> int:
         """Make ``index`` answer for exactly the collection's chunks in the database."""
