@@ -310,6 +310,15 @@ async def test_an_ingest_job_stores_every_document(engine: Engine) -> None:
 
 async def test_conversation_memory_keeps_turns_in_order_and_recalls_them(engine: Engine) -> None:
     conversation = unique("chat")
+    with pytest.raises(InvalidRequestError):
+        await engine.invoke(
+            rag.ADD_MEMORY,
+            MemoryAddRequest(
+                conversation_id=conversation, messages=[MemoryMessage(role="user", content=" ")]
+            ),
+        )
+    with pytest.raises(NotFoundError):  # the refused turn left nothing behind
+        await engine.invoke(rag.LIST_MEMORY, MemoryListRequest(conversation_id=conversation))
     turns = [
         MemoryMessage(role="user", content="My sister Alma lives in Lisbon."),
         MemoryMessage(role="assistant", content="Lisbon is lovely in spring."),

@@ -111,14 +111,24 @@ def test_chat_remembers_the_conversation(request: pytest.FixtureRequest, where: 
     assert turns[2]["content"] == "When is lunch?"
 
 
-def test_rag_without_the_engine_is_a_clear_400() -> None:
-    with running_server(env={**FAKE, "AIPLATFORM_ENGINES__RAG__ENABLED": "false"}) as server:
+@pytest.mark.parametrize(
+    ("disabled", "options", "param"),
+    [
+        ("RAG", {"collection": "x"}, "rag"),
+        ("RERANK", {"collection": "x", "rerank": True}, "rag.rerank"),
+    ],
+)
+def test_rag_without_its_engines_is_a_clear_400(
+    disabled: str, options: dict[str, object], param: str
+) -> None:
+    env = {**FAKE, f"AIPLATFORM_ENGINES__{disabled}__ENABLED": "false"}
+    with running_server(env=env) as server:
         response = httpx.post(
             f"{server.url}/v1/chat/completions",
-            json={"messages": [{"role": "user", "content": "hi"}], "rag": {"collection": "x"}},
+            json={"messages": [{"role": "user", "content": "hi"}], "rag": options},
         )
     assert response.status_code == 400
-    assert response.json()["error"]["param"] == "rag"
+    assert response.json()["error"]["param"] == param
 
 
 def test_an_unreachable_rag_pod_is_a_503(silent_port: int) -> None:

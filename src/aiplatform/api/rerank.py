@@ -16,7 +16,7 @@ class RerankDocument(msgspec.Struct, kw_only=True):
 
 class RerankRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     query: Annotated[str, msgspec.Meta(min_length=1)]
-    documents: Annotated[list[str | RerankDocument], msgspec.Meta(min_length=1, max_length=4096)]
+    documents: Annotated[list[str | RerankDocument], msgspec.Meta(min_length=1, max_length=1000)]
     model: str | None = None
     #: Keep only the best ``top_n``; unset: every document.
     top_n: Annotated[int, msgspec.Meta(ge=1)] | None = None

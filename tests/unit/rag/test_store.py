@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aiplatform.api.rag import SearchRequest
 from aiplatform.engines.rag.chunking import split_text
 from aiplatform.engines.rag.index import IndexParams, Vectors
+from aiplatform.engines.rag.search import search_collection
 from aiplatform.engines.rag.store import CollectionRow, PreparedDocument, RagStore
 
 DIMENSION = 16
@@ -187,3 +189,14 @@ def test_indexes_beyond_the_memory_budget_are_written_and_dropped(tmp_path: Path
         assert hits[0][0] in store.matching_chunk_ids(collection, {"n": 100 * number + 5})
         assert consistent(store, collection)
     store.close()
+
+
+def test_a_filtered_graph_search_finds_every_match_it_asks_for(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store, "hnsw")
+    store.add_documents(collection, [document(f"d{n}", n) for n in range(400)])
+    wanted = {"n": {"$in": list(range(0, 400, 8))}}  # 50 scattered matches
+    request = SearchRequest(query="x", mode="vector", top_k=50, filter=wanted)
+    hits = search_collection(store, collection, request, vectors(1, 9999), exact_filter_limit=10)
+    assert len(hits) == 50
+    assert {hit.metadata["n"] for hit in hits} == set(range(0, 400, 8))

@@ -114,6 +114,12 @@ class RagChat(WrappedEngine):
                 "rag needs the RAG engine, which this server does not run (enable engines.rag).",
                 param="rag",
             )
+        if options.rerank and self._rerank is None:
+            raise InvalidRequestError(
+                "rag.rerank needs the rerank engine, which this server does not run "
+                "(enable engines.rerank).",
+                param="rag.rerank",
+            )
         question = _last_user_text(request.messages)
         pool = options.top_k * _RERANK_POOL if options.rerank else options.top_k
         search = SearchRequest(
@@ -144,12 +150,7 @@ class RagChat(WrappedEngine):
         return msgspec.structs.replace(request, messages=messages, rag=None), citations
 
     async def _reranked(self, question: str, hits: list[SearchHit], keep: int) -> list[SearchHit]:
-        if self._rerank is None:
-            raise InvalidRequestError(
-                "rag.rerank needs the rerank engine, which this server does not run "
-                "(enable engines.rerank).",
-                param="rag.rerank",
-            )
+        assert self._rerank is not None  # checked by _grounded
         ranked = await self._rerank.invoke(
             RERANK,
             RerankRequest(

@@ -383,6 +383,11 @@ class LocalRagEngine(LocalEngine):
     async def add_memory(self, request: MemoryAddRequest) -> MemoryList:
         owner = current_tenant()
         conversation = _conversation_id(request.conversation_id)
+        # refused before the conversation is created
+        self._checked(
+            [DocumentInput(text=message.content) for message in request.messages],
+            param="messages",
+        )
         assert self._memory_lock is not None, "the engine has not been started"
         async with self._memory_lock:
             row = await self.run_blocking(self._store.find_collection, owner, MEMORY, conversation)
@@ -408,7 +413,6 @@ class LocalRagEngine(LocalEngine):
                 )
                 for turn, message in enumerate(request.messages, first_turn)
             ]
-            self._checked(inputs, param="messages")
             prepared = await self._prepare(row, inputs, ChunkingOptions())
             added = await self.run_blocking(self._store.add_documents, row, prepared)
         texts = {document.id: document.text for document in inputs}

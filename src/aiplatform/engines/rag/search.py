@@ -37,10 +37,14 @@ def search_collection(
     if query is not None:
         # a flat index searches exactly under a filter; approximate ones (HNSW, IVF) can miss
         # rare matches, so few matching chunks are scored one by one instead
-        if allowed is not None and row.index_type != "flat" and allowed.size <= exact_filter_limit:
+        approximate = row.index_type != "flat"
+        if allowed is not None and approximate and allowed.size <= exact_filter_limit:
             by_vector = store.exact_search(row, query, depth, allowed)
         else:
             by_vector = store.vector_search(row, query, depth, allowed)
+            if allowed is not None and approximate and len(by_vector) < min(depth, allowed.size):
+                # the graph or the probed lists held too few matches: score them all
+                by_vector = store.exact_search(row, query, depth, allowed)
     if request.mode != "vector" and request.query:
         by_words = store.lexical_search(row, request.query, depth, request.filter)
     if request.mode == "vector":
