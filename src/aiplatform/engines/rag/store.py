@@ -541,12 +541,18 @@ class RagStore:
 
     def matching_chunk_ids(self, collection: CollectionRow, spec: dict[str, Any]) -> Ids:
         condition, params = compile_filter(spec, "d.metadata")
-        rows = self._read().execute(
+        return self._ids(
             "SELECT c.id FROM chunks c JOIN documents d ON d.pk = c.document_pk "
             f"WHERE c.collection_id = ? AND {condition}",
             (collection.id, *params),
         )
-        return np.fromiter((row[0] for row in rows), dtype=np.int64)
+
+    def _ids(self, sql: str, params: Sequence[Any]) -> Ids:
+        """The integers of the query's one column (plain tuples: no Row per id)."""
+        cursor = self._read().cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(sql, params).fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 
     def vector_search(
         self, collection: CollectionRow, query: Vectors, k: int, allowed: Ids | None
@@ -576,10 +582,16 @@ class RagStore:
         if not words:
             return []
         match = " OR ".join(f'"{word}"' for word in words[:64])
-        condition, params = compile_filter(spec, "d.metadata") if spec else ("1", [])
-        rows = self._read().execute(
+        joins, condition = "", "1"
+        params: list[Any] = []
+        if spec:  # the documents' metadata is joined only when a filter reads it
+            condition, params = compile_filter(spec, "d.metadata")
+            joins = "JOIN documents d ON d.pk = c.document_pk "
+        cursor = self._read().cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
             "SELECT c.id, bm25(chunks_fts) AS rank FROM chunks_fts "
-            "JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.pk = c.document_pk "
+            f"JOIN chunks c ON c.id = chunks_fts.rowid {joins}"
             f"WHERE chunks_fts MATCH ? AND c.collection_id = ? AND {condition} "
             "ORDER BY rank LIMIT ?",
             (match, collection.id, *params, k),
@@ -782,14 +794,8 @@ class RagStore:
 
     def _catch_up(self, collection_id: str, index: VectorIndex) -> int:
         """Make ``index`` answer for exactly the collection's chunks in the database."""
-        stored = np.fromiter(
-            (
-                row[0]
-                for row in self._read().execute(
-                    "SELECT id FROM chunks WHERE collection_id = ? ORDER BY id", (collection_id,)
-                )
-            ),
-            dtype=np.int64,
+        stored = self._ids(
+            "SELECT id FROM chunks WHERE collection_id = ? ORDER BY id", (collection_id,)
         )
         indexed = index.ids()
         extra = np.setdiff1d(indexed, stored, assume_unique=True)
