@@ -80,15 +80,6 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_collection ON chunks(collection_id, id);
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_pk);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
-END;
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -105,6 +96,13 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_COLLECTION_ID = re.compile(r"col_[0-9a-f]{20}")
+#: Each collection's full-text index: its own FTS5 table over the chunks' text (so one owner's
+#: large collection never slows another's searches), kept in the same transactions as chunks.
+_FTS_TABLE = (
+    "CREATE VIRTUAL TABLE {table} USING fts5(text, content='chunks', content_rowid='id', "
+    "tokenize='porter unicode61 remove_diacritics 2')"
+)
 _DOCUMENT = (
     "pk, id, collection_id, metadata, filename, created_at, chunk_count, length(text) AS characters"
 )
@@ -204,8 +202,9 @@ class RagStore:
         #: Loaded indexes, least recently used first; loaded on first use, caught up with the
         #: database then, and written and dropped when they exceed the memory budget.
         self._indexes: OrderedDict[str, _Loaded] = OrderedDict()
-        #: Whether deleted text may still sit in the full-text index's older segments.
-        self._deleted_text = False
+        #: Collections whose full-text index may still hold deleted text in older segments
+        #: (None: a dropped table's freed pages still sit in the log).
+        self._deleted_text: set[str | None] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -306,6 +305,7 @@ class RagStore:
                     param="name",
                     code="collection_exists",
                 ) from None
+            db.execute(_FTS_TABLE.format(table=_fts(row.id)))
             self._indexes[row.id] = _Loaded(VectorIndex(dimension, index_type, self._params))
             self._evict(keep=row.id)
         return row
@@ -359,8 +359,10 @@ class RagStore:
     def delete_collection(self, collection: CollectionRow) -> None:
         with self._write_lock:
             with self._transaction() as db:
+                db.execute(f"DROP TABLE IF EXISTS {_fts(collection.id)}")
                 db.execute("DELETE FROM collections WHERE id = ?", (collection.id,))
-            self._deleted_text = True
+            self._deleted_text.discard(collection.id)
+            self._deleted_text.add(None)
             self._indexes.pop(collection.id, None)
             self._index_path(collection.id).unlink(missing_ok=True)
 
@@ -377,6 +379,7 @@ class RagStore:
         with self._write_lock:
             # loaded (and caught up) before the change, so the change is applied to it once
             loaded = self._loaded(collection)
+            fts = _fts(collection.id)
             with self._transaction() as db:
                 self._require_collection(db, collection)
                 for document in documents:
@@ -407,7 +410,11 @@ class RagStore:
                             "vector) VALUES (?, ?, ?, ?, ?, ?)",
                             (pk, collection.id, chunk.start, chunk.end, chunk.text, _blob(vector)),
                         )
-                        new_ids.append(int(cursor.lastrowid or 0))
+                        chunk_id = int(cursor.lastrowid or 0)
+                        db.execute(
+                            f"INSERT INTO {fts}(rowid, text) VALUES (?, ?)", (chunk_id, chunk.text)
+                        )
+                        new_ids.append(chunk_id)
                     new_vectors.append(document.vectors)
                     added.append(
                         DocumentRow(
@@ -507,17 +514,17 @@ class RagStore:
                         param="document_id",
                         code="document_not_found",
                     )
-                chunk_ids = np.fromiter(
-                    (
-                        r[0]
-                        for r in db.execute(
-                            "SELECT id FROM chunks WHERE document_pk = ?", (row[0],)
-                        )
-                    ),
-                    dtype=np.int64,
+                chunks = db.execute(
+                    "SELECT id, text FROM chunks WHERE document_pk = ?", (row[0],)
+                ).fetchall()
+                fts = _fts(collection.id)
+                db.executemany(
+                    f"INSERT INTO {fts}({fts}, rowid, text) VALUES ('delete', ?, ?)",
+                    [(chunk[0], chunk[1]) for chunk in chunks],
                 )
                 db.execute("DELETE FROM documents WHERE pk = ?", (row[0],))
-            self._deleted_text = True
+            chunk_ids = np.fromiter((chunk[0] for chunk in chunks), dtype=np.int64)
+            self._deleted_text.add(collection.id)
             loaded.index.remove(chunk_ids)
             loaded.dirty += int(chunk_ids.size)
 
@@ -582,20 +589,23 @@ class RagStore:
         if not words:
             return []
         match = " OR ".join(f'"{word}"' for word in words[:64])
-        joins, condition = "", "1"
-        params: list[Any] = []
-        if spec:  # the documents' metadata is joined only when a filter reads it
-            condition, params = compile_filter(spec, "d.metadata")
-            joins = "JOIN documents d ON d.pk = c.document_pk "
+        fts = _fts(collection.id)
         cursor = self._read().cursor()
         cursor.row_factory = None
-        rows = cursor.execute(
-            "SELECT c.id, bm25(chunks_fts) AS rank FROM chunks_fts "
-            f"JOIN chunks c ON c.id = chunks_fts.rowid {joins}"
-            f"WHERE chunks_fts MATCH ? AND c.collection_id = ? AND {condition} "
-            "ORDER BY rank LIMIT ?",
-            (match, collection.id, *params, k),
-        )
+        if spec:  # the documents' metadata is joined only when a filter reads it
+            condition, params = compile_filter(spec, "d.metadata")
+            rows = cursor.execute(
+                f"SELECT {fts}.rowid, bm25({fts}) AS rank FROM {fts} "
+                f"JOIN chunks c ON c.id = {fts}.rowid JOIN documents d ON d.pk = c.document_pk "
+                f"WHERE {fts} MATCH ? AND {condition} ORDER BY rank LIMIT ?",
+                (match, *params, k),
+            )
+        else:
+            rows = cursor.execute(
+                f"SELECT rowid, bm25({fts}) AS rank FROM {fts} WHERE {fts} MATCH ? "
+                "ORDER BY rank LIMIT ?",
+                (match, k),
+            )
         return [(int(row[0]), -float(row[1])) for row in rows]
 
     def chunk_records(
@@ -838,10 +848,12 @@ class RagStore:
         if not self._deleted_text or self._writer is None:
             return
         with self._transaction() as db:
-            db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+            for collection_id in self._deleted_text - {None}:
+                fts = _fts(str(collection_id))
+                db.execute(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
         # and out of the write-ahead log, which still holds the old pages
         self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._deleted_text = False
+        self._deleted_text.clear()
 
     def _save(self, collection_id: str, loaded: _Loaded) -> None:
         loaded.index.save(self._index_path(collection_id))
@@ -876,6 +888,14 @@ class _Transaction:
             self._connection.execute("COMMIT")
         else:
             self._connection.execute("ROLLBACK")
+
+
+def _fts(collection_id: str) -> str:
+    """The name of a collection's full-text table (ids are made here; checked all the same,
+    as the name is spliced into SQL)."""
+    if not _COLLECTION_ID.fullmatch(collection_id):
+        raise ValueError(f"not a collection id: {collection_id!r}")
+    return f"fts_{collection_id}"
 
 
 def _stack(rows: list[Any]) -> tuple[Ids, Vectors]:
