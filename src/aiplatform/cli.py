@@ -109,7 +109,7 @@ def _print_engines(settings: Settings) -> int:
             fields = msgspec.structs.asdict(section)
             mode = "local"
             detail = " ".join(
-                f"{key}={fields[key]}" for key in ("backend", "model", "path") if fields.get(key)
+                f"{key}={fields[key]}" for key in ("backend", "model", "path", "data_dir") if fields.get(key)
             )
             if isinstance(section, LLMSettings):
                 detail = "models=" + ",".join(f"{m.name}({m.backend})" for m in section.models)
