@@ -108,9 +108,8 @@ def _print_engines(settings: Settings) -> int:
         else:
             fields = msgspec.structs.asdict(section)
             mode = "local"
-            detail = " ".join(
-                f"{key}={fields[key]}" for key in ("backend", "model", "path", "data_dir") if fields.get(key)
-            )
+            shown = ("backend", "model", "path", "data_dir")
+            detail = " ".join(f"{key}={fields[key]}" for key in shown if fields.get(key))
             if isinstance(section, LLMSettings):
                 detail = "models=" + ",".join(f"{m.name}({m.backend})" for m in section.models)
         print(f"{name:<14}{mode:<10}{detail}")
