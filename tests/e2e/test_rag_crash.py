@@ -77,10 +77,11 @@ async def check_recovered(
     engine = LocalRagEngine(crash_settings(str(data_dir)), embeddings=embeddings)
     async with embeddings, engine:
         for name, documents in added.items():
-            collection = await engine.invoke(rag.GET_COLLECTION, CollectionRef(collection_id=name))
-            assert collection.indexed_count == collection.chunk_count, where
             store = engine.store
             row = store.collection("default", "documents", name)
+            store.index_of(row)  # loaded, and caught up, as the first search would
+            collection = await engine.invoke(rag.GET_COLLECTION, CollectionRef(collection_id=name))
+            assert collection.indexed_count == collection.chunk_count, where
             stored = np.sort(store.matching_chunk_ids(row, {}))
             indexed = np.sort(store.index_of(row).ids())
             assert np.array_equal(stored, indexed), where

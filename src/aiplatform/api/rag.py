@@ -89,8 +89,9 @@ class Collection(msgspec.Struct, kw_only=True):
     created_at: int
     document_count: int
     chunk_count: int
-    #: Vectors the search index answers for; equal to ``chunk_count`` once consistent.
-    indexed_count: int
+    #: Vectors the search index answers for (equal to ``chunk_count``); null while the index
+    #: is not in memory: it is loaded, and caught up with the stored chunks, on first use.
+    indexed_count: int | None
     object: Literal["rag.collection"] = "rag.collection"
 
 

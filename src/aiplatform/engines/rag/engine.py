@@ -486,7 +486,7 @@ class LocalRagEngine(LocalEngine):
         self._schedule_maintenance(row)  # purges the deleted text from the files
 
     async def _public(self, row: CollectionRow) -> Collection:
-        documents, chunks, indexed = await self.run_blocking(self._store.counts, row)
+        documents, chunks = await self.run_blocking(self._store.counts, row)
         return Collection(
             id=row.id,
             name=row.name,
@@ -497,7 +497,7 @@ class LocalRagEngine(LocalEngine):
             created_at=row.created_at,
             document_count=documents,
             chunk_count=chunks,
-            indexed_count=indexed,
+            indexed_count=self._store.indexed_count(row),
         )
 
     def _checked(

@@ -345,8 +345,8 @@ class RagStore:
         )
         return [_collection(row) for row in rows.fetchall()]
 
-    def counts(self, collection: CollectionRow) -> tuple[int, int, int]:
-        """Documents, chunks, and vectors the index answers for."""
+    def counts(self, collection: CollectionRow) -> tuple[int, int]:
+        """Documents and chunks."""
         reader = self._read()
         documents = reader.execute(
             "SELECT count(*) FROM documents WHERE collection_id = ?", (collection.id,)
@@ -354,7 +354,13 @@ class RagStore:
         chunks = reader.execute(
             "SELECT count(*) FROM chunks WHERE collection_id = ?", (collection.id,)
         ).fetchone()[0]
-        return int(documents), int(chunks), self.index_of(collection).size
+        return int(documents), int(chunks)
+
+    def indexed_count(self, collection: CollectionRow) -> int | None:
+        """Vectors the collection's index answers for; None while it is not in memory (it is
+        not loaded just to be counted)."""
+        loaded = self._indexes.get(collection.id)
+        return loaded.index.size if loaded is not None else None
 
     def delete_collection(self, collection: CollectionRow) -> None:
         with self._write_lock:
