@@ -159,17 +159,14 @@ class LocalRagEngine(LocalEngine):
         name = request.name.strip()
         if not name:
             raise InvalidRequestError("name must not be blank.", param="name")
-        model, dimension = await self._embedding_space(request.embedding_model, request.dimension)
-        row = await self.run_blocking(
-            lambda: self._store.create_collection(
-                owner,
-                DOCUMENTS,
-                name,
-                embedding_model=model,
-                dimension=dimension,
-                index_type=request.index,
-                metadata=request.metadata,
-            )
+        row = await self._new_collection(
+            owner,
+            DOCUMENTS,
+            name,
+            model=request.embedding_model,
+            dimension=request.dimension,
+            index_type=request.index,
+            metadata=request.metadata,
         )
         return await self._public(row)
 
@@ -392,18 +389,7 @@ class LocalRagEngine(LocalEngine):
         async with self._memory_lock:
             row = await self.run_blocking(self._store.find_collection, owner, MEMORY, conversation)
             if row is None:
-                model, dimension = await self._embedding_space(None, None)
-                row = await self.run_blocking(
-                    lambda: self._store.create_collection(
-                        owner,
-                        MEMORY,
-                        conversation,
-                        embedding_model=model,
-                        dimension=dimension,
-                        index_type="flat",
-                        metadata={},
-                    )
-                )
+                row = await self._new_collection(owner, MEMORY, conversation)
             first_turn = (await self.run_blocking(self._store.counts, row))[0]
             inputs = [
                 DocumentInput(
@@ -560,12 +546,49 @@ class LocalRagEngine(LocalEngine):
             offset += len(chunks)
         return prepared
 
+    async def _new_collection(
+        self,
+        owner: str,
+        kind: str,
+        name: str,
+        *,
+        model: str | None = None,
+        dimension: int | None = None,
+        index_type: str = "flat",
+        metadata: dict[str, Any] | None = None,
+    ) -> CollectionRow:
+        """A collection in the embedding space the embeddings engine gives for ``model`` and
+        ``dimension`` (unset: its default model, at its own size)."""
+        model, dimension, shortened = await self._embedding_space(model, dimension)
+        return await self.run_blocking(
+            lambda: self._store.create_collection(
+                owner,
+                kind,
+                name,
+                embedding_model=model,
+                dimension=dimension,
+                shortened=shortened,
+                index_type=index_type,
+                metadata=metadata or {},
+            )
+        )
+
     async def _embed(self, row: CollectionRow, texts: list[str]) -> Vectors:
-        """Unit vectors of ``texts`` in the collection's embedding space."""
-        return await self._embed_with(row.embedding_model, row.dimension, texts, check=True)
+        """Unit vectors of ``texts`` in the collection's embedding space; of the model's own
+        size unless the collection holds shortened vectors."""
+        vectors = await self._embed_with(
+            row.embedding_model, row.dimension if row.shortened else None, texts
+        )
+        if vectors.shape[0] and vectors.shape[1] != row.dimension:
+            raise InvalidRequestError(
+                f"The embeddings engine returned {vectors.shape[1]}-dimensional vectors; this "
+                f"collection holds {row.dimension}-dimensional ones.",
+                code="dimension_mismatch",
+            )
+        return vectors
 
     async def _embed_with(
-        self, model: str | None, dimension: int | None, texts: list[str], *, check: bool
+        self, model: str | None, dimension: int | None, texts: list[str]
     ) -> Vectors:
         rows: list[list[float]] = []
         size = self._settings.embed_batch_size
@@ -579,19 +602,14 @@ class LocalRagEngine(LocalEngine):
                 rows.append(item.embedding)
         if not rows:
             return np.zeros((0, dimension or 0), dtype=np.float32)
-        vectors = np.asarray(rows, dtype=np.float32)
-        if check and dimension is not None and vectors.shape[1] != dimension:
-            raise InvalidRequestError(
-                f"The embeddings engine returned {vectors.shape[1]}-dimensional vectors; this "
-                f"collection holds {dimension}-dimensional ones.",
-                code="dimension_mismatch",
-            )
-        return _unit(vectors)
+        return _unit(np.asarray(rows, dtype=np.float32))
 
-    async def _embedding_space(self, model: str | None, dimension: int | None) -> tuple[str, int]:
-        """The embedding model a new collection uses and its vector size, asked of the
-        embeddings engine (so a model it does not serve, or a size it cannot give, is refused
-        now rather than at the first document)."""
+    async def _embedding_space(
+        self, model: str | None, dimension: int | None
+    ) -> tuple[str, int, bool]:
+        """The embedding model a new collection uses, its vector size, and whether that is
+        shorter than the model's own; asked of the embeddings engine, so a model it does not
+        serve, or a size it cannot give, is refused now rather than at the first document."""
         if model is None:
             cards = await self._embeddings.list_models()
             if not cards:
@@ -601,12 +619,12 @@ class LocalRagEngine(LocalEngine):
                 )
             model = cards[0].id
         try:
-            probe = await self._embed_with(model, None, ["dimension probe"], check=False)
+            probe = await self._embed_with(model, None, ["dimension probe"])
         except NotFoundError as exc:
             raise InvalidRequestError(exc.message, param="embedding_model") from exc
         native = int(probe.shape[1])
         if dimension is None or dimension == native:
-            return model, native
+            return model, native, False
         if dimension > native:
             raise InvalidRequestError(
                 f"dimension {dimension} is larger than the {native} dimensions of the "
@@ -615,7 +633,7 @@ class LocalRagEngine(LocalEngine):
                 code="dimension_mismatch",
             )
         try:
-            shortened = await self._embed_with(model, dimension, ["dimension probe"], check=False)
+            shortened = await self._embed_with(model, dimension, ["dimension probe"])
         except InvalidRequestError as exc:
             raise InvalidRequestError(exc.message, param="dimension") from exc
         if shortened.shape[1] != dimension:
@@ -624,7 +642,7 @@ class LocalRagEngine(LocalEngine):
                 param="dimension",
                 code="dimension_mismatch",
             )
-        return model, dimension
+        return model, dimension, True
 
     def _schedule_maintenance(self, row: CollectionRow) -> None:
         """Write or rebuild the collection's index in the background, one run at a time."""

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS collections (
     name TEXT NOT NULL,
     embedding_model TEXT NOT NULL,
     dimension INTEGER NOT NULL,
+    shortened INTEGER NOT NULL,
     index_type TEXT NOT NULL,
     metadata TEXT NOT NULL,
     created_at INTEGER NOT NULL,
@@ -122,6 +123,9 @@ class CollectionRow:
     index_type: str
     metadata: dict[str, Any]
     created_at: int
+    #: Whether ``dimension`` is shorter than the model's own vectors (the embeddings engine is
+    #: then asked for ``dimensions``; otherwise never, as not every upstream takes it).
+    shortened: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,8 +275,10 @@ class RagStore:
         dimension: int,
         index_type: str,
         metadata: dict[str, Any],
+        shortened: bool = False,
     ) -> CollectionRow:
         row = CollectionRow(
+            shortened=shortened,
             id=f"col_{uuid.uuid4().hex[:20]}",
             owner=owner,
             kind=kind,
@@ -286,7 +292,9 @@ class RagStore:
         with self._write_lock, self._transaction() as db:
             try:
                 db.execute(
-                    "INSERT INTO collections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO collections (id, owner, kind, name, embedding_model, dimension, "
+                    "shortened, index_type, metadata, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         row.id,
                         owner,
@@ -294,6 +302,7 @@ class RagStore:
                         name,
                         embedding_model,
                         dimension,
+                        int(shortened),
                         index_type,
                         _json(metadata),
                         row.created_at,
@@ -929,6 +938,7 @@ def _collection(row: sqlite3.Row) -> CollectionRow:
         index_type=row["index_type"],
         metadata=msgspec.json.decode(row["metadata"]),
         created_at=int(row["created_at"]),
+        shortened=bool(row["shortened"]),
     )
 
 

@@ -1,0 +1,63 @@
+"""The RAG engine's calls to the embeddings engine: what it asks for, and what it does when
+that engine is briefly unavailable."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import pytest
+
+from aiplatform.api.openai import EmbeddingRequest
+from aiplatform.api.rag import CollectionCreateRequest, DocumentAddRequest, DocumentInput
+from aiplatform.engines.base import Operation
+from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine
+from aiplatform.engines.rag import operations as rag
+from aiplatform.engines.rag.engine import LocalRagEngine
+from aiplatform.engines.wrapped import WrappedEngine
+from aiplatform.settings import EmbeddingsSettings, RagSettings
+
+pytestmark = pytest.mark.anyio
+
+Req = TypeVar("Req", bound=msgspec.Struct)
+Resp = TypeVar("Resp", bound=msgspec.Struct)
+
+
+class Recording(WrappedEngine):
+    """The fake embeddings engine, remembering every request it was sent."""
+
+    def __init__(self) -> None:
+        super().__init__(LocalEmbeddingsEngine(EmbeddingsSettings(backend="fake")))
+        self.requests: list[EmbeddingRequest] = []
+
+    async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
+        if isinstance(request, EmbeddingRequest):
+            self.requests.append(request)
+        return await super().invoke(op, request)
+
+
+@pytest.fixture
+async def recorded(tmp_path: Path) -> AsyncIterator[tuple[LocalRagEngine, Recording]]:
+    embeddings = Recording()
+    engine = LocalRagEngine(RagSettings(data_dir=str(tmp_path)), embeddings=embeddings)
+    async with embeddings, engine:
+        yield engine, embeddings
+
+
+async def test_dimensions_are_asked_for_only_by_shortened_collections(
+    recorded: tuple[LocalRagEngine, Recording],
+) -> None:
+    engine, embeddings = recorded
+    for name, dimension in (("native", None), ("short", 64)):
+        created = await engine.invoke(
+            rag.CREATE_COLLECTION, CollectionCreateRequest(name=name, dimension=dimension)
+        )
+        embeddings.requests.clear()
+        await engine.invoke(
+            rag.ADD_DOCUMENTS,
+            DocumentAddRequest(collection_id=created.id, documents=[DocumentInput(text="hi")]),
+        )
+        # many servers (OpenAI's older models, TEI) refuse `dimensions`: never sent needlessly
+        assert [r.dimensions for r in embeddings.requests] == [dimension]
