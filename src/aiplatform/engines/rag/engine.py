@@ -12,6 +12,7 @@ hands work to a thread, and the store filters by it.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,6 +90,8 @@ DOCUMENTS = "documents"
 MEMORY = "memory"
 #: Documents prepared (chunked and embedded) and stored together by an ingest job.
 _JOB_BATCH = 32
+#: Seconds before a job the embeddings engine could not serve is tried again.
+JOB_RETRY_S = 5.0
 
 
 class LocalRagEngine(LocalEngine):
@@ -115,6 +118,7 @@ class LocalRagEngine(LocalEngine):
         self._jobs_waiting: anyio.Event | None = None
         self._memory_lock: anyio.Lock | None = None
         self._maintaining: set[str] = set()
+        self.job_retry_s = JOB_RETRY_S
         self.bind(ops.CREATE_COLLECTION, self.create_collection)
         self.bind(ops.LIST_COLLECTIONS, self.list_collections)
         self.bind(ops.GET_COLLECTION, self.get_collection)
@@ -309,14 +313,21 @@ class LocalRagEngine(LocalEngine):
             return  # the store did not open; status() says why
         while True:
             self._jobs_waiting = wake_up = anyio.Event()
+            deferred = False
             for job in await self.run_blocking(self._store.unfinished_jobs):
                 try:
                     await self._run_job(job)
+                except EngineUnavailableError as exc:
+                    # the embeddings engine is loading or unreachable: the job stays
+                    # unfinished and is taken up again, not failed document by document
+                    logger.warning("ingest job %s waits: %s", job.id, exc.message)
+                    deferred = True
                 except Exception:
                     logger.exception("ingest job %s failed", job.id)
                     job.status = "failed"
                     await self.run_blocking(self._store.update_job, job)
-            await wake_up.wait()
+            with anyio.move_on_after(self.job_retry_s if deferred else math.inf):
+                await wake_up.wait()
 
     async def _run_job(self, job: JobRow) -> None:
         payload = msgspec.json.decode(
@@ -358,20 +369,22 @@ class LocalRagEngine(LocalEngine):
         batch: list[tuple[int, DocumentInput]],
         chunking: ChunkingOptions,
     ) -> list[dict[str, Any]]:
-        """Store ``batch``; when it fails as a whole, each document alone, so that one bad
-        document fails by itself. The failures, as job errors."""
+        """Store ``batch``; when a document is refused (a 4xx), each document alone, so that it
+        fails by itself. The failures, as job errors; server-side errors propagate."""
         try:
             prepared = await self._prepare(row, [d for _, d in batch], chunking)
             await self.run_blocking(self._store.add_documents, row, prepared)
             return []
-        except AIPlatformError:
-            if len(batch) == 1:
+        except AIPlatformError as exc:
+            if exc.status_code >= 500 or len(batch) == 1:
                 raise
         failures: list[dict[str, Any]] = []
         for index, document in batch:
             try:
                 await self._ingest_batch(row, [(index, document)], chunking)
             except AIPlatformError as exc:
+                if exc.status_code >= 500:
+                    raise
                 failures.append({"index": index, "message": exc.message})
         return failures
 
