@@ -75,6 +75,13 @@ class ChatMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
 
+    @property
+    def text(self) -> str:
+        """The content's text: the string, or its text parts joined (other parts left out)."""
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content if part.text is not None)
+        return self.content or ""
+
 
 class FunctionDefinition(msgspec.Struct, kw_only=True, omit_defaults=True):
     name: str

@@ -51,7 +51,6 @@ class TranscriptionPipeline(WrappedEngine):
         emotion: Engine | None = None,
     ) -> None:
         super().__init__(asr)
-        self._asr = asr
         self._diarization = diarization
         self._speakers = speakers
         self._emotion = emotion
@@ -64,7 +63,7 @@ class TranscriptionPipeline(WrappedEngine):
         ):
             result: Any = await self._transcribe(request)
             return result  # type: ignore[no-any-return]
-        return await self._asr.invoke(op, request)
+        return await self.inner.invoke(op, request)
 
     def stream(self, op: Operation[Req, Any, Chunk], request: Req) -> AsyncIterator[Chunk]:
         if isinstance(request, TranscriptionRequest) and (request.diarize or request.emotion):
@@ -73,7 +72,7 @@ class TranscriptionPipeline(WrappedEngine):
                 "WebSocket (/v1/ws/transcribe) or a non-streamed request.",
                 param="stream",
             )
-        return self._asr.stream(op, request)
+        return self.inner.stream(op, request)
 
     async def _transcribe(self, request: TranscriptionRequest) -> Transcription:
         diarization_engine = _required(request.diarize, self._diarization, "diarize", "diarization")
@@ -84,7 +83,7 @@ class TranscriptionPipeline(WrappedEngine):
         found: dict[str, Any] = {}
 
         async def recognize() -> None:
-            found["transcription"] = await self._asr.invoke(TRANSCRIBE, plain)
+            found["transcription"] = await self.inner.invoke(TRANSCRIBE, plain)
 
         async def diarize(engine: Engine) -> None:
             ask = DiarizationRequest(file=request.file, num_speakers=request.num_speakers)

@@ -68,19 +68,13 @@ def only_one_choice(n: int) -> None:
 
 def plain_message(message: ChatMessage, index: int) -> dict[str, str]:
     """A message as the template sees it: role and text."""
-    content = message.content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if part.type != "text" or part.text is None:
-                raise InvalidRequestError(
-                    f"messages[{index}] has a '{part.type}' part; only text is served.",
-                    param="messages",
-                )
-            texts.append(part.text)
-        text = "".join(texts)
-    else:
-        text = content or ""
+    for part in message.content if isinstance(message.content, list) else ():
+        if part.type != "text" or part.text is None:
+            raise InvalidRequestError(
+                f"messages[{index}] has a '{part.type}' part; only text is served.",
+                param="messages",
+            )
+    text = message.text
     if message.tool_calls:
         calls = ", ".join(
             f'{{"name": "{call.function.name}", "arguments": {call.function.arguments}}}'

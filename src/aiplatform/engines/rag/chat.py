@@ -63,7 +63,6 @@ class RagChat(WrappedEngine):
         self, llm: Engine, *, rag: Engine | None = None, rerank: Engine | None = None
     ) -> None:
         super().__init__(llm)
-        self._llm = llm
         self._rag = rag
         self._rerank = rerank
 
@@ -71,19 +70,19 @@ class RagChat(WrappedEngine):
         if op is CHAT and isinstance(request, ChatCompletionRequest) and request.rag is not None:
             result: Any = await self._answer(request, request.rag)
             return result  # type: ignore[no-any-return]
-        return await self._llm.invoke(op, request)
+        return await self.inner.invoke(op, request)
 
     def stream(self, op: Operation[Req, Any, Chunk], request: Req) -> AsyncIterator[Chunk]:
         if op is CHAT and isinstance(request, ChatCompletionRequest) and request.rag is not None:
             chunks: Any = self._stream(request, request.rag)
             return chunks  # type: ignore[no-any-return]
-        return self._llm.stream(op, request)
+        return self.inner.stream(op, request)
 
     async def _answer(
         self, request: ChatCompletionRequest, options: RagChatOptions
     ) -> ChatCompletion:
         prompt, citations = await self._grounded(request, options)
-        answer = await self._llm.invoke(CHAT, prompt)
+        answer = await self.inner.invoke(CHAT, prompt)
         text = answer.choices[0].message.content or "" if answer.choices else ""
         answer.citations = _mark_cited(citations, text)
         await self._remember(request, options, text)
@@ -95,7 +94,7 @@ class RagChat(WrappedEngine):
         prompt, citations = await self._grounded(request, options)
         parts: list[str] = []
         first = True
-        async for chunk in self._llm.stream(CHAT, prompt):
+        async for chunk in self.inner.stream(CHAT, prompt):
             if first:
                 chunk.citations = citations
                 first = False
@@ -208,7 +207,7 @@ def build_prompt(
     grounding = "\n".join(sections)
     if messages and messages[0].role in ("system", "developer"):
         first = messages[0]
-        own = _text(first.content)
+        own = first.text
         merged = msgspec.structs.replace(
             first, content=f"{own}\n\n{grounding}" if own else grounding
         )
@@ -224,18 +223,10 @@ def _mark_cited(citations: list[Citation], answer: str) -> list[Citation]:
 def _last_user_text(messages: list[ChatMessage]) -> str:
     for message in reversed(messages):
         if message.role == "user":
-            text = _text(message.content)
+            text = message.text
             if text.strip():
                 return text
     raise InvalidRequestError(
         "rag retrieves with the last user message, and there is none with text.",
         param="messages",
     )
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "\n".join(part.text for part in content if part.text)

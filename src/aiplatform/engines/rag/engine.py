@@ -436,15 +436,17 @@ class LocalRagEngine(LocalEngine):
         )
         hits = await self._search(row, search)
         best: dict[str, float] = {}
-        for hit in hits:
+        for hit in hits:  # a long turn has several chunks: each turn once, at its best
             best.setdefault(hit.document_id, hit.score)
-        turns = []
-        for document_id, score in best.items():
-            document = await self.run_blocking(
-                lambda d=document_id: self._store.document(row, d, text=True)
-            )
-            turns.append(_turn(row.name, document, document.text or "", score=score))
-        return MemoryList(data=turns)
+        documents = await self.run_blocking(
+            lambda: [self._store.document(row, key, text=True) for key in best]
+        )
+        return MemoryList(
+            data=[
+                _turn(row.name, document, document.text or "", score=best[document.id])
+                for document in documents
+            ]
+        )
 
     async def delete_memory(self, request: ConversationRef) -> MemoryDeleted:
         row = await self._conversation(request.conversation_id)

@@ -206,9 +206,10 @@ class RagStore:
         #: Loaded indexes, least recently used first; loaded on first use, caught up with the
         #: database then, and written and dropped when they exceed the memory budget.
         self._indexes: OrderedDict[str, _Loaded] = OrderedDict()
-        #: Collections whose full-text index may still hold deleted text in older segments
-        #: (None: a dropped table's freed pages still sit in the log).
-        self._deleted_text: set[str | None] = set()
+        #: Collections whose full-text table may still hold deleted text in older segments.
+        self._unmerged: set[str] = set()
+        #: Whether deleted rows' old pages may still sit in the write-ahead log.
+        self._log_holds_deleted = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -376,8 +377,8 @@ class RagStore:
             with self._transaction() as db:
                 db.execute(f"DROP TABLE IF EXISTS {_fts(collection.id)}")
                 db.execute("DELETE FROM collections WHERE id = ?", (collection.id,))
-            self._deleted_text.discard(collection.id)
-            self._deleted_text.add(None)
+            self._unmerged.discard(collection.id)
+            self._log_holds_deleted = True
             self._indexes.pop(collection.id, None)
             self._index_path(collection.id).unlink(missing_ok=True)
 
@@ -539,7 +540,8 @@ class RagStore:
                 )
                 db.execute("DELETE FROM documents WHERE pk = ?", (row[0],))
             chunk_ids = np.fromiter((chunk[0] for chunk in chunks), dtype=np.int64)
-            self._deleted_text.add(collection.id)
+            self._unmerged.add(collection.id)
+            self._log_holds_deleted = True
             loaded.index.remove(chunk_ids)
             loaded.dirty += int(chunk_ids.size)
 
@@ -860,15 +862,16 @@ class RagStore:
     def _purge_deleted_text(self) -> None:
         """Merge the full-text index's segments, so deleted words leave the file too (deleting
         only records a tombstone until segments merge), and checkpoint the log."""
-        if not self._deleted_text or self._writer is None:
+        if not self._log_holds_deleted or self._writer is None:
             return
         with self._transaction() as db:
-            for collection_id in self._deleted_text - {None}:
-                fts = _fts(str(collection_id))
+            for collection_id in self._unmerged:
+                fts = _fts(collection_id)
                 db.execute(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
         # and out of the write-ahead log, which still holds the old pages
         self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._deleted_text.clear()
+        self._unmerged.clear()
+        self._log_holds_deleted = False
 
     def _save(self, collection_id: str, loaded: _Loaded) -> None:
         loaded.index.save(self._index_path(collection_id))
