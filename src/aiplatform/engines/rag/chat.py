@@ -175,8 +175,10 @@ class RagChat(WrappedEngine):
                     conversation_id=options.conversation_id, query=question, top_k=4
                 ),
             )
-        except NotFoundError:
-            return []  # a new conversation
+        except NotFoundError as exc:
+            if exc.code != "conversation_not_found":
+                raise
+            return []  # a new conversation: nothing to recall yet
         return [f"{turn.role}: {turn.content}" for turn in found.data]
 
     async def _remember(
