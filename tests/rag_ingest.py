@@ -20,10 +20,11 @@ from aiplatform.api.rag import (
     DocumentRef,
 )
 from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine
+from aiplatform.engines.embeddings.settings import EmbeddingsSettings
 from aiplatform.engines.rag import operations as rag
 from aiplatform.engines.rag.engine import LocalRagEngine
+from aiplatform.engines.rag.settings import RagSettings
 from aiplatform.errors import ConflictError
-from aiplatform.settings import EmbeddingsSettings, RagSettings
 
 #: The crash test's collections, by name, with their index types.
 COLLECTIONS = {"crash-flat": "flat", "crash-hnsw": "hnsw"}

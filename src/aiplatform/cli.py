@@ -10,14 +10,8 @@ from collections.abc import Sequence
 import msgspec
 
 from aiplatform import __version__
-from aiplatform.settings import (
-    LLMSettings,
-    Settings,
-    SettingsError,
-    engine_names,
-    load_settings,
-    select_engines,
-)
+from aiplatform.engines.llm.settings import LLMSettings
+from aiplatform.settings import Settings, SettingsError, engine_names, load_settings, select_engines
 
 __all__ = ["main"]
 

@@ -7,12 +7,14 @@ the same class. Engines raise these; nothing else needs to know about HTTP.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 
 __all__ = [
     "AIPlatformError",
     "AuthenticationError",
     "ConflictError",
+    "EngineOverloadedError",
     "EngineUnavailableError",
     "InternalError",
     "InvalidRequestError",
@@ -42,6 +44,7 @@ class AIPlatformError(Exception):
         param: str | None = None,
         code: str | None = None,
         status_code: int | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -49,6 +52,15 @@ class AIPlatformError(Exception):
         self.code = code
         if status_code is not None:
             self.status_code = status_code
+        #: When a retry may succeed; sent as the ``Retry-After`` header (whole seconds).
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with the error response."""
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
 
 class InvalidRequestError(AIPlatformError):
@@ -107,6 +119,19 @@ class UnprocessableEntityError(AIPlatformError):
 class RateLimitError(AIPlatformError):
     status_code = 429
     error_type = "rate_limit_error"
+
+
+class EngineOverloadedError(RateLimitError):
+    """An in-process engine refuses work it cannot start in time (429 with ``Retry-After``).
+
+    Code ``engine_overloaded``: its queue is full, refused at once. Code ``queue_timeout``: the
+    request waited ``queue_timeout_s`` without starting and was dropped before it ran.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after_s: float, code: str = "engine_overloaded"
+    ) -> None:
+        super().__init__(message, code=code, retry_after_s=retry_after_s)
 
 
 class InternalError(AIPlatformError):

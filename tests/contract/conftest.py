@@ -1,4 +1,5 @@
-"""Engines in every mode: in-process, remote through ASGITransport, remote over a real socket.
+"""Engines in every mode (:mod:`aiplatform.testing`): in-process, remote through ASGI, remote
+over a real socket.
 
 Each contract test takes ``engine`` (the engine under test, one per mode) and ``reference`` (the
 in-process engine on the same model) and asserts the two give the same answers.
@@ -6,22 +7,16 @@ in-process engine on the same model) and asserts the two give the same answers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
 
-import httpx
-import msgspec
 import pytest
 
 from aiplatform.engines.base import Engine
 from aiplatform.engines.embeddings.backend import EmbeddingBackend
 from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine, make_backend
-from aiplatform.remote.client import RemoteEngine
-from aiplatform.server.app import create_app
-from aiplatform.settings import EmbeddingsSettings, EngineSettings, Settings
+from aiplatform.engines.embeddings.settings import EmbeddingsSettings
+from aiplatform.testing import MODES, in_mode
 from tests.support import ServerProcess
-
-MODES = ["local", "remote-asgi", "remote-socket"]
 
 
 @pytest.fixture(scope="session")
@@ -55,30 +50,6 @@ async def reference(
 ) -> AsyncIterator[Engine]:
     async with LocalEmbeddingsEngine(embeddings_settings, backend=loaded_backend) as engine:
         yield engine
-
-
-@asynccontextmanager
-async def in_mode(
-    mode: str, local: Engine, settings: EngineSettings, pod: Callable[[], ServerProcess]
-) -> AsyncIterator[Engine]:
-    """``local`` itself, or a remote adapter reaching the same engine through a pod."""
-    kind = local.kind
-    if mode == "remote-socket":
-        async with RemoteEngine(kind, msgspec.structs.replace(settings, url=pod().url)) as remote:
-            yield remote
-        return
-    async with local:
-        if mode == "local":
-            yield local
-            return
-        pod_app = create_app(Settings(), engines={kind.name: local})
-        remote = RemoteEngine(
-            kind,
-            msgspec.structs.replace(settings, url=f"http://{kind.name}-pod"),
-            transport=httpx.ASGITransport(app=pod_app),
-        )
-        async with remote:
-            yield remote
 
 
 @pytest.fixture(params=MODES)

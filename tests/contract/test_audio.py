@@ -25,11 +25,14 @@ from aiplatform.api.audio import (
 from aiplatform.api.emotion import EmotionRequest, TimedText
 from aiplatform.engines.asr import TRANSCRIBE, TRANSLATE
 from aiplatform.engines.asr.engine import LocalAsrEngine
+from aiplatform.engines.asr.settings import ASRSettings
 from aiplatform.engines.base import Engine
 from aiplatform.engines.diarization import DIARIZE
 from aiplatform.engines.diarization.engine import LocalDiarizationEngine
+from aiplatform.engines.diarization.settings import DiarizationSettings
 from aiplatform.engines.emotion import CLASSIFY_EMOTION
 from aiplatform.engines.emotion.engine import LocalEmotionEngine
+from aiplatform.engines.emotion.settings import EmotionSettings
 from aiplatform.engines.speakers import (
     DELETE_SPEAKER,
     EMBED_SPEAKER,
@@ -38,15 +41,10 @@ from aiplatform.engines.speakers import (
     LIST_SPEAKERS,
 )
 from aiplatform.engines.speakers.engine import LocalSpeakersEngine
+from aiplatform.engines.speakers.settings import SpeakersSettings
 from aiplatform.errors import InvalidRequestError, NotFoundError
 from aiplatform.forms import FilePart
-from aiplatform.settings import (
-    ASRSettings,
-    DiarizationSettings,
-    EmotionSettings,
-    SpeakersSettings,
-)
-from tests.contract.conftest import MODES, in_mode
+from aiplatform.testing import MODES, in_mode
 from tests.speech import VOICE_A, VOICE_B, conversation, speak
 from tests.support import ServerProcess
 

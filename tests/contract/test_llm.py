@@ -22,9 +22,9 @@ from aiplatform.engines.base import Engine
 from aiplatform.engines.llm import CHAT, COMPLETE
 from aiplatform.engines.llm.engine import LocalLLMEngine, make_model
 from aiplatform.engines.llm.generation import LLMModel
+from aiplatform.engines.llm.settings import LLMModelSettings, LLMSettings
 from aiplatform.errors import InvalidRequestError, NotFoundError
-from aiplatform.settings import LLMModelSettings, LLMSettings
-from tests.contract.conftest import MODES, in_mode
+from aiplatform.testing import MODES, in_mode
 from tests.models import tiny_causal_lm
 from tests.support import ServerProcess
 

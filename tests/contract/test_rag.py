@@ -33,16 +33,18 @@ from aiplatform.api.rag import (
 from aiplatform.api.rerank import RerankDocument, RerankRequest
 from aiplatform.engines.base import Engine
 from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine
+from aiplatform.engines.embeddings.settings import EmbeddingsSettings
 from aiplatform.engines.owned import OwningEngine
 from aiplatform.engines.rag import operations as rag
 from aiplatform.engines.rag.engine import LocalRagEngine
+from aiplatform.engines.rag.settings import RagSettings
 from aiplatform.engines.rerank.engine import LocalRerankEngine
 from aiplatform.engines.rerank.operations import RERANK
+from aiplatform.engines.rerank.settings import RerankSettings
 from aiplatform.errors import ConflictError, InvalidRequestError, NotFoundError
 from aiplatform.forms import FilePart
-from aiplatform.settings import EmbeddingsSettings, RagSettings, RerankSettings
-from aiplatform.tenancy import acting_as
-from tests.contract.conftest import MODES, in_mode
+from aiplatform.tenant import acting_as
+from aiplatform.testing import MODES, in_mode
 from tests.documents import html_page, pdf_file
 from tests.support import FAKE_EMBEDDINGS_ENV, ServerProcess
 

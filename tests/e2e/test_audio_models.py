@@ -20,20 +20,18 @@ from aiplatform.api.audio import (
 from aiplatform.api.emotion import EmotionRequest
 from aiplatform.engines.asr import TRANSCRIBE
 from aiplatform.engines.asr.engine import LocalAsrEngine
+from aiplatform.engines.asr.settings import ASRSettings
 from aiplatform.engines.asr.shipped import resolve_whisper_path
 from aiplatform.engines.diarization import DIARIZE
 from aiplatform.engines.diarization.engine import LocalDiarizationEngine
+from aiplatform.engines.diarization.settings import DiarizationSettings
 from aiplatform.engines.emotion import CLASSIFY_EMOTION
 from aiplatform.engines.emotion.engine import LocalEmotionEngine
+from aiplatform.engines.emotion.settings import EmotionSettings
 from aiplatform.engines.speakers import EMBED_SPEAKER, ENROLL_SPEAKER, IDENTIFY_SPEAKERS
 from aiplatform.engines.speakers.engine import LocalSpeakersEngine
+from aiplatform.engines.speakers.settings import SpeakersSettings
 from aiplatform.forms import FilePart
-from aiplatform.settings import (
-    ASRSettings,
-    DiarizationSettings,
-    EmotionSettings,
-    SpeakersSettings,
-)
 from tests.speech import SENTENCES, VOICE_A, VOICE_B, conversation, speak
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]

@@ -17,10 +17,10 @@ import pytest
 
 from aiplatform.api.rag import CollectionRef, DocumentRef, SearchRequest
 from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine
+from aiplatform.engines.embeddings.settings import EmbeddingsSettings
 from aiplatform.engines.rag import operations as rag
 from aiplatform.engines.rag.engine import LocalRagEngine
 from aiplatform.errors import NotFoundError
-from aiplatform.settings import EmbeddingsSettings
 from tests.rag_ingest import COLLECTIONS, crash_settings
 
 pytestmark = pytest.mark.anyio

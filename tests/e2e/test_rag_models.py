@@ -19,14 +19,17 @@ from aiplatform.api.rag import (
 )
 from aiplatform.api.rerank import RerankRequest
 from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine
-from aiplatform.engines.llm.operations import CHAT, LLM
+from aiplatform.engines.embeddings.settings import EmbeddingsSettings
+from aiplatform.engines.llm import CHAT, LLM
+from aiplatform.engines.llm.settings import LLMSettings
 from aiplatform.engines.rag import operations as rag
 from aiplatform.engines.rag.chat import RagChat
 from aiplatform.engines.rag.engine import LocalRagEngine
+from aiplatform.engines.rag.settings import RagSettings
 from aiplatform.engines.rerank.engine import LocalRerankEngine
 from aiplatform.engines.rerank.operations import RERANK
+from aiplatform.engines.rerank.settings import RerankSettings
 from aiplatform.server.wiring import build_engine
-from aiplatform.settings import EmbeddingsSettings, LLMSettings, RagSettings, RerankSettings
 from tests.models import tiny_sequence_classifier
 from tests.retrieval import labelled_set, mrr, recall_at
 

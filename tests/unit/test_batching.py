@@ -1,15 +1,19 @@
-"""The micro-batcher merges concurrent requests, keeps each one's slice, isolates failures."""
+"""The micro-batcher merges concurrent requests, keeps each one's slice, isolates failures,
+and bounds its queue: past ``max_queue`` a request is refused at once, past its deadline it is
+dropped before it runs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import pytest
 
+from aiplatform.engines.backlog import background_work
 from aiplatform.engines.batching import MicroBatcher
-from aiplatform.errors import EngineUnavailableError
+from aiplatform.errors import EngineOverloadedError, EngineUnavailableError
 
 pytestmark = pytest.mark.anyio
 
@@ -136,3 +140,74 @@ async def test_pending_requests_fail_cleanly_on_shutdown() -> None:
 def test_batch_size_must_be_positive(recorder: Recorder) -> None:
     with pytest.raises(ValueError, match="max_batch_size"):
         MicroBatcher(recorder, max_batch_size=0, max_wait_s=0.0)
+
+
+# -- bounds ------------------------------------------------------------------------------------
+
+
+async def test_a_full_queue_refuses_at_once_with_retry_after() -> None:
+    slow = Recorder(delay_s=0.3)
+    batcher = MicroBatcher(slow, max_batch_size=1, max_wait_s=0.0, max_queue=2)
+    async with running(batcher), anyio.create_task_group() as task_group:
+        task_group.start_soon(batcher.submit, [1])  # runs
+        await wait_until(lambda: batcher.running == 1)
+        task_group.start_soon(batcher.submit, [2])  # these two wait
+        task_group.start_soon(batcher.submit, [3])
+        await wait_until(lambda: batcher.queued == 2)
+        with pytest.raises(EngineOverloadedError) as refused:
+            await batcher.submit([4])
+        assert refused.value.status_code == 429
+        assert refused.value.code == "engine_overloaded"
+        assert refused.value.headers["Retry-After"].isdigit()
+    assert [4] not in slow.batches
+    assert sorted(item for batch in slow.batches for item in batch) == [1, 2, 3]
+
+
+async def test_a_large_request_counts_once_against_the_bound(recorder: Recorder) -> None:
+    batcher = MicroBatcher(recorder, max_batch_size=2, max_wait_s=0.0, max_queue=1)
+    async with running(batcher):
+        assert await batcher.submit(list(range(9))) == [i * 2 for i in range(9)]
+
+
+async def test_a_request_past_its_deadline_is_dropped_before_it_runs() -> None:
+    slow = Recorder(delay_s=0.4)
+    batcher = MicroBatcher(slow, max_batch_size=1, max_wait_s=0.0, queue_timeout_s=0.1)
+    async with running(batcher), anyio.create_task_group() as task_group:
+        task_group.start_soon(batcher.submit, [1])
+        await wait_until(lambda: batcher.running == 1)
+        with pytest.raises(EngineOverloadedError) as dropped:
+            await batcher.submit([2])
+        assert dropped.value.code == "queue_timeout"
+        assert batcher.queued == 0
+    assert [2] not in slow.batches
+
+
+async def test_the_engines_own_work_is_never_refused() -> None:
+    slow = Recorder(delay_s=0.05)
+    batcher = MicroBatcher(slow, max_batch_size=1, max_wait_s=0.0, max_queue=1)
+
+    async def own_work(item: int) -> list[int]:
+        with background_work():
+            return await batcher.submit([item])
+
+    async with running(batcher):
+        results = await gather_all([partial(own_work, i) for i in range(6)])
+    assert results == [[i * 2] for i in range(6)]
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    with anyio.fail_after(timeout_s):
+        while not condition():  # noqa: ASYNC110 (polls the batcher's counters)
+            await anyio.sleep(0.005)
+
+
+async def gather_all(calls: list[Callable[[], Awaitable[list[int]]]]) -> list[list[int]]:
+    results: list[list[int]] = [[] for _ in calls]
+
+    async def one(index: int) -> None:
+        results[index] = await calls[index]()
+
+    async with anyio.create_task_group() as task_group:
+        for index in range(len(calls)):
+            task_group.start_soon(one, index)
+    return results

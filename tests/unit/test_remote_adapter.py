@@ -9,19 +9,25 @@ import anyio
 import httpx
 import pytest
 
+from aiplatform.api.chat import ChatCompletionRequest, ChatMessage
 from aiplatform.api.openai import EmbeddingRequest
 from aiplatform.engines.embeddings import EMBED, EMBEDDINGS
+from aiplatform.engines.embeddings.settings import EmbeddingsSettings
+from aiplatform.engines.llm import CHAT, LLM
+from aiplatform.engines.llm.settings import LLMSettings
 from aiplatform.errors import (
     AIPlatformError,
+    ConflictError,
     EngineUnavailableError,
     InternalError,
     InvalidRequestError,
     NotFoundError,
+    RateLimitError,
     RequestTooLargeError,
     UnprocessableEntityError,
 )
 from aiplatform.remote.client import RemoteEngine
-from aiplatform.settings import EmbeddingsSettings
+from aiplatform.remote.wire import HttpxWire
 from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
@@ -30,9 +36,10 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def remote(handler: Handler | None = None, **settings: object) -> RemoteEngine:
+    """The adapter over a wire answered by ``handler``, or over the network without one."""
     options: dict[str, object] = {"url": "http://upstream:8000", "timeout_s": 2.0} | settings
-    transport = httpx.MockTransport(handler) if handler is not None else None
-    return RemoteEngine(EMBEDDINGS, EmbeddingsSettings(**options), transport=transport)  # type: ignore[arg-type]
+    wire = HttpxWire(httpx.MockTransport(handler)) if handler is not None else None
+    return RemoteEngine(EMBEDDINGS, EmbeddingsSettings(**options), wire=wire)  # type: ignore[arg-type]
 
 
 def answer(status: int, body: object) -> Handler:
@@ -59,6 +66,18 @@ async def test_openai_shaped_errors_keep_class_and_fields() -> None:
     error = await call(remote(answer(404, body)))
     assert isinstance(error, NotFoundError)
     assert (error.message, error.param, error.code) == ("no such model", "model", "model_not_found")
+
+
+async def test_an_upstream_refusal_passes_its_retry_after_on() -> None:
+    body = {"error": {"message": "busy", "type": "rate_limit_error", "code": "engine_overloaded"}}
+    refused = lambda request: httpx.Response(  # noqa: E731
+        429, json=body, headers={"retry-after": "7"}
+    )
+    error = await call(remote(refused))
+    assert isinstance(error, RateLimitError)
+    assert (error.code, error.headers) == ("engine_overloaded", {"Retry-After": "7"})
+    undated = await call(remote(lambda request: httpx.Response(429, json=body)))
+    assert undated.headers == {}
 
 
 @pytest.mark.parametrize(
@@ -141,3 +160,82 @@ async def test_status_falls_back_to_health() -> None:
 def test_needs_a_url() -> None:
     with pytest.raises(ValueError, match="no url"):
         RemoteEngine(EMBEDDINGS, EmbeddingsSettings())
+
+
+CHUNK = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion.chunk",
+    "created": 1,
+    "model": "m",
+    "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}],
+}
+
+
+def sse(*events: object) -> Handler:
+    body = b"".join(b"data: " + json.dumps(event).encode() + b"\n\n" for event in events)
+    return lambda request: httpx.Response(
+        200, content=body + b"data: [DONE]\n\n", headers={"content-type": "text/event-stream"}
+    )
+
+
+async def streamed_error(handler: Handler) -> tuple[list[object], AIPlatformError]:
+    """The chunks before the error, and the error, of a chat stream answered by ``handler``."""
+    settings = LLMSettings(url="http://upstream:8000", timeout_s=2.0)
+    seen: list[object] = []
+    request = ChatCompletionRequest(messages=[ChatMessage(role="user", content="hi")], stream=True)
+
+    async def consume(llm: RemoteEngine) -> None:
+        async for chunk in llm.stream(CHAT, request):
+            seen.append(chunk)
+
+    async with RemoteEngine(LLM, settings, wire=HttpxWire(httpx.MockTransport(handler))) as llm:
+        with pytest.raises(AIPlatformError) as caught:
+            await consume(llm)
+    return seen, caught.value
+
+
+@pytest.mark.parametrize(
+    ("error", "cls", "status"),
+    [
+        # ours: OpenAI's fields and the status the error had
+        (
+            {"message": "gone", "type": "invalid_request_error", "code": "x", "http_status": 404},
+            NotFoundError,
+            404,
+        ),
+        (
+            {"message": "taken", "type": "invalid_request_error", "http_status": 409},
+            ConflictError,
+            409,
+        ),
+        # vLLM's: the status as an integer code
+        ({"message": "slow down", "type": "RateLimitError", "code": 429}, RateLimitError, 429),
+        # OpenAI's own: the type alone
+        ({"message": "slow down", "type": "rate_limit_error"}, RateLimitError, 429),
+        ({"message": "bad", "type": "invalid_request_error"}, InvalidRequestError, 400),
+        ({"message": "broke", "type": "server_error"}, InternalError, 500),
+    ],
+    ids=[
+        "http-status-404",
+        "http-status-409",
+        "vllm-code",
+        "openai-type",
+        "openai-400",
+        "openai-500",
+    ],
+)
+async def test_errors_inside_a_stream_keep_their_status(
+    error: dict[str, object], cls: type[AIPlatformError], status: int
+) -> None:
+    seen, caught = await streamed_error(sse(CHUNK, {"error": error}))
+    assert len(seen) == 1
+    assert type(caught) is cls
+    assert caught.status_code == status
+    assert caught.message == error["message"]
+    assert caught.code == (error["code"] if isinstance(error.get("code"), str) else None)
+
+
+async def test_a_non_sse_answer_to_a_stream_is_bad_gateway() -> None:
+    _, caught = await streamed_error(answer(200, CHUNK))
+    assert caught.status_code == 502
+    assert caught.code == "bad_upstream_response"

@@ -14,10 +14,20 @@ import pytest
 
 from aiplatform.engines.base import Engine, EngineKind, NoChunk, Operation
 from aiplatform.engines.local import LocalEngine
-from aiplatform.errors import InvalidRequestError
+from aiplatform.engines.settings import EngineSettings
+from aiplatform.errors import (
+    AIPlatformError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitError,
+    RequestTooLargeError,
+    error_for_status,
+)
 from aiplatform.remote.client import RemoteEngine
+from aiplatform.remote.wire import HttpxWire
 from aiplatform.server.app import create_app
-from aiplatform.settings import EngineSettings, Settings
+from aiplatform.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -26,6 +36,7 @@ class EchoRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     text: str
     stream: bool = False
     fail_at: int | None = None
+    fail_status: int = 400
 
 
 class EchoResponse(msgspec.Struct, kw_only=True):
@@ -89,7 +100,9 @@ class EchoEngine(LocalEngine):
             raise InvalidRequestError("text is empty", param="text")
         for index, word in enumerate(request.text.split()):
             if index == request.fail_at:
-                raise InvalidRequestError(f"failed at word {index}")
+                raise error_for_status(
+                    request.fail_status, f"failed at word {index}", code="echo_failed"
+                )
             yield EchoChunk(index=index, word=word)
 
 
@@ -132,7 +145,7 @@ async def test_remote_stream_equals_local_stream() -> None:
     async with EchoEngine() as local:
         pod = create_app(Settings(), engines={"echo": local})
         remote = RemoteEngine(
-            ECHO_KIND, EngineSettings(url="http://pod"), transport=httpx.ASGITransport(app=pod)
+            ECHO_KIND, EngineSettings(url="http://pod"), wire=HttpxWire(httpx.ASGITransport(pod))
         )
         async with remote:
             request = EchoRequest(text="one two three", stream=True)
@@ -160,7 +173,7 @@ async def test_query_operations_in_both_modes() -> None:
     async with EchoEngine() as local:
         pod = create_app(Settings(), engines={"echo": local})
         remote = RemoteEngine(
-            ECHO_KIND, EngineSettings(url="http://pod"), transport=httpx.ASGITransport(app=pod)
+            ECHO_KIND, EngineSettings(url="http://pod"), wire=HttpxWire(httpx.ASGITransport(pod))
         )
         async with remote, client_for(local) as http:
             for request in (CountRequest(text="a b a"), CountRequest(text="a b a", distinct=True)):
@@ -171,3 +184,56 @@ async def test_query_operations_in_both_modes() -> None:
             bad = await http.get("/v1/echo/count", params={"distinct": "maybe"})
     assert bad.status_code == 400
     assert "query" in bad.json()["error"]["message"]
+
+
+async def test_error_after_the_first_chunk_is_an_openai_error_event_with_its_status() -> None:
+    async with EchoEngine() as engine, client_for(engine) as client:
+        body = {"text": "a b c", "stream": True, "fail_at": 1, "fail_status": 429}
+        response = await client.post("/v1/echo", json=body)
+    assert response.status_code == 200
+    events = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    assert msgspec.json.decode(events[-2]) == {
+        "error": {
+            "message": "failed at word 1",
+            "type": "rate_limit_error",
+            "param": None,
+            "code": "echo_failed",
+            "http_status": 429,
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (404, NotFoundError),
+        (409, ConflictError),
+        (413, RequestTooLargeError),
+        (429, RateLimitError),
+    ],
+)
+async def test_errors_in_the_middle_of_a_remote_stream_keep_their_status(
+    status: int, cls: type[AIPlatformError]
+) -> None:
+    async with EchoEngine() as local:
+        pod = create_app(Settings(), engines={"echo": local})
+        wire = HttpxWire(httpx.ASGITransport(pod))
+        async with RemoteEngine(ECHO_KIND, EngineSettings(url="http://pod"), wire=wire) as remote:
+            request = EchoRequest(text="a b c", stream=True, fail_at=2, fail_status=status)
+            seen: list[str] = []
+
+            async def consume(engine: Engine) -> None:
+                async for chunk in engine.stream(ECHO, request):
+                    seen.append(chunk.word)
+
+            for engine in (local, remote):
+                with pytest.raises(AIPlatformError) as caught:
+                    await consume(engine)
+                assert type(caught.value) is cls
+                assert caught.value.status_code == status
+                assert (caught.value.message, caught.value.code) == (
+                    "failed at word 2",
+                    "echo_failed",
+                )
+    assert seen == ["a", "b", "a", "b"]

@@ -17,6 +17,10 @@ class EngineStatus(msgspec.Struct, kw_only=True):
     mode: Literal["local", "remote"]
     ready: bool
     detail: str = ""
+    #: Requests waiting in the in-process engine's queues (None for a remote engine).
+    queued: int | None = None
+    #: Model calls running in-process now: on its threads, processes or generation slots.
+    running: int | None = None
 
 
 class Readiness(msgspec.Struct, kw_only=True):

@@ -12,24 +12,28 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
 
 import msgspec
 
 if TYPE_CHECKING:
     from aiplatform.api.health import EngineStatus
     from aiplatform.api.openai import ModelCard
-    from aiplatform.settings import EngineSettings
+    from aiplatform.engines.settings import EngineSettings
 
 __all__ = [
     "BodyForm",
     "Engine",
     "EngineKind",
     "EngineMode",
+    "Example",
+    "ExampleContext",
+    "ExampleRequest",
     "HttpMethod",
     "Needs",
     "NoChunk",
     "Operation",
+    "build_request",
 ]
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -51,6 +55,47 @@ Needs = Mapping[str, "Engine"]
 
 class NoChunk(msgspec.Struct):
     """Chunk type of an operation that never streams."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExampleContext:
+    """What an example's request may be built from when it cannot be written down as is."""
+
+    #: The model the engine lists first (None when it lists none).
+    model: str | None
+    #: The answers to the example's ``setup`` steps, in order (ids of what they created).
+    answers: tuple[Any, ...] = ()
+
+
+#: A request as an example gives it: written down, or built from an :class:`ExampleContext`.
+ExampleRequest: TypeAlias = "Req | Callable[[ExampleContext], Req]"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Example(Generic[Req, Resp]):
+    """A request of an operation that the kind's fake backend answers.
+
+    It documents the operation, and the contract suite runs it (and every other operation's)
+    in-process, through an ASGI pod and through a real pod, asserting the same answer. A request
+    that needs something to exist first (a collection, an enrolled speaker) lists the steps
+    that create it in ``setup``; each step's request, and the example's own, may be a function
+    of the answers before it. Examples of one kind run in the order the kind declares its
+    operations, on one engine, so each creates what it uses under names of its own.
+    """
+
+    request: ExampleRequest[Req]
+    #: ``(operation, request)`` steps run first, in order.
+    setup: tuple[tuple[Operation[Any, Any, Any], ExampleRequest[Any]], ...] = ()
+    #: For work that finishes in the background: the call is repeated (within a deadline)
+    #: until its answer satisfies this.
+    until: Callable[[Resp], bool] | None = None
+
+
+def build_request(request: ExampleRequest[Req], context: ExampleContext) -> Req:
+    """An example's request for ``context``."""
+    if isinstance(request, msgspec.Struct):
+        return request
+    return request(context)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +126,8 @@ class Operation(Generic[Req, Resp, Chunk]):
     render: Callable[[Req, Resp], tuple[bytes, str] | None] | None = None
     #: The request as the remote adapter sends it upstream.
     upstream_request: Callable[[Req], Req] | None = None
+    #: A request the fake backend answers (documentation, and the contract suite's input).
+    example: Example[Req, Resp] | None = None
 
     @property
     def body(self) -> BodyForm:
@@ -138,8 +185,8 @@ class EngineKind(Generic[S]):
 
     ``build_local`` imports the heavy backend itself, so that declaring a kind (and mounting its
     routes, or forwarding it) never imports torch or any model library. It receives the engines
-    that ``needs`` names for its settings (the RAG engine embeds through the embeddings engine),
-    each in-process or remote as configured.
+    that :meth:`needs` names for its settings (the RAG engine embeds through the embeddings
+    engine), each in-process or remote as configured.
     """
 
     name: str
@@ -147,5 +194,21 @@ class EngineKind(Generic[S]):
     operations: tuple[Operation[Any, Any, Any], ...]
     settings_type: type[S]
     build_local: Callable[[S, Needs], Engine]
-    #: The kinds whose engines ``build_local`` needs, given the settings.
-    needs: Callable[[S], tuple[str, ...]] = field(default=lambda _: ())
+    #: Every kind whose engine this kind's in-process engine may call. The registry orders
+    #: kinds by it (each after those it uses).
+    uses: tuple[str, ...] = ()
+    #: Which of ``uses`` a given configuration calls; unset: all of them.
+    needs_when: Callable[[S], tuple[str, ...]] | None = None
+
+    def needs(self, settings: S) -> tuple[str, ...]:
+        """The kinds whose engines ``build_local`` needs for ``settings``."""
+        if self.needs_when is None:
+            return self.uses
+        needed = self.needs_when(settings)
+        undeclared = set(needed) - set(self.uses)
+        if undeclared:
+            raise ValueError(
+                f"kind {self.name!r} needs {', '.join(sorted(undeclared))} but does not declare "
+                "it in uses"
+            )
+        return needed

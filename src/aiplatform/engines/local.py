@@ -2,12 +2,16 @@
 
 It loads the model in the background (so ``/health`` answers while a large model loads), runs
 blocking model calls off the event loop on the engine's own worker threads (``max_concurrency``
-of them), and dispatches :meth:`invoke` / :meth:`stream` through a table of handlers bound to
-operations.
+of them) or, for CPU-bound pure Python that holds the GIL, in a pool of worker processes, and
+dispatches :meth:`invoke` / :meth:`stream` through a table of handlers bound to operations.
 
 Model calls run on dedicated, long-lived threads rather than a shared pool: the number of calls
 in flight is bounded per engine, and libraries with per-thread state (torch's intra-op thread
 pools, CUDA streams) see the same few threads every time.
+
+Every queue a request can wait in is bounded (``max_queue``: past it, 429 with ``Retry-After``
+at once) and has a deadline (``queue_timeout_s``); see :mod:`aiplatform.engines.backlog`. The
+engine's own background work (``start_background``, the model load) is never refused.
 """
 
 from __future__ import annotations
@@ -17,20 +21,22 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 import anyio
 import anyio.abc
 import msgspec
 
 from aiplatform.api.health import EngineStatus
+from aiplatform.engines.backlog import Backlog, background_work
 from aiplatform.engines.base import EngineKind, EngineMode, Operation
-from aiplatform.engines.threads import iterate_in_thread
+from aiplatform.engines.settings import EngineSettings
+from aiplatform.engines.threads import ThreadPool
+from aiplatform.engines.workers import WorkerPool
 from aiplatform.errors import EngineUnavailableError, NotFoundError
 
-__all__ = ["LocalEngine"]
+__all__ = ["CallGauge", "ExecutorKind", "LocalEngine", "QueueGauge"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +44,55 @@ Req = TypeVar("Req", bound=msgspec.Struct)
 Resp = TypeVar("Resp", bound=msgspec.Struct)
 Chunk = TypeVar("Chunk", bound=msgspec.Struct)
 T = TypeVar("T")
+CallIn = TypeVar("CallIn")
+CallOut = TypeVar("CallOut")
+
+#: Where :meth:`LocalEngine.call` runs: the engine's threads, or its worker processes.
+ExecutorKind = Literal["threads", "processes"]
+
+
+class QueueGauge(Protocol):
+    """A queue whose depth an engine's status reports."""
+
+    @property
+    def queued(self) -> int: ...
+
+
+class CallGauge(QueueGauge, Protocol):
+    """A queue that also runs the calls it admits (threads, processes, an LLM model's slots)."""
+
+    @property
+    def running(self) -> int: ...
 
 
 class LocalEngine(ABC):
     """Base of in-process engines. Subclasses implement :meth:`load` and bind their handlers."""
 
-    def __init__(self, kind: EngineKind[Any], *, max_concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        kind: EngineKind[Any],
+        *,
+        settings: EngineSettings | None = None,
+        max_concurrency: int | None = None,
+        executor: ExecutorKind = "threads",
+    ) -> None:
+        """``settings`` give the queue bounds (``max_queue``, ``queue_timeout_s``) and
+        ``max_concurrency``; without them, the settings' defaults. ``executor="processes"``
+        runs :meth:`call` in ``max_concurrency`` worker processes."""
+        limits = settings if settings is not None else EngineSettings()
         self._kind = kind
-        self._max_concurrency = max_concurrency
-        self._executor: ThreadPoolExecutor | None = None
+        self._max_concurrency = max_concurrency or limits.max_concurrency
+        self._max_queue = limits.max_queue
+        self._queue_timeout_s = limits.queue_timeout_s
+        self._executor_kind: ExecutorKind = executor
+        self._threads: ThreadPool | None = None
+        self._workers: WorkerPool | None = None
+        #: requests waiting for the model load (bounded, no deadline: the load is finite)
+        self._load_waiters = Backlog(
+            f"Engine '{kind.name}'", workers=0, max_queue=limits.max_queue, queue_timeout_s=None
+        )
+        self._gauges: list[QueueGauge] = [self._load_waiters]
+        self._call_gauges: list[CallGauge] = []
         self._handlers: dict[str, Callable[[Any], Awaitable[Any]]] = {}
         self._stream_handlers: dict[str, Callable[[Any], AsyncIterator[Any]]] = {}
         self._loaded: anyio.Event | None = None
@@ -77,24 +123,50 @@ class LocalEngine(ABC):
         """Serve the streamed form of ``op`` with ``handler``."""
         self._stream_handlers[op.name] = handler
 
+    def track(self, queue: QueueGauge) -> None:
+        """Count ``queue``'s waiting requests in :meth:`status` (a micro-batcher, say)."""
+        self._gauges.append(queue)
+
+    def track_calls(self, pool: CallGauge) -> None:
+        """Count the waiting and the running calls of a pool of the engine's own (an LLM
+        model's slots) in :meth:`status`."""
+        self._call_gauges.append(pool)
+
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking model call on one of this engine's worker threads.
 
-        A caller that is cancelled before its call starts takes the call off the queue; one that
-        is cancelled while it runs leaves it to finish and drops the result.
+        Refused at once (429) when ``max_queue`` calls already wait, dropped (429) when it
+        waited ``queue_timeout_s`` without starting. A caller that is cancelled before its call
+        starts takes the call off the queue; one that is cancelled while it runs leaves it to
+        finish and drops the result.
         """
-        if self._executor is None:
-            raise EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
-        return await asyncio.wrap_future(self._executor.submit(fn, *args))
+        return await self._thread_pool().run(fn, *args)
 
     def iterate_blocking(
         self, make_iterator: Callable[[threading.Event], Iterator[T]]
     ) -> AsyncIterator[T]:
         """Run a blocking iterator on one of this engine's worker threads, yielding its items;
         the event it receives is set when the consumer stops early."""
-        if self._executor is None:
-            raise EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
-        return iterate_in_thread(self._executor, make_iterator)
+        return self._thread_pool().iterate(make_iterator)
+
+    async def call(self, fn: Callable[[CallIn], CallOut], request: CallIn) -> CallOut:
+        """Run ``fn(request)`` where this engine's executor says: on its threads, or in a
+        worker process (``fn`` a module-level function over msgspec types; the request and the
+        result cross the process boundary as msgspec bytes, and a cancelled call's worker is
+        stopped)."""
+        if self._executor_kind == "processes":
+            if self._workers is None:
+                raise self._not_started()
+            return await self._workers.call(fn, request)
+        return await self._thread_pool().run(fn, request)
+
+    def _thread_pool(self) -> ThreadPool:
+        if self._threads is None:
+            raise self._not_started()
+        return self._threads
+
+    def _not_started(self) -> EngineUnavailableError:
+        return EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
 
     # -- the Engine protocol -------------------------------------------------------------------
 
@@ -107,46 +179,101 @@ class LocalEngine(ABC):
         return "local"
 
     async def __aenter__(self) -> Self:
+        self._check_bindings()
         self._loaded = anyio.Event()
         self._load_error = None
-        self._executor = ThreadPoolExecutor(
-            max_workers=self._max_concurrency, thread_name_prefix=f"engine-{self._kind.name}"
+        label = f"Engine '{self._kind.name}'"
+        self._threads = ThreadPool(
+            label,
+            workers=self._max_concurrency,
+            max_queue=self._max_queue,
+            queue_timeout_s=self._queue_timeout_s,
+            thread_name_prefix=f"engine-{self._kind.name}",
         )
         stack = AsyncExitStack()
-        task_group = await stack.enter_async_context(anyio.create_task_group())
-        stack.callback(task_group.cancel_scope.cancel)
+        try:
+            if self._executor_kind == "processes":
+                workers = WorkerPool(
+                    label,
+                    workers=self._max_concurrency,
+                    max_queue=self._max_queue,
+                    queue_timeout_s=self._queue_timeout_s,
+                )
+                await workers.start()
+                stack.push_async_callback(workers.close)
+                self._workers = workers
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(task_group.cancel_scope.cancel)
+            # Background tasks (and the load) are the engine's own work: never refused.
+            with background_work():
+                task_group.start_soon(self._load_in_background)
+                await self.start_background(task_group)
+        except BaseException:
+            await stack.aclose()
+            self._threads.shutdown()
+            self._threads = self._workers = None
+            raise
         self._stack = stack
-        task_group.start_soon(self._load_in_background)
-        await self.start_background(task_group)
         return self
+
+    def _check_bindings(self) -> None:
+        """Refuse to start an engine that leaves an operation of its kind unserved, so the gap
+        shows at start-up rather than as a 404 on the first request."""
+        missing = [op.name for op in self._kind.operations if op.name not in self._handlers]
+        missing += [
+            f"{op.name} (streamed)"
+            for op in self._kind.operations
+            if op.chunk is not None and op.name not in self._stream_handlers
+        ]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__} does not bind every operation of kind "
+                f"'{self._kind.name}': {', '.join(missing)}"
+            )
 
     async def __aexit__(self, *exc_info: object) -> None:
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
-        executor, self._executor = self._executor, None
-        if executor is None:
+        self._workers = None
+        threads, self._threads = self._threads, None
+        if threads is None:
             return
         if self._loaded is not None and self._loaded.is_set() and self._load_error is None:
-            await asyncio.wrap_future(executor.submit(self.unload))
-        executor.shutdown(wait=False, cancel_futures=True)
+            await asyncio.wrap_future(threads.executor.submit(self.unload))
+        threads.shutdown()
 
     async def status(self) -> EngineStatus:
-        if self._loaded is None:
-            return EngineStatus(mode="local", ready=False, detail="not started")
-        if not self._loaded.is_set():
-            return EngineStatus(mode="local", ready=False, detail="loading")
-        if self._load_error is not None:
+        queued = sum(gauge.queued for gauge in self._all_gauges())
+        running = sum(gauge.running for gauge in self._all_call_gauges())
+
+        def status(ready: bool, detail: str = "") -> EngineStatus:
             return EngineStatus(
-                mode="local", ready=False, detail=f"failed to load: {self._load_error}"
+                mode="local", ready=ready, detail=detail, queued=queued, running=running
             )
-        return EngineStatus(mode="local", ready=True)
+
+        if self._loaded is None:
+            return status(False, "not started")
+        if not self._loaded.is_set():
+            return status(False, "loading")
+        if self._load_error is not None:
+            return status(False, f"failed to load: {self._load_error}")
+        return status(True)
+
+    def _all_call_gauges(self) -> list[CallGauge]:
+        pools: list[CallGauge] = [
+            pool for pool in (self._threads, self._workers) if pool is not None
+        ]
+        return [*pools, *self._call_gauges]
+
+    def _all_gauges(self) -> list[QueueGauge]:
+        return [*self._gauges, *self._all_call_gauges()]
 
     async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
         handler = self._handlers.get(op.name)
         if handler is None:
             raise NotFoundError(f"Engine '{self._kind.name}' does not serve '{op.name}'.")
-        await self.wait_loaded()
+        await self._wait_loaded_bounded()
         result: Resp = await handler(request)
         return result
 
@@ -154,7 +281,7 @@ class LocalEngine(ABC):
         handler = self._stream_handlers.get(op.name)
         if handler is None:
             raise NotFoundError(f"Engine '{self._kind.name}' does not stream '{op.name}'.")
-        await self.wait_loaded()
+        await self._wait_loaded_bounded()
         async for chunk in handler(request):
             yield chunk
 
@@ -169,6 +296,16 @@ class LocalEngine(ABC):
             raise EngineUnavailableError(
                 f"Engine '{self._kind.name}' failed to load: {self._load_error}"
             )
+
+    async def _wait_loaded_bounded(self) -> None:
+        """:meth:`wait_loaded` for a request: at most ``max_queue`` wait for the load."""
+        if self._loaded is None or self._loaded.is_set():
+            return await self.wait_loaded()
+        ticket = self._load_waiters.admit()
+        try:
+            await self.wait_loaded()
+        finally:
+            self._load_waiters.drop(ticket)
 
     async def _load_in_background(self) -> None:
         assert self._loaded is not None

@@ -17,14 +17,13 @@ from collections.abc import AsyncIterator
 from typing import Any, Self, TypeVar
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-import anyio
-import httpx
 import msgspec
 
 from aiplatform import __version__
 from aiplatform.api.health import EngineStatus
 from aiplatform.api.openai import ModelCard, ModelList
 from aiplatform.engines.base import EngineKind, EngineMode, Operation
+from aiplatform.engines.settings import EngineSettings
 from aiplatform.errors import (
     AIPlatformError,
     EngineUnavailableError,
@@ -33,10 +32,9 @@ from aiplatform.errors import (
     status_for_type,
 )
 from aiplatform.forms import encode_form
-from aiplatform.remote.wire import AiohttpWire, HttpxWire, Wire, WireError, WireResponse
-from aiplatform.settings import EngineSettings
+from aiplatform.remote.wire import AiohttpWire, Wire, WireError, WireOptions, WireResponse
 from aiplatform.sse import DONE, iter_data
-from aiplatform.tenancy import TENANT_HEADER, current_tenant
+from aiplatform.tenant import TENANT_HEADER, current_tenant
 
 __all__ = ["RemoteEngine"]
 
@@ -53,7 +51,9 @@ _MODELS_PATH = "/v1/models"
 class RemoteEngine:
     """An :class:`~aiplatform.engines.base.Engine` whose calls go to ``settings.url``.
 
-    ``transport`` replaces the network (``httpx.ASGITransport(app)`` calls an app in-process).
+    ``wire`` carries the bytes: :class:`~aiplatform.remote.wire.AiohttpWire` (the network) unless
+    given; ``HttpxWire(httpx.ASGITransport(app))`` calls an app in the same process. A wire
+    belongs to one engine, which opens it on entry and closes it on exit.
     """
 
     def __init__(
@@ -61,15 +61,15 @@ class RemoteEngine:
         kind: EngineKind[Any],
         settings: EngineSettings,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        wire: Wire | None = None,
     ) -> None:
         if not settings.url:
             raise ValueError(f"engine {kind.name!r} has no url to forward to")
         self._kind = kind
         self._settings = settings
         self._base_url = _base_url(settings.url)
-        self._transport = transport
-        self._wire: Wire | None = None
+        self._wire: Wire = wire if wire is not None else AiohttpWire()
+        self._open = False
         self._encoder = msgspec.json.Encoder()
 
     @property
@@ -89,34 +89,28 @@ class RemoteEngine:
         headers = {"user-agent": f"aiplatform/{__version__}"}
         if settings.api_key:
             headers["authorization"] = f"Bearer {settings.api_key}"
-        if self._transport is not None:
-            self._wire = HttpxWire(
-                self._base_url,
-                transport=self._transport,
-                headers=headers,
-                connect_timeout_s=settings.connect_timeout_s,
-                read_timeout_s=settings.timeout_s,
-            )
-        else:
-            self._wire = AiohttpWire(
-                self._base_url,
+        await self._wire.open(
+            WireOptions(
+                base_url=self._base_url,
                 headers=headers,
                 max_connections=settings.max_connections,
                 connect_timeout_s=settings.connect_timeout_s,
                 read_timeout_s=settings.timeout_s,
             )
+        )
+        self._open = True
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        wire, self._wire = self._wire, None
-        if wire is not None:
-            await wire.aclose()
+        if self._open:
+            self._open = False
+            await self._wire.aclose()
 
     async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
         path, body, headers = self._encode(op, request)
         response = await self._send(op.method, path, body, headers=headers)
         if response.status >= 400:
-            raise _error(response.status, response.content, response.reason)
+            raise _error(response.status, response.content, response.reason, response.retry_after)
         try:
             return msgspec.json.decode(response.content, type=op.response)
         except msgspec.MsgspecError as exc:
@@ -132,7 +126,7 @@ class RemoteEngine:
         try:
             async with wire.stream(op.method, path, body, headers) as response:
                 if response.status >= 400:
-                    raise _error(response.status, await response.read(), "")
+                    raise _error(response.status, await response.read(), "", response.retry_after)
                 if response.content_type != "text/event-stream":
                     raise self._bad_response(
                         op.path,
@@ -148,7 +142,7 @@ class RemoteEngine:
     async def list_models(self) -> list[ModelCard]:
         response = await self._send("GET", _MODELS_PATH, None, self._settings.connect_timeout_s)
         if response.status >= 400:
-            raise _error(response.status, response.content, response.reason)
+            raise _error(response.status, response.content, response.reason, response.retry_after)
         try:
             return msgspec.json.decode(response.content, type=ModelList).data
         except msgspec.MsgspecError as exc:
@@ -194,7 +188,7 @@ class RemoteEngine:
         return path, self._encoder.encode(request), dict(_JSON)
 
     def _require_wire(self) -> Wire:
-        if self._wire is None:
+        if not self._open:
             raise EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
         return self._wire
 
@@ -208,17 +202,13 @@ class RemoteEngine:
         headers: dict[str, str] | None = None,
     ) -> WireResponse:
         wire = self._require_wire()
-        deadline = deadline_s or self._settings.timeout_s
         if headers is None:
             headers = dict(_JSON) if body is not None else {}
         headers[TENANT_HEADER] = current_tenant()
         try:
-            with anyio.fail_after(deadline):
-                return await wire.request(method, path, body, headers)
-        except TimeoutError as exc:
-            raise self._unavailable(
-                WireError("timeout", f"no answer within {deadline:g}s")
-            ) from exc
+            return await wire.request(
+                method, path, body, headers, deadline_s=deadline_s or self._settings.timeout_s
+            )
         except WireError as exc:
             raise self._unavailable(exc) from exc
 
@@ -245,11 +235,7 @@ class RemoteEngine:
             except msgspec.DecodeError:
                 payload = None
             if isinstance(payload, dict) and "error" in payload:
-                message, param, code = _fields_from_payload(payload, data)
-                error = payload["error"]
-                error_type = error.get("type") if isinstance(error, dict) else None
-                status = status_for_type(error_type if isinstance(error_type, str) else None)
-                raise error_for_status(status, message, param=param, code=code) from exc
+                raise _streamed_error(payload, data) from exc
             raise self._bad_response(path, exc) from exc
 
     def _bad_response(self, path: str, exc: Exception) -> AIPlatformError:
@@ -279,15 +265,54 @@ def _base_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def _error(status: int, content: bytes, reason: str) -> AIPlatformError:
-    """The platform error for an upstream error response, whatever shape its body has."""
+def _error(
+    status: int, content: bytes, reason: str, retry_after: str | None = None
+) -> AIPlatformError:
+    """The platform error for an upstream error response, whatever shape its body has; an
+    upstream's ``Retry-After`` (in seconds) is passed on with it."""
     try:
         payload = msgspec.json.decode(content)
     except msgspec.DecodeError:
         payload = None
     text = content.decode("utf-8", "replace").strip()[:300] or reason
     message, param, code = _fields_from_payload(payload, f"upstream answered {status}: {text}")
+    error = error_for_status(status, message, param=param, code=code)
+    error.retry_after_s = _seconds(retry_after)
+    return error
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """``Retry-After`` as seconds; the HTTP-date form is not passed on."""
+    try:
+        return float(retry_after) if retry_after else None
+    except ValueError:
+        return None
+
+
+def _streamed_error(payload: dict[str, Any], fallback: str) -> AIPlatformError:
+    """The platform error of an ``{"error": ...}`` event inside a stream, which has no status
+    line of its own.
+
+    Our servers send the status as ``http_status`` beside OpenAI's fields; vLLM sends it as an
+    integer ``code``; otherwise the OpenAI ``type`` names it as closely as it can (404, 409 and
+    413 all share ``invalid_request_error``, which reads as 400).
+    """
+    message, param, code = _fields_from_payload(payload, fallback)
+    error = payload.get("error")
+    fields: dict[str, Any] = error if isinstance(error, dict) else {}
+    status = _http_status(fields.get("http_status"))
+    if status is None and (status := _http_status(fields.get("code"))) is not None:
+        code = None
+    if status is None:
+        error_type = fields.get("type")
+        status = status_for_type(error_type if isinstance(error_type, str) else None)
     return error_for_status(status, message, param=param, code=code)
+
+
+def _http_status(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 400 <= value < 600:
+        return value
+    return None
 
 
 def _fields_from_payload(payload: object, fallback: str) -> tuple[str, str | None, str | None]:

@@ -1,13 +1,15 @@
 """The HTTP layer under the remote adapter: send bytes to a path, get status, headers, bytes.
 
-Two implementations of one small protocol:
+The wire is the remote adapter's seam: :class:`~aiplatform.remote.client.RemoteEngine` takes one
+(unopened) and opens it with the engine's :class:`WireOptions` (base URL, headers, deadlines,
+pool size) when the engine is entered. Two implementations of one small protocol:
 
-- :class:`AiohttpWire` for the network: pooled keep-alive connections. Chosen over an httpx
-  client because a forwarded call pays the client's per-request cost on every hop (measured:
-  about 0.2 ms for aiohttp against 0.9 ms for ``httpx.AsyncClient`` on loopback; see
-  ``docs/adr/0002-remote-wire.md``).
-- :class:`HttpxWire` over any ``httpx`` transport, above all ``httpx.ASGITransport(app)``,
-  which calls an ASGI app in-process with no socket.
+- :class:`AiohttpWire` (the default) for the network: pooled keep-alive connections. Chosen
+  over an httpx client because a forwarded call pays the client's per-request cost on every
+  hop (measured: about 0.2 ms for aiohttp against 0.9 ms for ``httpx.AsyncClient`` on
+  loopback; see ``docs/adr/0002-remote-wire.md``).
+- :class:`HttpxWire` over any ``httpx`` transport, above all ``HttpxWire(ASGITransport(app))``,
+  which calls an ASGI app in-process with no socket (and ``httpx.MockTransport`` in tests).
 
 Both raise :class:`WireError` for anything that is not an HTTP response, so the adapter maps
 failures once.
@@ -21,9 +23,19 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import aiohttp
+import anyio
 import httpx
 
-__all__ = ["AiohttpWire", "HttpxWire", "Wire", "WireError", "WireResponse", "WireStream"]
+__all__ = [
+    "AiohttpWire",
+    "HttpxWire",
+    "Wire",
+    "WireClosedError",
+    "WireError",
+    "WireOptions",
+    "WireResponse",
+    "WireStream",
+]
 
 FailureKind = Literal["connect", "timeout", "broken"]
 
@@ -37,12 +49,26 @@ class WireError(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WireOptions:
+    """What a wire is opened with: where requests go, and the engine's connection settings."""
+
+    base_url: str
+    #: Sent on every request (user agent, authorization).
+    headers: Mapping[str, str]
+    connect_timeout_s: float
+    read_timeout_s: float
+    max_connections: int = 64
+
+
 @dataclass(frozen=True, slots=True)
 class WireResponse:
     status: int
     content_type: str
     content: bytes
     reason: str = ""
+    #: The ``Retry-After`` header of a refusal (429, 503), for the error passed on downstream.
+    retry_after: str | None = None
 
 
 class WireStream(Protocol):
@@ -54,14 +80,33 @@ class WireStream(Protocol):
     @property
     def content_type(self) -> str: ...
 
+    @property
+    def retry_after(self) -> str | None: ...
+
     async def read(self) -> bytes: ...
 
     def lines(self) -> AsyncIterator[str]: ...
 
 
 class Wire(Protocol):
+    """Bytes to a path and back. ``open`` comes first; ``aclose`` releases what it opened, after
+    which ``open`` may be called again (an engine entered a second time).
+
+    ``request`` answers within ``deadline_s`` or raises ``WireError("timeout")``: each wire keeps
+    the deadline with its own timers, which on the network path costs far less than a cancel
+    scope around the call.
+    """
+
+    async def open(self, options: WireOptions) -> None: ...
+
     async def request(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        deadline_s: float,
     ) -> WireResponse: ...
 
     def stream(
@@ -71,47 +116,83 @@ class Wire(Protocol):
     async def aclose(self) -> None: ...
 
 
+class WireClosedError(RuntimeError):
+    """A wire used before ``open`` or after ``aclose``."""
+
+
 class AiohttpWire:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        headers: Mapping[str, str],
-        max_connections: int,
-        connect_timeout_s: float,
-        read_timeout_s: float,
-    ) -> None:
-        self._base_url = base_url
+    """The network: a pooled keep-alive ``aiohttp`` session."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._base_url = ""
+        self._connect_timeout_s = 0.0
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    async def open(self, options: WireOptions) -> None:
+        self._base_url = options.base_url
+        self._connect_timeout_s = options.connect_timeout_s
+        self._timeouts.clear()
+        limit = options.max_connections
         self._session = aiohttp.ClientSession(
-            headers=dict(headers),
-            connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections),
+            headers=dict(options.headers),
+            connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
+            cookie_jar=aiohttp.DummyCookieJar(),  # an engine's upstream keeps no session
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+                total=None,
+                sock_connect=options.connect_timeout_s,
+                sock_read=options.read_timeout_s,
             ),
             raise_for_status=False,
             auto_decompress=True,
         )
 
+    def _require(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise WireClosedError("the wire is not open")
+        return self._session
+
     async def request(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        deadline_s: float,
     ) -> WireResponse:
+        session = self._require()
+        timeout = self._timeouts.get(deadline_s)
+        if timeout is None:  # one per deadline in use (the call's, the probes')
+            timeout = aiohttp.ClientTimeout(
+                total=deadline_s, sock_connect=min(self._connect_timeout_s, deadline_s)
+            )
+            self._timeouts[deadline_s] = timeout
         try:
-            async with self._session.request(
-                method, self._base_url + path, data=body, headers=headers
+            async with session.request(
+                method, self._base_url + path, data=body, headers=headers, timeout=timeout
             ) as response:
                 content = await response.read()
                 return WireResponse(
-                    response.status, response.content_type, content, response.reason or ""
+                    response.status,
+                    response.content_type,
+                    content,
+                    response.reason or "",
+                    response.headers.get("retry-after"),
                 )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            reason = str(exc) or f"no answer within {deadline_s:g}s"
+            raise WireError("timeout", reason) from exc
+        except aiohttp.ClientError as exc:
             raise _aiohttp_failure(exc) from exc
 
     @asynccontextmanager
     async def stream(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
     ) -> AsyncIterator[WireStream]:
+        session = self._require()
         try:
-            async with self._session.request(
+            async with session.request(
                 method, self._base_url + path, data=body, headers=headers
             ) as response:
                 yield _AiohttpStream(response)
@@ -119,7 +200,9 @@ class AiohttpWire:
             raise _aiohttp_failure(exc) from exc
 
     async def aclose(self) -> None:
-        await self._session.close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 class _AiohttpStream:
@@ -133,6 +216,10 @@ class _AiohttpStream:
     @property
     def content_type(self) -> str:
         return self._response.content_type
+
+    @property
+    def retry_after(self) -> str | None:
+        return self._response.headers.get("retry-after")
 
     async def read(self) -> bytes:
         return await self._response.read()
@@ -152,46 +239,67 @@ def _aiohttp_failure(exc: BaseException) -> WireError:
 
 
 class HttpxWire:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        transport: httpx.AsyncBaseTransport,
-        headers: Mapping[str, str],
-        connect_timeout_s: float,
-        read_timeout_s: float,
-    ) -> None:
+    """Any ``httpx`` transport: ``HttpxWire(httpx.ASGITransport(app))`` calls an app in the same
+    process with no socket; ``httpx.MockTransport(handler)`` answers from a function."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    async def open(self, options: WireOptions) -> None:
         self._client = httpx.AsyncClient(
-            base_url=base_url,
-            transport=transport,
-            headers=dict(headers),
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+            base_url=options.base_url,
+            transport=self._transport,
+            headers=dict(options.headers),
+            timeout=httpx.Timeout(options.read_timeout_s, connect=options.connect_timeout_s),
         )
 
+    def _require(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise WireClosedError("the wire is not open")
+        return self._client
+
     async def request(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        deadline_s: float,
     ) -> WireResponse:
+        client = self._require()
         try:
-            response = await self._client.request(method, path, content=body, headers=headers)
+            with anyio.fail_after(deadline_s):
+                response = await client.request(method, path, content=body, headers=headers)
+        except TimeoutError as exc:
+            raise WireError("timeout", f"no answer within {deadline_s:g}s") from exc
         except httpx.HTTPError as exc:
             raise _httpx_failure(exc) from exc
         content_type = _media_type(response.headers.get("content-type", ""))
         return WireResponse(
-            response.status_code, content_type, response.content, response.reason_phrase
+            response.status_code,
+            content_type,
+            response.content,
+            response.reason_phrase,
+            response.headers.get("retry-after"),
         )
 
     @asynccontextmanager
     async def stream(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
     ) -> AsyncIterator[WireStream]:
+        client = self._require()
         try:
-            async with self._client.stream(method, path, content=body, headers=headers) as response:
+            async with client.stream(method, path, content=body, headers=headers) as response:
                 yield _HttpxStream(response)
         except httpx.HTTPError as exc:
             raise _httpx_failure(exc) from exc
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()  # and the transport (ASGI and mock ones open again freely)
 
 
 class _HttpxStream:
@@ -205,6 +313,11 @@ class _HttpxStream:
     @property
     def content_type(self) -> str:
         return _media_type(self._response.headers.get("content-type", ""))
+
+    @property
+    def retry_after(self) -> str | None:
+        value: str | None = self._response.headers.get("retry-after")
+        return value
 
     async def read(self) -> bytes:
         return await self._response.aread()

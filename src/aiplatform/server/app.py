@@ -15,7 +15,7 @@ from aiplatform.server.errors import EXCEPTION_HANDLERS
 from aiplatform.server.live import live_routes
 from aiplatform.server.routes import operation_route
 from aiplatform.server.system import system_routes
-from aiplatform.server.tenancy import tenancy_middleware
+from aiplatform.server.tenant_middleware import tenancy_middleware
 from aiplatform.server.wiring import build_engines
 from aiplatform.settings import Settings, load_settings
 

@@ -48,7 +48,12 @@ def _platform_error(_: Request[Any, Any, Any], exc: AIPlatformError) -> Response
     if exc.status_code >= 500:
         logger.warning("%s: %s", type(exc).__name__, exc.message)
     return error_response(
-        exc.status_code, exc.message, error_type=exc.error_type, param=exc.param, code=exc.code
+        exc.status_code,
+        exc.message,
+        error_type=exc.error_type,
+        param=exc.param,
+        code=exc.code,
+        headers=exc.headers or None,
     )
 
 

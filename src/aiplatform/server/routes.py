@@ -12,18 +12,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, route
+from litestar import Request, route
 from litestar.datastructures import UploadFile
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
-from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
 
-from aiplatform.api.openai import ErrorResponse
+from aiplatform.api.openai import ErrorBody, ErrorResponse
 from aiplatform.engines.base import Engine, Operation
 from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError
 from aiplatform.forms import FilePart, convert_fields, decode_form
-from aiplatform.server.errors import error_body
 from aiplatform.sse import DONE_EVENT, encode_event
 
 __all__ = ["operation_route"]
@@ -35,7 +35,9 @@ _ERROR_RESPONSES = {
     for status, description in (
         (400, "Invalid request"),
         (404, "Unknown model or resource"),
+        (409, "Conflicts with what exists (a name or id taken)"),
         (413, "Request body too large"),
+        (429, "Too many requests: retry later"),
         (503, "Engine unavailable (loading, failed, or remote unreachable)"),
     )
 }
@@ -49,7 +51,7 @@ def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHa
         return _form_route(engine, op)
     encoder = msgspec.json.Encoder()
 
-    async def handler(data: Any, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def handler(data: Any, request: Request[Any, Any, Any]) -> ASGIResponse:
         if logger.isEnabledFor(logging.DEBUG):
             _log_unknown_fields(await request.body(), op)
         if op.path_params:
@@ -60,7 +62,7 @@ def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHa
     handler.__annotations__ = {
         "data": JSONBody[op.request],  # type: ignore[misc,name-defined]
         "request": Request,
-        "return": Response,
+        "return": ASGIResponse,
     }
     return _mount(handler, engine, op)
 
@@ -69,7 +71,7 @@ def _form_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandle
     """Operations with uploads take a multipart form (OpenAI's audio endpoints)."""
     encoder = msgspec.json.Encoder()
 
-    async def handler(request: Request[Any, Any, Any]) -> Response[Any]:
+    async def handler(request: Request[Any, Any, Any]) -> ASGIResponse:
         content_type, _ = request.content_type
         if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             raise InvalidRequestError(
@@ -90,7 +92,7 @@ def _form_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandle
         items.extend(request.path_params.items())
         return await _answer(engine, op, decode_form(items, op.request), encoder)
 
-    handler.__annotations__ = {"request": Request, "return": Response}
+    handler.__annotations__ = {"request": Request, "return": ASGIResponse}
     return _mount(handler, engine, op)
 
 
@@ -98,27 +100,31 @@ def _query_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandl
     """Operations without a body take their request from the query string and the path."""
     encoder = msgspec.json.Encoder()
 
-    async def handler(request: Request[Any, Any, Any]) -> Response[Any]:
+    async def handler(request: Request[Any, Any, Any]) -> ASGIResponse:
         params = {**dict(request.query_params.items()), **request.path_params}
         data = convert_fields(params, op.request, "query parameters")
         return await _answer(engine, op, data, encoder)
 
-    handler.__annotations__ = {"request": Request, "return": Response}
+    handler.__annotations__ = {"request": Request, "return": ASGIResponse}
     return _mount(handler, engine, op)
 
 
 async def _answer(
     engine: Engine, op: Operation[Any, Any, Any], data: Any, encoder: msgspec.json.Encoder
-) -> Response[Any]:
-    """Call the engine: one response (rendered as the request asked), or an SSE stream."""
+) -> ASGIResponse:
+    """Call the engine: one response (rendered as the request asked), or an SSE stream.
+
+    Responses are built as litestar's low-level ASGI responses (the route's return annotation
+    says so), which skips the per-request conversion of a ``Response``: this is the
+    path every forwarded call takes twice, on the gateway and on the pod."""
     if op.wants_stream(data):
         return await _stream_response(engine.stream(op, data), encoder)
     result = await engine.invoke(op, data)
     rendered = op.render(data, result) if op.render is not None else None
     if rendered is not None:
         body, media_type = rendered
-        return Response(body, media_type=media_type)
-    return Response(encoder.encode(result), media_type="application/json")
+        return ASGIResponse(body=body, media_type=media_type)
+    return ASGIResponse(body=encoder.encode(result), media_type="application/json")
 
 
 def _mount(handler: Any, engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
@@ -148,7 +154,7 @@ def _mount(handler: Any, engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRo
 
 async def _stream_response(
     chunks: AsyncIterator[msgspec.Struct], encoder: msgspec.json.Encoder
-) -> Stream:
+) -> ASGIStreamingResponse:
     """An SSE response. The first chunk is awaited here, so an error before any output is a
     plain HTTP error with its own status; later errors become an ``error`` event."""
     iterator = aiter(chunks)
@@ -164,14 +170,39 @@ async def _stream_response(
                 async for chunk in iterator:
                     yield encode_event(encoder.encode(chunk))
         except AIPlatformError as exc:
-            yield encode_event(encoder.encode(error_body(exc)))
+            yield encode_event(encoder.encode(_streamed_error(exc)))
         except Exception:
             logger.exception("stream failed")
             failure = InternalError("The stream failed with an internal error; it has been logged.")
-            yield encode_event(encoder.encode(error_body(failure)))
+            yield encode_event(encoder.encode(_streamed_error(failure)))
         yield DONE_EVENT
 
-    return Stream(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+    return ASGIStreamingResponse(
+        iterator=events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+    )
+
+
+class _StreamedErrorBody(ErrorBody, kw_only=True):
+    """OpenAI's error fields, and the HTTP status the error would have had before the stream
+    began (an event has no status line; the remote adapter restores the status from it)."""
+
+    http_status: int
+
+
+class _StreamedError(msgspec.Struct, kw_only=True):
+    error: _StreamedErrorBody
+
+
+def _streamed_error(exc: AIPlatformError) -> _StreamedError:
+    return _StreamedError(
+        error=_StreamedErrorBody(
+            message=exc.message,
+            type=exc.error_type,
+            param=exc.param,
+            code=exc.code,
+            http_status=exc.status_code,
+        )
+    )
 
 
 def _log_unknown_fields(body: bytes, op: Operation[Any, Any, Any]) -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from aiplatform.audio.pipeline import TranscriptionPipeline
 from aiplatform.engines.base import Engine, EngineKind, Needs
 from aiplatform.engines.owned import OwningEngine
 from aiplatform.engines.rag.chat import RagChat
 from aiplatform.engines.registry import ENGINE_KINDS, engine_kind
+from aiplatform.engines.settings import EngineSettings
 from aiplatform.remote.client import RemoteEngine
-from aiplatform.settings import EngineSettings, Settings
+from aiplatform.remote.wire import Wire
+from aiplatform.settings import Settings
 
 __all__ = ["build_configured", "build_engine", "build_engines", "compose"]
 
@@ -22,12 +22,12 @@ def build_engine(
     settings: EngineSettings,
     *,
     needs: Needs | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    wire: Wire | None = None,
 ) -> Engine:
-    """The remote adapter when the section has a ``url``, else the kind's in-process engine
-    (given the engines it ``needs``)."""
+    """The remote adapter when the section has a ``url`` (over ``wire``, the network unless
+    given), else the kind's in-process engine (given the engines it ``needs``)."""
     if settings.is_remote:
-        return RemoteEngine(kind, settings, transport=transport)
+        return RemoteEngine(kind, settings, wire=wire)
     if not isinstance(settings, kind.settings_type):
         raise TypeError(f"engine {kind.name!r} needs {kind.settings_type.__name__}")
     missing = set(kind.needs(settings)) - set(needs or {})

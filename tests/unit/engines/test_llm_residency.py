@@ -15,10 +15,12 @@ from aiplatform.api.chat import (
 from aiplatform.engines.base import Engine
 from aiplatform.engines.llm import CHAT, LLM, LOAD_MODEL, MODEL_STATES, UNLOAD_MODEL
 from aiplatform.engines.llm.engine import LocalLLMEngine
+from aiplatform.engines.llm.settings import LLMModelSettings, LLMSettings
 from aiplatform.errors import ConflictError, NotFoundError
 from aiplatform.remote.client import RemoteEngine
+from aiplatform.remote.wire import HttpxWire
 from aiplatform.server.app import create_app
-from aiplatform.settings import LLMModelSettings, LLMSettings, Settings
+from aiplatform.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -93,7 +95,7 @@ async def test_load_and_unload_through_a_pod() -> None:
         remote = RemoteEngine(
             LLM,
             LLMSettings(url="http://pod"),
-            transport=httpx.ASGITransport(app=pod),
+            wire=HttpxWire(httpx.ASGITransport(app=pod)),
         )
         async with remote:
             assert (await remote.invoke(LOAD_MODEL, ModelLoadRequest(model="lazy"))).loaded

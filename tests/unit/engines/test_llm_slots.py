@@ -9,7 +9,7 @@ from aiplatform.api.chat import ChatCompletionRequest, ChatMessage
 from aiplatform.engines.llm import CHAT
 from aiplatform.engines.llm.engine import LocalLLMEngine
 from aiplatform.engines.llm.fake import FakeLLM
-from aiplatform.settings import LLMSettings
+from aiplatform.engines.llm.settings import LLMSettings
 
 pytestmark = pytest.mark.anyio
 

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from aiplatform.engines.llm.generation import SamplingParams
+from aiplatform.engines.llm.settings import LLMModelSettings
 from aiplatform.engines.llm.templates import (
     NAMED_TEMPLATES,
     ChatTemplate,
@@ -15,7 +16,6 @@ from aiplatform.engines.llm.templates import (
     render_named,
 )
 from aiplatform.errors import InvalidRequestError
-from aiplatform.settings import LLMModelSettings
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},

@@ -21,11 +21,12 @@ from aiplatform.api.rag import (
 )
 from aiplatform.engines.base import Operation
 from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine
+from aiplatform.engines.embeddings.settings import EmbeddingsSettings
 from aiplatform.engines.rag import operations as rag
 from aiplatform.engines.rag.engine import LocalRagEngine
+from aiplatform.engines.rag.settings import RagSettings
 from aiplatform.engines.wrapped import WrappedEngine
 from aiplatform.errors import EngineUnavailableError
-from aiplatform.settings import EmbeddingsSettings, RagSettings
 
 pytestmark = pytest.mark.anyio
 

@@ -19,10 +19,12 @@ from aiplatform.api.audio import (
 from aiplatform.api.openai import ModelCard
 from aiplatform.audio.decode import SAMPLE_RATE, Samples, decode_audio
 from aiplatform.engines.asr.backend import AsrBackend, AsrOptions, RecognizedSegment
-from aiplatform.engines.asr.operations import ASR, TRANSCRIBE, TRANSLATE
+from aiplatform.engines.asr.kind import ASR
+from aiplatform.engines.asr.operations import TRANSCRIBE, TRANSLATE
+from aiplatform.engines.asr.settings import ASRSettings
 from aiplatform.engines.local import LocalEngine
+from aiplatform.engines.settings import default_cache_dir
 from aiplatform.errors import check_model
-from aiplatform.settings import ASRSettings, default_cache_dir
 
 __all__ = ["LocalAsrEngine", "make_backend"]
 
@@ -51,7 +53,7 @@ def make_backend(settings: ASRSettings) -> AsrBackend:
 
 class LocalAsrEngine(LocalEngine):
     def __init__(self, settings: ASRSettings, backend: AsrBackend | None = None) -> None:
-        super().__init__(ASR, max_concurrency=settings.max_concurrency)
+        super().__init__(ASR, settings=settings)
         self._settings = settings
         self._backend = backend if backend is not None else make_backend(settings)
         self._names = (settings.model, *settings.aliases)

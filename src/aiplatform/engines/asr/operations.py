@@ -3,8 +3,6 @@ model library."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import msgspec
 
 from aiplatform.api.audio import (
@@ -13,14 +11,11 @@ from aiplatform.api.audio import (
     TranscriptionRequest,
     TranslationRequest,
 )
+from aiplatform.audio.examples import example_wav_part
 from aiplatform.audio.formats import render_transcription
-from aiplatform.engines.base import EngineKind, NoChunk, Operation
-from aiplatform.settings import ASRSettings
+from aiplatform.engines.base import Example, NoChunk, Operation
 
-if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine, Needs
-
-__all__ = ["ASR", "TRANSCRIBE", "TRANSLATE"]
+__all__ = ["TRANSCRIBE", "TRANSLATE"]
 
 
 def _structured_transcription(request: TranscriptionRequest) -> TranscriptionRequest:
@@ -46,6 +41,11 @@ TRANSCRIBE: Operation[TranscriptionRequest, Transcription, TranscriptionEvent] =
     form=True,
     render=lambda request, result: render_transcription(request.response_format, result),
     upstream_request=_structured_transcription,
+    example=Example(
+        request=lambda _: TranscriptionRequest(
+            file=example_wav_part(), timestamp_granularities=["word", "segment"]
+        )
+    ),
     summary="Transcribe audio (OpenAI-compatible; extensions: diarize, emotion)",
     tags=("audio",),
 )
@@ -59,21 +59,7 @@ TRANSLATE: Operation[TranslationRequest, Transcription, NoChunk] = Operation(
     form=True,
     render=lambda request, result: render_transcription(request.response_format, result),
     upstream_request=_structured_translation,
+    example=Example(request=lambda _: TranslationRequest(file=example_wav_part())),
     summary="Translate speech into English text (OpenAI-compatible)",
     tags=("audio",),
-)
-
-
-def _build_local(settings: ASRSettings, _: Needs) -> Engine:
-    from aiplatform.engines.asr.engine import LocalAsrEngine
-
-    return LocalAsrEngine(settings)
-
-
-ASR: EngineKind[ASRSettings] = EngineKind(
-    name="asr",
-    summary="Speech to text with word timestamps (faster-whisper, NeMo)",
-    operations=(TRANSCRIBE, TRANSLATE),
-    settings_type=ASRSettings,
-    build_local=_build_local,
 )

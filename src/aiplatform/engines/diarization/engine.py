@@ -6,12 +6,13 @@ from aiplatform.api.audio import DiarizationRequest, DiarizationResult
 from aiplatform.api.openai import ModelCard
 from aiplatform.audio.decode import decode_audio
 from aiplatform.engines.diarization.diarizer import DiarizationOptions, diarize
-from aiplatform.engines.diarization.operations import DIARIZATION, DIARIZE
+from aiplatform.engines.diarization.kind import DIARIZATION
+from aiplatform.engines.diarization.operations import DIARIZE
+from aiplatform.engines.diarization.settings import DiarizationSettings
 from aiplatform.engines.diarization.vad import EnergyVad, SileroVad, Vad
 from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.speakers.encoder import VoiceEncoder, make_voice_encoder
 from aiplatform.errors import InvalidRequestError
-from aiplatform.settings import DiarizationSettings
 
 __all__ = ["LocalDiarizationEngine"]
 
@@ -24,7 +25,7 @@ class LocalDiarizationEngine(LocalEngine):
         encoder: VoiceEncoder | None = None,
         vad: Vad | None = None,
     ) -> None:
-        super().__init__(DIARIZATION, max_concurrency=settings.max_concurrency)
+        super().__init__(DIARIZATION, settings=settings)
         if settings.hop_s > settings.window_s:
             raise ValueError("engines.diarization.hop_s must not exceed window_s")
         self._settings = settings

@@ -1,17 +1,13 @@
-"""The diarization kind's operation table. Light: imports no model library."""
+"""The diarization kind's operation table.
+A leaf: imports no model library and nothing of the engine."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiplatform.api.audio import DiarizationRequest, DiarizationResult
-from aiplatform.engines.base import EngineKind, NoChunk, Operation
-from aiplatform.settings import DiarizationSettings
+from aiplatform.audio.examples import example_wav_part
+from aiplatform.engines.base import Example, NoChunk, Operation
 
-if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine, Needs
-
-__all__ = ["DIARIZATION", "DIARIZE"]
+__all__ = ["DIARIZE"]
 
 DIARIZE: Operation[DiarizationRequest, DiarizationResult, NoChunk] = Operation(
     name="diarize",
@@ -20,21 +16,7 @@ DIARIZE: Operation[DiarizationRequest, DiarizationResult, NoChunk] = Operation(
     request=DiarizationRequest,
     response=DiarizationResult,
     form=True,
+    example=Example(request=lambda _: DiarizationRequest(file=example_wav_part())),
     summary="Who spoke when: speaker turns and a voice embedding per speaker",
     tags=("audio",),
-)
-
-
-def _build_local(settings: DiarizationSettings, _: Needs) -> Engine:
-    from aiplatform.engines.diarization.engine import LocalDiarizationEngine
-
-    return LocalDiarizationEngine(settings)
-
-
-DIARIZATION: EngineKind[DiarizationSettings] = EngineKind(
-    name="diarization",
-    summary="Speaker diarization (silero VAD, voice embeddings, clustering)",
-    operations=(DIARIZE,),
-    settings_type=DiarizationSettings,
-    build_local=_build_local,
 )

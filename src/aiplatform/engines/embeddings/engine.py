@@ -20,10 +20,11 @@ from aiplatform.api.openai import (
 )
 from aiplatform.engines.batching import MicroBatcher
 from aiplatform.engines.embeddings.backend import EmbeddingBackend
-from aiplatform.engines.embeddings.operations import EMBED, EMBEDDINGS
+from aiplatform.engines.embeddings.kind import EMBEDDINGS
+from aiplatform.engines.embeddings.operations import EMBED
+from aiplatform.engines.embeddings.settings import EmbeddingsSettings
 from aiplatform.engines.local import LocalEngine
 from aiplatform.errors import InvalidRequestError, check_model
-from aiplatform.settings import EmbeddingsSettings
 
 __all__ = ["LocalEmbeddingsEngine", "make_backend"]
 
@@ -54,16 +55,21 @@ class LocalEmbeddingsEngine(LocalEngine):
     def __init__(
         self, settings: EmbeddingsSettings, backend: EmbeddingBackend | None = None
     ) -> None:
-        super().__init__(EMBEDDINGS, max_concurrency=settings.max_concurrency)
+        super().__init__(EMBEDDINGS, settings=settings)
         self._settings = settings
         self._backend = backend if backend is not None else make_backend(settings)
         self._created = int(time.time())
+        # Requests wait (bounded) in the batcher; its batches then start at once on the threads.
         self._batcher: MicroBatcher[str, tuple[Vector, int]] = MicroBatcher(
             self._encode_batch,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_wait_ms / 1000,
             max_concurrency=settings.max_concurrency,
+            max_queue=settings.max_queue,
+            queue_timeout_s=settings.queue_timeout_s,
+            label=f"Engine '{EMBEDDINGS.name}'",
         )
+        self.track(self._batcher)
         self.bind(EMBED, self.embed)
 
     def load(self) -> None:

@@ -1,17 +1,12 @@
-"""The embeddings kind's operation table. Light: imports no model library."""
+"""The embeddings kind's operation table.
+A leaf: imports no model library and nothing of the engine."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiplatform.api.openai import EmbeddingRequest, EmbeddingResponse
-from aiplatform.engines.base import EngineKind, NoChunk, Operation
-from aiplatform.settings import EmbeddingsSettings
+from aiplatform.engines.base import Example, NoChunk, Operation
 
-if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine, Needs
-
-__all__ = ["EMBED", "EMBEDDINGS"]
+__all__ = ["EMBED"]
 
 EMBED: Operation[EmbeddingRequest, EmbeddingResponse, NoChunk] = Operation(
     name="embed",
@@ -19,21 +14,9 @@ EMBED: Operation[EmbeddingRequest, EmbeddingResponse, NoChunk] = Operation(
     path="/v1/embeddings",
     request=EmbeddingRequest,
     response=EmbeddingResponse,
+    example=Example(
+        request=EmbeddingRequest(input=["The cat sits on the mat.", "Revenue grew by a tenth."])
+    ),
     summary="Create embeddings (OpenAI-compatible)",
     tags=("embeddings",),
-)
-
-
-def _build_local(settings: EmbeddingsSettings, _: Needs) -> Engine:
-    from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine
-
-    return LocalEmbeddingsEngine(settings)
-
-
-EMBEDDINGS: EngineKind[EmbeddingsSettings] = EngineKind(
-    name="embeddings",
-    summary="Text embeddings (sentence-transformers)",
-    operations=(EMBED,),
-    settings_type=EmbeddingsSettings,
-    build_local=_build_local,
 )

@@ -135,4 +135,17 @@ class SentenceTransformersBackend:
         bad = [token_id for token_id in token_ids if not 0 <= token_id < size]
         if bad:
             raise ValueError(f"token id {bad[0]} is outside the model's vocabulary (0..{size - 1})")
-        return str(tokenizer.decode(list(token_ids), skip_special_tokens=True))
+        text = str(tokenizer.decode(list(token_ids), skip_special_tokens=True))
+        # Ids of another tokenizer (tiktoken's, sent by clients that tokenize for OpenAI's
+        # models) mostly fall inside this vocabulary too, and would embed as garbage. The
+        # model's own ids read back as the same ids; foreign ones almost never do.
+        specials = set(tokenizer.all_special_ids)
+        own = [token_id for token_id in token_ids if token_id not in specials]
+        if tokenizer.encode(text, add_special_tokens=False) != own:
+            raise ValueError(
+                f"these token ids are not this model's tokens (they read as {text[:60]!r}). "
+                "Token ids are read with the served model's own tokenizer, not tiktoken's: "
+                "send the text instead (LangChain's OpenAIEmbeddings: "
+                "check_embedding_ctx_length=False)"
+            )
+        return text

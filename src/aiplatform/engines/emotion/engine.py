@@ -7,11 +7,12 @@ import time
 from aiplatform.api.emotion import EmotionRequest, EmotionResponse, EmotionResult, TimedText
 from aiplatform.api.openai import ModelCard
 from aiplatform.engines.emotion.backend import EmotionBackend, Scores
-from aiplatform.engines.emotion.operations import CLASSIFY_EMOTION, EMOTION
+from aiplatform.engines.emotion.kind import EMOTION
+from aiplatform.engines.emotion.operations import CLASSIFY_EMOTION
+from aiplatform.engines.emotion.settings import EmotionSettings
 from aiplatform.engines.emotion.timeline import smoothed_timeline, top_label
 from aiplatform.engines.local import LocalEngine
 from aiplatform.errors import InvalidRequestError, check_model
-from aiplatform.settings import EmotionSettings
 
 __all__ = ["LocalEmotionEngine", "make_backend"]
 
@@ -32,7 +33,7 @@ def make_backend(settings: EmotionSettings) -> EmotionBackend:
 
 class LocalEmotionEngine(LocalEngine):
     def __init__(self, settings: EmotionSettings, backend: EmotionBackend | None = None) -> None:
-        super().__init__(EMOTION, max_concurrency=settings.max_concurrency)
+        super().__init__(EMOTION, settings=settings)
         self._settings = settings
         self._backend = backend if backend is not None else make_backend(settings)
         self._created = int(time.time())

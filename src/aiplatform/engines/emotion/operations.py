@@ -1,17 +1,12 @@
-"""The emotion kind's operation table. Light: imports no model library."""
+"""The emotion kind's operation table.
+A leaf: imports no model library and nothing of the engine."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiplatform.api.emotion import EmotionRequest, EmotionResponse
-from aiplatform.engines.base import EngineKind, NoChunk, Operation
-from aiplatform.settings import EmotionSettings
+from aiplatform.engines.base import Example, NoChunk, Operation
 
-if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine, Needs
-
-__all__ = ["CLASSIFY_EMOTION", "EMOTION"]
+__all__ = ["CLASSIFY_EMOTION"]
 
 CLASSIFY_EMOTION: Operation[EmotionRequest, EmotionResponse, NoChunk] = Operation(
     name="classify",
@@ -19,21 +14,9 @@ CLASSIFY_EMOTION: Operation[EmotionRequest, EmotionResponse, NoChunk] = Operatio
     path="/v1/emotion",
     request=EmotionRequest,
     response=EmotionResponse,
+    example=Example(
+        request=EmotionRequest(input=["I am so happy today!", "The bus was late again."])
+    ),
     summary="Emotion of texts, or of a transcript's segments with a smoothed timeline",
     tags=("emotion",),
-)
-
-
-def _build_local(settings: EmotionSettings, _: Needs) -> Engine:
-    from aiplatform.engines.emotion.engine import LocalEmotionEngine
-
-    return LocalEmotionEngine(settings)
-
-
-EMOTION: EngineKind[EmotionSettings] = EngineKind(
-    name="emotion",
-    summary="Emotion classification of text and transcripts (lexicon, transformers)",
-    operations=(CLASSIFY_EMOTION,),
-    settings_type=EmotionSettings,
-    build_local=_build_local,
 )

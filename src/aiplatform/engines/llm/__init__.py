@@ -1,9 +1,9 @@
 """The LLM engine kind: ``/v1/chat/completions`` and ``/v1/completions``."""
 
+from aiplatform.engines.llm.kind import LLM
 from aiplatform.engines.llm.operations import (
     CHAT,
     COMPLETE,
-    LLM,
     LOAD_MODEL,
     MODEL_STATES,
     UNLOAD_MODEL,

@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import anyio
@@ -38,14 +37,8 @@ from aiplatform.engines.llm.generation import (
     PreparedPrompt,
     SamplingParams,
 )
-from aiplatform.engines.llm.operations import (
-    CHAT,
-    COMPLETE,
-    LLM,
-    LOAD_MODEL,
-    MODEL_STATES,
-    UNLOAD_MODEL,
-)
+from aiplatform.engines.llm.kind import LLM
+from aiplatform.engines.llm.operations import CHAT, COMPLETE, LOAD_MODEL, MODEL_STATES, UNLOAD_MODEL
 from aiplatform.engines.llm.requests import (
     context_overflow,
     json_format,
@@ -62,11 +55,11 @@ from aiplatform.engines.llm.responses import (
     new_id,
     usage,
 )
+from aiplatform.engines.llm.settings import LLMModelSettings, LLMSettings
 from aiplatform.engines.llm.tools import ToolPlan, plan_tools
 from aiplatform.engines.local import LocalEngine
-from aiplatform.engines.threads import iterate_in_thread
+from aiplatform.engines.threads import ThreadPool
 from aiplatform.errors import InvalidRequestError, model_not_found
-from aiplatform.settings import LLMModelSettings, LLMSettings
 
 __all__ = ["LocalLLMEngine", "make_model"]
 
@@ -106,7 +99,7 @@ class _Started:
 
 class LocalLLMEngine(LocalEngine):
     def __init__(self, settings: LLMSettings, models: Sequence[LLMModel] | None = None) -> None:
-        super().__init__(LLM)
+        super().__init__(LLM, settings=settings, max_concurrency=1)
         built = list(models) if models is not None else [make_model(m) for m in settings.models]
         if not built:
             raise ValueError("the llm engine needs at least one model")
@@ -114,16 +107,25 @@ class LocalLLMEngine(LocalEngine):
         self._default = settings.default_model or built[0].name
         if self._default not in self._models:
             raise ValueError(f"default_model {self._default!r} is not among the models")
-        self._executors = {
-            model.name: ThreadPoolExecutor(model.slots, thread_name_prefix=f"llm-{model.name}")
+        # Each model's slots: its generations run there, and wait there (bounded) for a slot.
+        self._pools = {
+            model.name: ThreadPool(
+                f"Model '{model.name}'",
+                workers=model.slots,
+                max_queue=settings.max_queue,
+                queue_timeout_s=settings.queue_timeout_s,
+                thread_name_prefix=f"llm-{model.name}",
+            )
             for model in built
         }
+        for pool in self._pools.values():
+            self.track_calls(pool)
         configured = {m.name: m for m in settings.models}
         # Models handed in belong to the caller, who loads and unloads them.
         self._residents = {
             model.name: Resident(
                 model,
-                self._executors[model.name],
+                self._pools[model.name].executor,
                 idle_unload_s=configured[model.name].idle_unload_s
                 if model.name in configured
                 else None,
@@ -151,7 +153,7 @@ class LocalLLMEngine(LocalEngine):
 
     def unload(self) -> None:
         for name, resident in self._residents.items():
-            self._executors[name].shutdown(wait=False, cancel_futures=True)
+            self._pools[name].shutdown()
             resident.unload_now()
 
     async def start_background(self, task_group: anyio.abc.TaskGroup) -> None:
@@ -382,13 +384,20 @@ class LocalLLMEngine(LocalEngine):
             limited = params if params.max_tokens is not None else with_max_tokens(params, budget)
             yield from model.generate(prompt, limited, cancelled)
 
-        resident = self._residents[model.name]
-        await resident.acquire()
+        resident, pool = self._residents[model.name], self._pools[model.name]
+        ticket = pool.admit()  # refused at once (429) when the model's queue is full
         try:
-            async for item in iterate_in_thread(self._executors[model.name], generation):
-                yield item
+            was_loaded = resident.loaded
+            await resident.acquire()
+            if not was_loaded:
+                pool.backlog.renew(ticket)  # the wait for an on-demand load is not the queue's
+            try:
+                async for item in pool.iterate(generation, ticket=ticket):
+                    yield item
+            finally:
+                resident.release()
         finally:
-            resident.release()
+            pool.release(ticket)
 
     async def _collect(
         self, model: LLMModel, prepare: Callable[[], PreparedPrompt], params: SamplingParams

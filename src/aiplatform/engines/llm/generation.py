@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from aiplatform.engines.llm.settings import LLMModelSettings
     from aiplatform.engines.llm.templates import ChatTemplate
-    from aiplatform.settings import LLMModelSettings
 
 __all__ = [
     "ConfiguredModel",

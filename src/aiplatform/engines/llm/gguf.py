@@ -29,9 +29,9 @@ from aiplatform.engines.llm.generation import (
     token_choice,
 )
 from aiplatform.engines.llm.pieces import PieceAssembler
+from aiplatform.engines.llm.settings import LLMModelSettings
 from aiplatform.engines.llm.templates import ChatTemplate, Message, RenderedPrompt
 from aiplatform.errors import InvalidRequestError
-from aiplatform.settings import LLMModelSettings
 
 __all__ = ["LlamaCppModel", "grammar_text", "resolve_model_path", "token_text"]
 

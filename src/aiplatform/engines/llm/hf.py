@@ -8,6 +8,7 @@ required tool calls) needs llama.cpp and is refused here with a 400.
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,9 +25,9 @@ from aiplatform.engines.llm.generation import (
     token_choice,
 )
 from aiplatform.engines.llm.pieces import PieceAssembler
+from aiplatform.engines.llm.settings import LLMModelSettings
 from aiplatform.engines.llm.templates import ChatTemplate, Message, RenderedPrompt
 from aiplatform.errors import InvalidRequestError
-from aiplatform.settings import LLMModelSettings
 
 __all__ = ["TransformersModel"]
 
@@ -102,15 +103,15 @@ class TransformersModel(ConfiguredModel):
         )
         detokenizer = _Detokenizer(tokenizer)
         counts: dict[int, int] = {}
-        past: Any = None
+        cache = _new_cache(model)
         inputs = torch.tensor([list(prompt.tokens)], device=model.device)
         finish: FinishReason = "length"
         with torch.inference_mode():
             while True:
                 if cancelled.is_set():
                     return
-                output = model(input_ids=inputs, past_key_values=past, use_cache=True)
-                past = output.past_key_values
+                # The cache object is filled in place by each forward call.
+                output = model(input_ids=inputs, use_cache=True, **{_cache_argument(model): cache})
                 logits = output.logits[0, -1].float()
                 token = _sample(logits, params, counts, generator)
                 if token in self._eos:
@@ -127,6 +128,23 @@ class TransformersModel(ConfiguredModel):
         last = pieces.finish(finish, detokenizer.rest())
         if last is not None:
             yield last
+
+
+def _new_cache(model: Any) -> Any:
+    """An empty key/value cache for one generation."""
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=model.config)
+    except TypeError:  # releases before the cache took the model's config
+        return DynamicCache()
+
+
+def _cache_argument(model: Any) -> str:
+    """The name ``model.forward`` takes its cache by: ``cache`` in current transformers,
+    ``past_key_values`` (deprecated there) in older releases."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 class _Detokenizer:

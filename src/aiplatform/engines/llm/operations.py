@@ -1,13 +1,12 @@
-"""The LLM kind's operation table. Light: imports no model library."""
+"""The LLM kind's operation table. A leaf: imports no model library and nothing of the engine."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from aiplatform.api.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    ChatMessage,
     Completion,
     CompletionChunk,
     CompletionRequest,
@@ -16,13 +15,14 @@ from aiplatform.api.chat import (
     ModelStates,
     ModelStatesRequest,
 )
-from aiplatform.engines.base import EngineKind, NoChunk, Operation
-from aiplatform.settings import LLMSettings
+from aiplatform.engines.base import Example, ExampleContext, NoChunk, Operation
 
-if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine, Needs
+__all__ = ["CHAT", "COMPLETE", "LOAD_MODEL", "MODEL_STATES", "UNLOAD_MODEL"]
 
-__all__ = ["CHAT", "COMPLETE", "LLM", "LOAD_MODEL", "MODEL_STATES", "UNLOAD_MODEL"]
+
+def _default_model(context: ExampleContext) -> ModelLoadRequest:
+    return ModelLoadRequest(model=context.model or "")
+
 
 CHAT: Operation[ChatCompletionRequest, ChatCompletion, ChatCompletionChunk] = Operation(
     name="chat",
@@ -31,6 +31,14 @@ CHAT: Operation[ChatCompletionRequest, ChatCompletion, ChatCompletionChunk] = Op
     request=ChatCompletionRequest,
     response=ChatCompletion,
     chunk=ChatCompletionChunk,
+    example=Example(
+        request=ChatCompletionRequest(
+            messages=[ChatMessage(role="user", content="Name three colours.")],
+            max_tokens=16,
+            temperature=0.0,
+            seed=7,
+        )
+    ),
     summary="Create a chat completion (OpenAI-compatible; SSE when stream=true)",
     tags=("llm",),
 )
@@ -42,6 +50,9 @@ COMPLETE: Operation[CompletionRequest, Completion, CompletionChunk] = Operation(
     request=CompletionRequest,
     response=Completion,
     chunk=CompletionChunk,
+    example=Example(
+        request=CompletionRequest(prompt="Once upon a time", max_tokens=8, temperature=0.0, seed=1)
+    ),
     summary="Create a text completion (OpenAI-compatible; SSE when stream=true)",
     tags=("llm",),
 )
@@ -53,6 +64,7 @@ LOAD_MODEL: Operation[ModelLoadRequest, ModelState, NoChunk] = Operation(
     path="/v1/llm/models/load",
     request=ModelLoadRequest,
     response=ModelState,
+    example=Example(request=_default_model),
     summary="Load a configured model into memory now",
     tags=("llm",),
 )
@@ -63,6 +75,7 @@ UNLOAD_MODEL: Operation[ModelLoadRequest, ModelState, NoChunk] = Operation(
     path="/v1/llm/models/unload",
     request=ModelLoadRequest,
     response=ModelState,
+    example=Example(request=_default_model),
     summary="Release a model's memory; it loads again on its next request",
     tags=("llm",),
 )
@@ -74,21 +87,7 @@ MODEL_STATES: Operation[ModelStatesRequest, ModelStates, NoChunk] = Operation(
     path="/v1/llm/models",
     request=ModelStatesRequest,
     response=ModelStates,
+    example=Example(request=ModelStatesRequest()),
     summary="Every configured model: loaded or not, and its running generations",
     tags=("llm",),
-)
-
-
-def _build_local(settings: LLMSettings, _: Needs) -> Engine:
-    from aiplatform.engines.llm.engine import LocalLLMEngine
-
-    return LocalLLMEngine(settings)
-
-
-LLM: EngineKind[LLMSettings] = EngineKind(
-    name="llm",
-    summary="Chat and text completion (llama.cpp GGUF)",
-    operations=(CHAT, COMPLETE, LOAD_MODEL, UNLOAD_MODEL, MODEL_STATES),
-    settings_type=LLMSettings,
-    build_local=_build_local,
 )

@@ -1,9 +1,9 @@
 """The RAG kind's operation table: collections, documents, search, ingest jobs and
-conversation memory. Light: imports no model library."""
+conversation memory. A leaf: imports no model library and nothing of the engine."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from aiplatform.api.rag import (
     Collection,
@@ -16,6 +16,7 @@ from aiplatform.api.rag import (
     DocumentAddRequest,
     DocumentDeleted,
     DocumentFileRequest,
+    DocumentInput,
     DocumentList,
     DocumentListRequest,
     DocumentRecord,
@@ -29,15 +30,13 @@ from aiplatform.api.rag import (
     MemoryDeleted,
     MemoryList,
     MemoryListRequest,
+    MemoryMessage,
     MemorySearchRequest,
     SearchRequest,
     SearchResult,
 )
-from aiplatform.engines.base import EngineKind, NoChunk, Operation
-from aiplatform.settings import RagSettings
-
-if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine, Needs
+from aiplatform.engines.base import Example, NoChunk, Operation
+from aiplatform.forms import FilePart
 
 __all__ = [
     "ADD_DOCUMENTS",
@@ -53,12 +52,40 @@ __all__ = [
     "LIST_COLLECTIONS",
     "LIST_DOCUMENTS",
     "LIST_MEMORY",
-    "RAG",
     "SEARCH",
     "SEARCH_MEMORY",
     "UPDATE_DOCUMENT",
     "UPLOAD_DOCUMENT",
 ]
+
+# -- what the examples create first ------------------------------------------------------------
+
+_DOCUMENTS = (
+    DocumentInput(
+        id="releases", text="Releases ship every Tuesday at noon.", metadata={"topic": "process"}
+    ),
+    DocumentInput(
+        id="leave", text="Staff take leave by asking their lead a week ahead.", metadata={}
+    ),
+)
+_TURNS = (
+    MemoryMessage(role="user", content="Hello, my name is Ada."),
+    MemoryMessage(role="assistant", content="Nice to meet you, Ada."),
+)
+
+
+def _collection(name: str) -> tuple[tuple[Operation[Any, Any, Any], Any], ...]:
+    return ((CREATE_COLLECTION, CollectionCreateRequest(name=name)),)
+
+
+def _documents(name: str) -> tuple[tuple[Operation[Any, Any, Any], Any], ...]:
+    add = DocumentAddRequest(collection_id=name, documents=list(_DOCUMENTS))
+    return (*_collection(name), (ADD_DOCUMENTS, add))
+
+
+def _conversation(name: str) -> tuple[tuple[Operation[Any, Any, Any], Any], ...]:
+    return ((ADD_MEMORY, MemoryAddRequest(conversation_id=name, messages=list(_TURNS))),)
+
 
 CREATE_COLLECTION: Operation[CollectionCreateRequest, Collection, NoChunk] = Operation(
     name="create_collection",
@@ -66,6 +93,7 @@ CREATE_COLLECTION: Operation[CollectionCreateRequest, Collection, NoChunk] = Ope
     path="/v1/rag/collections",
     request=CollectionCreateRequest,
     response=Collection,
+    example=Example(request=CollectionCreateRequest(name="handbook", metadata={"team": "docs"})),
     summary="Create a collection",
     tags=("rag",),
 )
@@ -76,6 +104,7 @@ LIST_COLLECTIONS: Operation[CollectionListRequest, CollectionList, NoChunk] = Op
     path="/v1/rag/collections",
     request=CollectionListRequest,
     response=CollectionList,
+    example=Example(request=CollectionListRequest()),
     summary="List collections",
     tags=("rag",),
 )
@@ -86,6 +115,9 @@ GET_COLLECTION: Operation[CollectionRef, Collection, NoChunk] = Operation(
     path="/v1/rag/collections/{collection_id}",
     request=CollectionRef,
     response=Collection,
+    example=Example(
+        setup=_collection("example-get"), request=CollectionRef(collection_id="example-get")
+    ),
     summary="A collection (by id or name)",
     tags=("rag",),
 )
@@ -96,6 +128,10 @@ DELETE_COLLECTION: Operation[CollectionRef, CollectionDeleted, NoChunk] = Operat
     path="/v1/rag/collections/{collection_id}",
     request=CollectionRef,
     response=CollectionDeleted,
+    example=Example(
+        setup=_collection("example-delete"),
+        request=CollectionRef(collection_id="example-delete"),
+    ),
     summary="Delete a collection and everything in it",
     tags=("rag",),
 )
@@ -106,6 +142,10 @@ ADD_DOCUMENTS: Operation[DocumentAddRequest, Documents, NoChunk] = Operation(
     path="/v1/rag/collections/{collection_id}/documents",
     request=DocumentAddRequest,
     response=Documents,
+    example=Example(
+        setup=_collection("example-add"),
+        request=DocumentAddRequest(collection_id="example-add", documents=list(_DOCUMENTS)),
+    ),
     summary="Add documents (searchable when the call returns)",
     tags=("rag",),
 )
@@ -117,6 +157,19 @@ UPLOAD_DOCUMENT: Operation[DocumentFileRequest, DocumentRecord, NoChunk] = Opera
     request=DocumentFileRequest,
     response=DocumentRecord,
     form=True,
+    example=Example(
+        setup=_collection("example-upload"),
+        request=DocumentFileRequest(
+            collection_id="example-upload",
+            file=FilePart(
+                filename="office.md",
+                content_type="text/markdown",
+                data=b"# Office\n\nThe office opens at nine and closes at six.\n",
+            ),
+            id="office",
+            metadata='{"topic": "office"}',
+        ),
+    ),
     summary="Add a txt, Markdown, PDF or HTML file as a document",
     tags=("rag",),
 )
@@ -127,6 +180,10 @@ LIST_DOCUMENTS: Operation[DocumentListRequest, DocumentList, NoChunk] = Operatio
     path="/v1/rag/collections/{collection_id}/documents",
     request=DocumentListRequest,
     response=DocumentList,
+    example=Example(
+        setup=_documents("example-list"),
+        request=DocumentListRequest(collection_id="example-list"),
+    ),
     summary="List a collection's documents",
     tags=("rag",),
 )
@@ -137,6 +194,10 @@ GET_DOCUMENT: Operation[DocumentRef, DocumentRecord, NoChunk] = Operation(
     path="/v1/rag/collections/{collection_id}/documents/{document_id}",
     request=DocumentRef,
     response=DocumentRecord,
+    example=Example(
+        setup=_documents("example-get-document"),
+        request=DocumentRef(collection_id="example-get-document", document_id="releases"),
+    ),
     summary="A document with its text",
     tags=("rag",),
 )
@@ -147,6 +208,12 @@ UPDATE_DOCUMENT: Operation[DocumentUpdateRequest, DocumentRecord, NoChunk] = Ope
     path="/v1/rag/collections/{collection_id}/documents/{document_id}",
     request=DocumentUpdateRequest,
     response=DocumentRecord,
+    example=Example(
+        setup=_documents("example-update"),
+        request=DocumentUpdateRequest(
+            collection_id="example-update", document_id="releases", metadata={"topic": "ops"}
+        ),
+    ),
     summary="Replace a document's metadata",
     tags=("rag",),
 )
@@ -157,6 +224,10 @@ DELETE_DOCUMENT: Operation[DocumentRef, DocumentDeleted, NoChunk] = Operation(
     path="/v1/rag/collections/{collection_id}/documents/{document_id}",
     request=DocumentRef,
     response=DocumentDeleted,
+    example=Example(
+        setup=_documents("example-delete-document"),
+        request=DocumentRef(collection_id="example-delete-document", document_id="leave"),
+    ),
     summary="Delete a document and its chunks",
     tags=("rag",),
 )
@@ -167,6 +238,12 @@ SEARCH: Operation[SearchRequest, SearchResult, NoChunk] = Operation(
     path="/v1/rag/collections/{collection_id}/search",
     request=SearchRequest,
     response=SearchResult,
+    example=Example(
+        setup=_documents("example-search"),
+        request=SearchRequest(
+            collection_id="example-search", query="When do releases ship?", top_k=2
+        ),
+    ),
     summary="Search a collection (vector, lexical or hybrid)",
     tags=("rag",),
 )
@@ -177,6 +254,10 @@ CREATE_JOB: Operation[IngestJobRequest, IngestJob, NoChunk] = Operation(
     path="/v1/rag/collections/{collection_id}/jobs",
     request=IngestJobRequest,
     response=IngestJob,
+    example=Example(
+        setup=_collection("example-job"),
+        request=IngestJobRequest(collection_id="example-job", documents=list(_DOCUMENTS)),
+    ),
     summary="Ingest many documents in the background",
     tags=("rag",),
 )
@@ -187,6 +268,17 @@ GET_JOB: Operation[JobRef, IngestJob, NoChunk] = Operation(
     path="/v1/rag/jobs/{job_id}",
     request=JobRef,
     response=IngestJob,
+    example=Example(
+        setup=(
+            *_collection("example-get-job"),
+            (
+                CREATE_JOB,
+                IngestJobRequest(collection_id="example-get-job", documents=list(_DOCUMENTS)),
+            ),
+        ),
+        request=lambda context: JobRef(job_id=context.answers[-1].id),
+        until=lambda job: job.status in ("succeeded", "failed"),
+    ),
     summary="An ingest job's progress",
     tags=("rag",),
 )
@@ -197,6 +289,9 @@ ADD_MEMORY: Operation[MemoryAddRequest, MemoryList, NoChunk] = Operation(
     path="/v1/rag/conversations/{conversation_id}/messages",
     request=MemoryAddRequest,
     response=MemoryList,
+    example=Example(
+        request=MemoryAddRequest(conversation_id="example-chat", messages=list(_TURNS))
+    ),
     summary="Remember chat turns of a conversation",
     tags=("rag-memory",),
 )
@@ -207,6 +302,10 @@ LIST_MEMORY: Operation[MemoryListRequest, MemoryList, NoChunk] = Operation(
     path="/v1/rag/conversations/{conversation_id}/messages",
     request=MemoryListRequest,
     response=MemoryList,
+    example=Example(
+        setup=_conversation("example-list-chat"),
+        request=MemoryListRequest(conversation_id="example-list-chat"),
+    ),
     summary="A conversation's latest turns",
     tags=("rag-memory",),
 )
@@ -217,6 +316,12 @@ SEARCH_MEMORY: Operation[MemorySearchRequest, MemoryList, NoChunk] = Operation(
     path="/v1/rag/conversations/{conversation_id}/search",
     request=MemorySearchRequest,
     response=MemoryList,
+    example=Example(
+        setup=_conversation("example-search-chat"),
+        request=MemorySearchRequest(
+            conversation_id="example-search-chat", query="What is my name?", top_k=1
+        ),
+    ),
     summary="A conversation's turns most relevant to a query",
     tags=("rag-memory",),
 )
@@ -227,40 +332,10 @@ DELETE_MEMORY: Operation[ConversationRef, MemoryDeleted, NoChunk] = Operation(
     path="/v1/rag/conversations/{conversation_id}",
     request=ConversationRef,
     response=MemoryDeleted,
+    example=Example(
+        setup=_conversation("example-forget-chat"),
+        request=ConversationRef(conversation_id="example-forget-chat"),
+    ),
     summary="Forget a conversation",
     tags=("rag-memory",),
-)
-
-
-def _build_local(settings: RagSettings, needs: Needs) -> Engine:
-    from aiplatform.engines.rag.engine import LocalRagEngine
-
-    return LocalRagEngine(settings, embeddings=needs["embeddings"])
-
-
-RAG: EngineKind[RagSettings] = EngineKind(
-    name="rag",
-    summary="Retrieval: FAISS collections, hybrid search, ingest jobs, conversation memory",
-    operations=(
-        CREATE_COLLECTION,
-        LIST_COLLECTIONS,
-        GET_COLLECTION,
-        DELETE_COLLECTION,
-        ADD_DOCUMENTS,
-        UPLOAD_DOCUMENT,
-        LIST_DOCUMENTS,
-        GET_DOCUMENT,
-        UPDATE_DOCUMENT,
-        DELETE_DOCUMENT,
-        SEARCH,
-        CREATE_JOB,
-        GET_JOB,
-        ADD_MEMORY,
-        LIST_MEMORY,
-        SEARCH_MEMORY,
-        DELETE_MEMORY,
-    ),
-    settings_type=RagSettings,
-    build_local=_build_local,
-    needs=lambda _: ("embeddings",),
 )

@@ -25,9 +25,10 @@ from aiplatform.api.rerank import (
 from aiplatform.engines.base import Engine
 from aiplatform.engines.embeddings.operations import EMBED
 from aiplatform.engines.local import LocalEngine
-from aiplatform.engines.rerank.operations import RERANK, RERANKING
+from aiplatform.engines.rerank.kind import RERANKING
+from aiplatform.engines.rerank.operations import RERANK
+from aiplatform.engines.rerank.settings import RerankSettings
 from aiplatform.errors import EngineUnavailableError, InvalidRequestError, check_model
-from aiplatform.settings import RerankSettings
 
 __all__ = ["LocalRerankEngine"]
 
@@ -36,7 +37,7 @@ _WORD = re.compile(r"\w+")
 
 class LocalRerankEngine(LocalEngine):
     def __init__(self, settings: RerankSettings, *, embeddings: Engine | None = None) -> None:
-        super().__init__(RERANKING, max_concurrency=settings.max_concurrency)
+        super().__init__(RERANKING, settings=settings)
         if settings.backend == "embeddings" and embeddings is None:
             raise ValueError("the embeddings rerank backend needs the embeddings engine")
         if settings.backend == "cross_encoder" and not settings.path:

@@ -1,17 +1,11 @@
-"""The rerank kind's operation table. Light: imports no model library."""
+"""The rerank kind's operation table. A leaf: imports no model library and nothing of the engine."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiplatform.api.rerank import RerankRequest, RerankResponse
-from aiplatform.engines.base import EngineKind, NoChunk, Operation
-from aiplatform.settings import RerankSettings
+from aiplatform.engines.base import Example, NoChunk, Operation
 
-if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine, Needs
-
-__all__ = ["RERANK", "RERANKING"]
+__all__ = ["RERANK"]
 
 RERANK: Operation[RerankRequest, RerankResponse, NoChunk] = Operation(
     name="rerank",
@@ -19,22 +13,17 @@ RERANK: Operation[RerankRequest, RerankResponse, NoChunk] = Operation(
     path="/v1/rerank",
     request=RerankRequest,
     response=RerankResponse,
+    example=Example(
+        request=RerankRequest(
+            query="Where is the Eiffel Tower?",
+            documents=[
+                "The Colosseum is in Rome.",
+                "The Eiffel Tower stands in Paris.",
+                "Big Ben is in London.",
+            ],
+            top_n=2,
+        )
+    ),
     summary="Order documents by relevance to a query (Cohere / Jina shape)",
     tags=("rerank",),
-)
-
-
-def _build_local(settings: RerankSettings, needs: Needs) -> Engine:
-    from aiplatform.engines.rerank.engine import LocalRerankEngine
-
-    return LocalRerankEngine(settings, embeddings=needs.get("embeddings"))
-
-
-RERANKING: EngineKind[RerankSettings] = EngineKind(
-    name="rerank",
-    summary="Reranking: a cross-encoder from a folder, or cosine similarity of embeddings",
-    operations=(RERANK,),
-    settings_type=RerankSettings,
-    build_local=_build_local,
-    needs=lambda settings: ("embeddings",) if settings.backend == "embeddings" else (),
 )

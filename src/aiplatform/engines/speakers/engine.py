@@ -23,18 +23,19 @@ from aiplatform.api.audio import (
 from aiplatform.api.openai import ModelCard
 from aiplatform.audio.decode import SAMPLE_RATE, decode_audio
 from aiplatform.engines.local import LocalEngine
+from aiplatform.engines.settings import default_data_dir
 from aiplatform.engines.speakers.encoder import Matrix, VoiceEncoder, make_voice_encoder
+from aiplatform.engines.speakers.kind import SPEAKERS
 from aiplatform.engines.speakers.operations import (
     DELETE_SPEAKER,
     EMBED_SPEAKER,
     ENROLL_SPEAKER,
     IDENTIFY_SPEAKERS,
     LIST_SPEAKERS,
-    SPEAKERS,
 )
+from aiplatform.engines.speakers.settings import SpeakersSettings
 from aiplatform.engines.speakers.store import SpeakerStore
 from aiplatform.errors import InvalidRequestError, NotFoundError
-from aiplatform.settings import SpeakersSettings, default_data_dir
 
 __all__ = ["MIN_VOICE_S", "LocalSpeakersEngine"]
 
@@ -44,7 +45,7 @@ MIN_VOICE_S = 1.0
 
 class LocalSpeakersEngine(LocalEngine):
     def __init__(self, settings: SpeakersSettings, encoder: VoiceEncoder | None = None) -> None:
-        super().__init__(SPEAKERS, max_concurrency=settings.max_concurrency)
+        super().__init__(SPEAKERS, settings=settings)
         self._settings = settings
         self._encoder = encoder or make_voice_encoder(settings.backend, settings.device)
         folder = settings.data_dir or str(Path(default_data_dir()) / "speakers")

@@ -1,9 +1,7 @@
 """The speakers kind's operation table: enrollment, listing, deletion, embedding and
-identification. Light: imports no model library."""
+identification. A leaf: imports no model library and nothing of the engine."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from aiplatform.api.audio import (
     Speaker,
@@ -17,11 +15,8 @@ from aiplatform.api.audio import (
     SpeakerListRequest,
     SpeakerMatches,
 )
-from aiplatform.engines.base import EngineKind, NoChunk, Operation
-from aiplatform.settings import SpeakersSettings
-
-if TYPE_CHECKING:
-    from aiplatform.engines.base import Engine, Needs
+from aiplatform.audio.examples import example_wav_part
+from aiplatform.engines.base import Example, NoChunk, Operation
 
 __all__ = [
     "DELETE_SPEAKER",
@@ -29,7 +24,6 @@ __all__ = [
     "ENROLL_SPEAKER",
     "IDENTIFY_SPEAKERS",
     "LIST_SPEAKERS",
-    "SPEAKERS",
 ]
 
 ENROLL_SPEAKER: Operation[SpeakerEnrollRequest, Speaker, NoChunk] = Operation(
@@ -39,6 +33,7 @@ ENROLL_SPEAKER: Operation[SpeakerEnrollRequest, Speaker, NoChunk] = Operation(
     request=SpeakerEnrollRequest,
     response=Speaker,
     form=True,
+    example=Example(request=lambda _: SpeakerEnrollRequest(file=example_wav_part(), name="Ada")),
     summary="Enroll a speaker from a voice sample",
     tags=("speakers",),
 )
@@ -49,6 +44,7 @@ LIST_SPEAKERS: Operation[SpeakerListRequest, SpeakerList, NoChunk] = Operation(
     path="/v1/speakers",
     request=SpeakerListRequest,
     response=SpeakerList,
+    example=Example(request=SpeakerListRequest()),
     summary="List enrolled speakers",
     tags=("speakers",),
 )
@@ -59,6 +55,12 @@ DELETE_SPEAKER: Operation[SpeakerDeleteRequest, SpeakerDeleted, NoChunk] = Opera
     path="/v1/speakers/{speaker_id}",
     request=SpeakerDeleteRequest,
     response=SpeakerDeleted,
+    example=Example(
+        setup=(
+            (ENROLL_SPEAKER, lambda _: SpeakerEnrollRequest(file=example_wav_part(), name="Bo")),
+        ),
+        request=lambda context: SpeakerDeleteRequest(speaker_id=context.answers[0].id),
+    ),
     summary="Delete an enrolled speaker",
     tags=("speakers",),
 )
@@ -70,6 +72,7 @@ EMBED_SPEAKER: Operation[SpeakerEmbeddingRequest, SpeakerEmbedding, NoChunk] = O
     request=SpeakerEmbeddingRequest,
     response=SpeakerEmbedding,
     form=True,
+    example=Example(request=lambda _: SpeakerEmbeddingRequest(file=example_wav_part())),
     summary="Voice embedding of an audio file",
     tags=("speakers",),
 )
@@ -80,21 +83,10 @@ IDENTIFY_SPEAKERS: Operation[SpeakerIdentifyRequest, SpeakerMatches, NoChunk] = 
     path="/v1/speakers/identify",
     request=SpeakerIdentifyRequest,
     response=SpeakerMatches,
+    example=Example(
+        setup=((EMBED_SPEAKER, lambda _: SpeakerEmbeddingRequest(file=example_wav_part())),),
+        request=lambda context: SpeakerIdentifyRequest(embeddings=[context.answers[0].embedding]),
+    ),
     summary="The enrolled speaker of each voice embedding, if any is close enough",
     tags=("speakers",),
-)
-
-
-def _build_local(settings: SpeakersSettings, _: Needs) -> Engine:
-    from aiplatform.engines.speakers.engine import LocalSpeakersEngine
-
-    return LocalSpeakersEngine(settings)
-
-
-SPEAKERS: EngineKind[SpeakersSettings] = EngineKind(
-    name="speakers",
-    summary="Speaker embeddings, enrollment and identification (resemblyzer)",
-    operations=(ENROLL_SPEAKER, LIST_SPEAKERS, DELETE_SPEAKER, EMBED_SPEAKER, IDENTIFY_SPEAKERS),
-    settings_type=SpeakersSettings,
-    build_local=_build_local,
 )

@@ -1,4 +1,4 @@
-"""ASGI middleware that runs each request as its tenant (see :mod:`aiplatform.tenancy`)."""
+"""ASGI middleware that runs each request as its tenant (see :mod:`aiplatform.tenant`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from litestar.types import (
 
 from aiplatform.errors import AIPlatformError
 from aiplatform.server.errors import error_body
-from aiplatform.tenancy import DEFAULT_TENANT, TENANT_HEADER, acting_as, check_tenant
+from aiplatform.tenant import DEFAULT_TENANT, TENANT_HEADER, acting_as, check_tenant
 
 __all__ = ["tenancy_middleware"]
 
@@ -29,10 +29,13 @@ def tenancy_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] not in ("http", "websocket"):
             await app(scope, receive, send)
             return
-        tenant = DEFAULT_TENANT
+        tenant = None
         for key, value in scope["headers"]:
             if key == _HEADER:
                 tenant = value.decode("latin-1")
+        if tenant is None or tenant == DEFAULT_TENANT:
+            await app(scope, receive, send)  # the context's default: nothing to set or check
+            return
         try:
             check_tenant(tenant)
         except AIPlatformError as exc:

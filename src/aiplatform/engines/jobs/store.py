@@ -1,0 +1,326 @@
+"""The job runner's SQLite file: one table of jobs, written in WAL mode with
+``synchronous=FULL`` so that a job acknowledged to its submitter survives a crash or power loss.
+
+One connection, used under a lock: the job table's reads and writes are small and few (a
+handful per job run), so they never wait long on each other.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from aiplatform.engines.jobs.model import WAITING, Job, JobStatus
+from aiplatform.errors import NotFoundError, RateLimitError
+
+__all__ = ["JobStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    subject TEXT,
+    status TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    summary TEXT NOT NULL,
+    progress REAL NOT NULL DEFAULT 0,
+    message TEXT,
+    result TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    deadline_at REAL NOT NULL,
+    not_before REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_subject ON jobs(owner, subject);
+"""
+_COLUMNS = (
+    "id, type, owner, subject, status, summary, progress, message, result, error, attempts, "
+    "created_at, started_at, finished_at, deadline_at, not_before"
+)
+_WAITING_SQL = "('" + "', '".join(WAITING) + "')"
+
+
+class JobStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+
+    def open(self) -> list[str]:
+        """Open (or create) the file; jobs a stopped process left running are queued again
+        (their ids are returned), and deferred ones are due at once (what they waited for may
+        be back)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.executescript(_SCHEMA)
+        self._connection = connection
+        with self._write() as db:
+            ids = [row[0] for row in db.execute("SELECT id FROM jobs WHERE status = 'running'")]
+            db.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
+            db.execute("UPDATE jobs SET not_before = 0 WHERE status = 'deferred'")
+        return ids
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction (rolled back on an error)."""
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise RuntimeError("the job store is not open")
+        return self._connection
+
+    # -- submission and reads ------------------------------------------------------------------
+
+    def insert(
+        self,
+        type_name: str,
+        owner: str,
+        payload: bytes,
+        *,
+        summary: Any,
+        subject: str | None,
+        timeout_s: float,
+        max_waiting: int,
+    ) -> Job:
+        """A new queued job, committed before this returns; a 429 when ``max_waiting`` jobs
+        already wait."""
+        now = time.time()
+        job = Job(
+            id=f"job_{uuid.uuid4().hex[:20]}",
+            type=type_name,
+            owner=owner,
+            status="queued",
+            progress=0.0,
+            message=None,
+            summary=summary,
+            result=None,
+            error=None,
+            subject=subject,
+            attempts=0,
+            created_at=now,
+            started_at=None,
+            finished_at=None,
+            deadline_at=now + timeout_s,
+            not_before=0.0,
+        )
+        with self._write() as db:
+            waiting = db.execute(
+                f"SELECT count(*) FROM jobs WHERE status IN {_WAITING_SQL}"
+            ).fetchone()[0]
+            if waiting >= max_waiting:
+                raise RateLimitError(
+                    f"{waiting} jobs are already waiting, the most this engine queues; "
+                    "submit again once some have finished.",
+                    code="too_many_jobs",
+                )
+            db.execute(
+                "INSERT INTO jobs (id, type, owner, subject, status, payload, summary, "
+                "created_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    type_name,
+                    owner,
+                    subject,
+                    job.status,
+                    payload,
+                    _json(summary),
+                    now,
+                    job.deadline_at,
+                ),
+            )
+        return job
+
+    def get(self, owner: str, job_id: str) -> Job:
+        with self._lock:
+            row = (
+                self._db()
+                .execute(f"SELECT {_COLUMNS} FROM jobs WHERE owner = ? AND id = ?", (owner, job_id))
+                .fetchone()
+            )
+        if row is None:
+            raise NotFoundError(f"No job '{job_id}' exists.", param="job_id", code="job_not_found")
+        return _job(row)
+
+    def payload(self, job_id: str) -> bytes | None:
+        """The payload of a job that is still running (None once it was cancelled or
+        dropped)."""
+        with self._lock:
+            row = (
+                self._db()
+                .execute("SELECT payload FROM jobs WHERE id = ? AND status = 'running'", (job_id,))
+                .fetchone()
+            )
+        return bytes(row[0]) if row is not None else None
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def claim(self, now: float) -> Job | None:
+        """The oldest waiting job that may start now, marked running."""
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE status IN {_WAITING_SQL} "
+                "AND not_before <= ? AND deadline_at > ? ORDER BY seq LIMIT 1",
+                (now, now),
+            ).fetchone()
+            if row is None:
+                return None
+            job = _job(row)
+            job.status = "running"
+            job.started_at = now
+            job.attempts += 1
+            db.execute(
+                "UPDATE jobs SET status = 'running', started_at = ?, attempts = ? WHERE id = ?",
+                (now, job.attempts, job.id),
+            )
+        return job
+
+    def expire(self, now: float, error: dict[str, Any]) -> list[str]:
+        """Fail the waiting jobs whose deadline has passed; their ids."""
+        with self._write() as db:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    f"SELECT id FROM jobs WHERE status IN {_WAITING_SQL} AND deadline_at <= ?",
+                    (now,),
+                )
+            ]
+            db.executemany(
+                "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
+                [(_json(error), now, job_id) for job_id in ids],
+            )
+        return ids
+
+    def next_wake(self, now: float) -> float | None:
+        """When the scheduler must look again by itself: the next deferred job's retry or the
+        next waiting job's deadline (None: only when woken)."""
+        with self._lock:
+            deadline, retry = (
+                self._db()
+                .execute(
+                    "SELECT min(deadline_at), min(CASE WHEN not_before > ? THEN not_before END) "
+                    f"FROM jobs WHERE status IN {_WAITING_SQL}",
+                    (now,),
+                )
+                .fetchone()
+            )
+        times = [float(t) for t in (deadline, retry) if t is not None]
+        return min(times) if times else None
+
+    def retry_deferred(self) -> int:
+        """Make every deferred job due now; how many there were."""
+        with self._write() as db:
+            return db.execute("UPDATE jobs SET not_before = 0 WHERE status = 'deferred'").rowcount
+
+    # -- what a run does -----------------------------------------------------------------------
+
+    def report(self, job: Job) -> None:
+        """Store a running job's progress, message and result so far."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET progress = ?, message = ?, result = ? "
+                "WHERE id = ? AND status = 'running'",
+                (job.progress, job.message, _json(job.result), job.id),
+            )
+
+    def finish(self, job: Job) -> None:
+        """Store how a run ended: ``job.status`` (finished, or deferred until
+        ``job.not_before``). A job cancelled or dropped meanwhile is left as it is."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, progress = ?, message = ?, result = ?, error = ?, "
+                "finished_at = ?, not_before = ? WHERE id = ? AND status = 'running'",
+                (
+                    job.status,
+                    job.progress,
+                    job.message,
+                    _json(job.result),
+                    _json(job.error),
+                    job.finished_at,
+                    job.not_before,
+                    job.id,
+                ),
+            )
+
+    def cancel(self, owner: str, job_id: str, now: float) -> Job:
+        """Cancel the owner's job if it waits or runs (a running one's run is stopped by the
+        runner); a finished job is left as it is. The job as it is now."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ? "
+                "WHERE owner = ? AND id = ? AND status IN ('queued', 'deferred', 'running')",
+                (now, owner, job_id),
+            )
+        return self.get(owner, job_id)
+
+    def delete_subject(self, owner: str, subject: str) -> list[str]:
+        """Drop every job of the owner's ``subject``; the ids of those that were running."""
+        with self._write() as db:
+            running = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM jobs WHERE owner = ? AND subject = ? AND status = 'running'",
+                    (owner, subject),
+                )
+            ]
+            db.execute("DELETE FROM jobs WHERE owner = ? AND subject = ?", (owner, subject))
+        return running
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _job(row: sqlite3.Row) -> Job:
+    status: JobStatus = row["status"]
+    return Job(
+        id=row["id"],
+        type=row["type"],
+        owner=row["owner"],
+        status=status,
+        progress=float(row["progress"]),
+        message=row["message"],
+        summary=msgspec.json.decode(row["summary"]),
+        result=msgspec.json.decode(row["result"]) if row["result"] is not None else None,
+        error=msgspec.json.decode(row["error"]) if row["error"] is not None else None,
+        subject=row["subject"],
+        attempts=int(row["attempts"]),
+        created_at=float(row["created_at"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        deadline_at=float(row["deadline_at"]),
+        not_before=float(row["not_before"]),
+    )

@@ -1,0 +1,372 @@
+"""Documents and their chunks in the RAG database: each chunk's text, offsets and vector, and
+its entry in the collection's full-text table, written in the same transaction.
+
+Documents and chunks are only ever found through their collection.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from aiplatform.engines.rag.chunking import Chunk
+from aiplatform.engines.rag.collections import CollectionRow
+from aiplatform.engines.rag.database import Database, fts_table, json_text
+from aiplatform.engines.rag.filters import compile_filter
+from aiplatform.engines.rag.index import Ids, Vectors
+from aiplatform.errors import ConflictError, NotFoundError
+
+__all__ = ["ChunkRecord", "DocumentRow", "Documents", "PreparedDocument"]
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_DOCUMENT = (
+    "pk, id, collection_id, metadata, filename, created_at, chunk_count, length(text) AS characters"
+)
+_DOCUMENT_WITH_TEXT = f"{_DOCUMENT}, text"
+#: Vectors read from the database per batch when an index is rebuilt or caught up.
+_READ_BATCH = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    pk: int
+    id: str
+    collection_id: str
+    metadata: dict[str, Any]
+    created_at: int
+    chunk_count: int
+    characters: int
+    filename: str | None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDocument:
+    """A document ready to store: cut into chunks, each embedded (one row of ``vectors``)."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    chunks: list[Chunk]
+    vectors: Vectors
+    filename: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    id: int
+    document_id: str
+    text: str
+    start: int
+    end: int
+    metadata: dict[str, Any]
+
+
+class Documents:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    # -- writes (inside a transaction the caller holds) ----------------------------------------
+
+    @staticmethod
+    def insert(
+        db: sqlite3.Connection,
+        collection: CollectionRow,
+        documents: Sequence[PreparedDocument],
+        now: int,
+    ) -> tuple[list[DocumentRow], list[int]]:
+        """The documents, their chunks and full-text entries; the rows and the new chunk ids
+        (in the order of the documents' vectors). 409 for an id the collection has."""
+        added: list[DocumentRow] = []
+        chunk_ids: list[int] = []
+        fts = fts_table(collection.id)
+        for document in documents:
+            try:
+                cursor = db.execute(
+                    "INSERT INTO documents (collection_id, id, text, metadata, filename, "
+                    "created_at, chunk_count) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        collection.id,
+                        document.id,
+                        document.text,
+                        json_text(document.metadata),
+                        document.filename,
+                        now,
+                        len(document.chunks),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise ConflictError(
+                    f"A document with the id '{document.id}' already exists.",
+                    param="id",
+                    code="document_exists",
+                ) from None
+            pk = int(cursor.lastrowid or 0)
+            for chunk, vector in zip(document.chunks, document.vectors, strict=True):
+                cursor = db.execute(
+                    "INSERT INTO chunks (document_pk, collection_id, start, end, text, vector) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (pk, collection.id, chunk.start, chunk.end, chunk.text, _blob(vector)),
+                )
+                chunk_id = int(cursor.lastrowid or 0)
+                db.execute(f"INSERT INTO {fts}(rowid, text) VALUES (?, ?)", (chunk_id, chunk.text))
+                chunk_ids.append(chunk_id)
+            added.append(
+                DocumentRow(
+                    pk=pk,
+                    id=document.id,
+                    collection_id=collection.id,
+                    metadata=document.metadata,
+                    created_at=now,
+                    chunk_count=len(document.chunks),
+                    characters=len(document.text),
+                    filename=document.filename,
+                )
+            )
+        return added, chunk_ids
+
+    @staticmethod
+    def delete(db: sqlite3.Connection, collection: CollectionRow, document_id: str) -> Ids:
+        """The document, its chunks and their full-text entries; the removed chunk ids."""
+        row = db.execute(
+            "SELECT pk FROM documents WHERE collection_id = ? AND id = ?",
+            (collection.id, document_id),
+        ).fetchone()
+        if row is None:
+            raise _no_document(document_id)
+        chunks = db.execute(
+            "SELECT id, text FROM chunks WHERE document_pk = ?", (row[0],)
+        ).fetchall()
+        fts = fts_table(collection.id)
+        db.executemany(
+            f"INSERT INTO {fts}({fts}, rowid, text) VALUES ('delete', ?, ?)",
+            [(chunk[0], chunk[1]) for chunk in chunks],
+        )
+        db.execute("DELETE FROM documents WHERE pk = ?", (row[0],))
+        return np.fromiter((chunk[0] for chunk in chunks), dtype=np.int64)
+
+    @staticmethod
+    def update_metadata(
+        db: sqlite3.Connection,
+        collection: CollectionRow,
+        document_id: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        cursor = db.execute(
+            "UPDATE documents SET metadata = ? WHERE collection_id = ? AND id = ?",
+            (json_text(metadata), collection.id, document_id),
+        )
+        if cursor.rowcount == 0:
+            raise _no_document(document_id)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def existing_ids(self, collection: CollectionRow, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        reader = self._db.read()
+        for start in range(0, len(ids), 500):
+            batch = list(ids[start : start + 500])
+            marks = ", ".join("?" * len(batch))
+            rows = reader.execute(
+                f"SELECT id FROM documents WHERE collection_id = ? AND id IN ({marks})",
+                (collection.id, *batch),
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    def get(self, collection: CollectionRow, document_id: str, *, text: bool) -> DocumentRow:
+        row = (
+            self._db.read()
+            .execute(
+                f"SELECT {_DOCUMENT_WITH_TEXT if text else _DOCUMENT} FROM documents "
+                "WHERE collection_id = ? AND id = ?",
+                (collection.id, document_id),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise _no_document(document_id)
+        return _document(row)
+
+    def page(
+        self, collection: CollectionRow, *, limit: int, after: str | None, order: str = "id"
+    ) -> tuple[list[DocumentRow], bool]:
+        """A page of documents ordered by id (or by ``pk``: insertion order), and whether more
+        follow."""
+        column = "pk" if order == "pk" else "id"
+        where = "collection_id = ?"
+        params: list[Any] = [collection.id]
+        if after is not None:
+            where += f" AND {column} > ?"
+            params.append(after)
+        rows = (
+            self._db.read()
+            .execute(
+                f"SELECT {_DOCUMENT} FROM documents WHERE {where} ORDER BY {column} LIMIT ?",
+                (*params, limit + 1),
+            )
+            .fetchall()
+        )
+        return [_document(row) for row in rows[:limit]], len(rows) > limit
+
+    def latest(self, collection: CollectionRow, limit: int) -> list[DocumentRow]:
+        """The last ``limit`` documents added, oldest first, with their text."""
+        rows = (
+            self._db.read()
+            .execute(
+                f"SELECT {_DOCUMENT_WITH_TEXT} FROM documents WHERE collection_id = ? "
+                "ORDER BY pk DESC LIMIT ?",
+                (collection.id, limit),
+            )
+            .fetchall()
+        )
+        return [_document(row) for row in reversed(rows)]
+
+    # -- chunks --------------------------------------------------------------------------------
+
+    def matching_chunk_ids(self, collection: CollectionRow, spec: dict[str, Any]) -> Ids:
+        condition, params = compile_filter(spec, "d.metadata")
+        return self.ids(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.pk = c.document_pk "
+            f"WHERE c.collection_id = ? AND {condition}",
+            (collection.id, *params),
+        )
+
+    def ids(self, sql: str, params: Sequence[Any]) -> Ids:
+        """The integers of the query's one column (plain tuples: no Row per id)."""
+        cursor = self._db.read().cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(sql, params).fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def lexical_search(
+        self, collection: CollectionRow, text: str, k: int, spec: dict[str, Any] | None
+    ) -> list[tuple[int, float]]:
+        """The ``k`` chunks that best match ``text`` by BM25 (higher is better)."""
+        words = list(dict.fromkeys(word.lower() for word in _WORD.findall(text)))
+        if not words:
+            return []
+        match = " OR ".join(f'"{word}"' for word in words[:64])
+        fts = fts_table(collection.id)
+        cursor = self._db.read().cursor()
+        cursor.row_factory = None
+        if spec:  # the documents' metadata is joined only when a filter reads it
+            condition, params = compile_filter(spec, "d.metadata")
+            rows = cursor.execute(
+                f"SELECT {fts}.rowid, bm25({fts}) AS rank FROM {fts} "
+                f"JOIN chunks c ON c.id = {fts}.rowid JOIN documents d ON d.pk = c.document_pk "
+                f"WHERE {fts} MATCH ? AND {condition} ORDER BY rank LIMIT ?",
+                (match, *params, k),
+            )
+        else:
+            rows = cursor.execute(
+                f"SELECT rowid, bm25({fts}) AS rank FROM {fts} WHERE {fts} MATCH ? "
+                "ORDER BY rank LIMIT ?",
+                (match, k),
+            )
+        return [(int(row[0]), -float(row[1])) for row in rows]
+
+    def chunk_records(
+        self, collection: CollectionRow, ids: Sequence[int]
+    ) -> dict[int, ChunkRecord]:
+        found: dict[int, ChunkRecord] = {}
+        reader = self._db.read()
+        for start in range(0, len(ids), 500):
+            batch = [int(i) for i in ids[start : start + 500]]
+            marks = ", ".join("?" * len(batch))
+            rows = reader.execute(
+                "SELECT c.id, c.start, c.end, c.text, d.id AS document_id, d.metadata "
+                "FROM chunks c JOIN documents d ON d.pk = c.document_pk "
+                f"WHERE c.collection_id = ? AND c.id IN ({marks})",
+                (collection.id, *batch),
+            )
+            for row in rows:
+                found[int(row["id"])] = ChunkRecord(
+                    id=int(row["id"]),
+                    document_id=row["document_id"],
+                    text=row["text"],
+                    start=int(row["start"]),
+                    end=int(row["end"]),
+                    metadata=msgspec.json.decode(row["metadata"]),
+                )
+        return found
+
+    def chunk_vectors(
+        self, collection: CollectionRow, ids: Ids | Sequence[int]
+    ) -> dict[int, Vectors]:
+        found: dict[int, Vectors] = {}
+        reader = self._db.read()
+        values = [int(i) for i in ids]
+        for start in range(0, len(values), 500):
+            batch = values[start : start + 500]
+            marks = ", ".join("?" * len(batch))
+            rows = reader.execute(
+                f"SELECT id, vector FROM chunks WHERE collection_id = ? AND id IN ({marks})",
+                (collection.id, *batch),
+            )
+            for chunk_id, blob in rows:
+                found[int(chunk_id)] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def vector_batches(self, collection_id: str, only: Ids | None) -> Iterator[tuple[Ids, Vectors]]:
+        """The collection's vectors (or those of ``only``) in batches, read in id order."""
+        reader = self._db.read()
+        if only is not None:
+            for start in range(0, only.size, 500):
+                batch = [int(i) for i in only[start : start + 500]]
+                marks = ", ".join("?" * len(batch))
+                rows = reader.execute(
+                    f"SELECT id, vector FROM chunks WHERE id IN ({marks}) ORDER BY id", batch
+                ).fetchall()
+                if rows:
+                    yield _stack(rows)
+            return
+        last = 0
+        while True:
+            rows = reader.execute(
+                "SELECT id, vector FROM chunks WHERE collection_id = ? AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (collection_id, last, _READ_BATCH),
+            ).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield _stack(rows)
+
+
+def _no_document(document_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"No document '{document_id}' exists in this collection.",
+        param="document_id",
+        code="document_not_found",
+    )
+
+
+def _stack(rows: list[Any]) -> tuple[Ids, Vectors]:
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    vectors = np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
+    return ids, np.ascontiguousarray(vectors)
+
+
+def _blob(vector: Vectors) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _document(row: sqlite3.Row) -> DocumentRow:
+    return DocumentRow(
+        pk=int(row["pk"]),
+        id=row["id"],
+        collection_id=row["collection_id"],
+        metadata=msgspec.json.decode(row["metadata"]),
+        created_at=int(row["created_at"]),
+        chunk_count=int(row["chunk_count"]),
+        characters=int(row["characters"]),
+        filename=row["filename"],
+        text=row["text"] if "text" in row.keys() else None,  # noqa: SIM118 (a Row's `in` reads values)
+    )

@@ -1,0 +1,42 @@
+"""The RAG section, ``[engines.rag]``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from aiplatform.engines.settings import EngineSettings, PositiveInt
+
+__all__ = ["RagSettings"]
+
+
+class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
+    """The RAG engine embeds through the embeddings engine (``engines.embeddings``: the one this
+    server runs, or, on a pod without it, one built from that section: in-process, or remote
+    when it has a ``url``)."""
+
+    #: Blocking store calls (searches, writes) that may run at once.
+    max_concurrency: PositiveInt = 4
+    #: Collections, documents and indexes are kept here; unset: ``<data dir>/rag``.
+    data_dir: str | None = None
+    #: Longer documents are refused with 400 ``document_too_large``.
+    max_document_chars: PositiveInt = 2_000_000
+    #: Chunks embedded per call to the embeddings engine.
+    embed_batch_size: PositiveInt = 64
+    #: A collection's index file is rewritten after this many changes (and at shutdown);
+    #: between rewrites the database is the durable record, and loading catches up from it.
+    checkpoint_every: PositiveInt = 5000
+    #: HNSW: neighbours per node.
+    hnsw_m: Annotated[int, msgspec.Meta(ge=4, le=128)] = 32
+    #: HNSW: the breadth of the search.
+    hnsw_ef_search: Annotated[int, msgspec.Meta(ge=8, le=4096)] = 128
+    #: IVF: a collection is clustered once it holds this many vectors (exact search before).
+    ivf_min_train: Annotated[int, msgspec.Meta(ge=256)] = 20_000
+    #: IVF: clusters searched.
+    ivf_nprobe: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16
+    #: A filtered search matching at most this many chunks scores them all exactly.
+    exact_filter_limit: PositiveInt = 4096
+    #: Collection indexes kept in memory together, in MiB; beyond it the least recently used
+    #: are written out and dropped (and loaded again when used). Unset: no limit.
+    index_memory_mb: PositiveInt | None = 4096

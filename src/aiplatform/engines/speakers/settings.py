@@ -1,0 +1,23 @@
+"""The speakers section, ``[engines.speakers]``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from aiplatform.engines.settings import AudioInputSettings
+
+__all__ = ["SpeakersSettings"]
+
+
+class SpeakersSettings(AudioInputSettings, kw_only=True, forbid_unknown_fields=True):
+    #: ``resemblyzer`` (the GE2E voice encoder), or ``fake``.
+    backend: Literal["resemblyzer", "fake"] = "resemblyzer"
+    #: Torch device.
+    device: str = "cpu"
+    #: Enrolled speakers are kept here; unset: ``<data dir>/speakers``.
+    data_dir: str | None = None
+    #: Cosine similarity from which a voice is taken to be an enrolled speaker; unset: the
+    #: backend's calibrated value.
+    threshold: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] | None = None

@@ -1,0 +1,130 @@
+"""The configuration reference, generated from the settings Structs.
+
+A field's documentation is the ``#:`` comment above it in the code. ``docs/configuration.md``
+holds one marker per table, ``<!-- settings module:Struct -->`` ... ``<!-- /settings -->``;
+:func:`render` rewrites what lies between from the Struct (the fields it declares itself, not
+those of its bases), so the tables cannot drift from the code. Run
+``python -m aiplatform.settings_docs docs/configuration.md`` after changing a setting;
+``--check`` only reports a difference (the test suite runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import inspect
+import re
+import sys
+import textwrap
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+__all__ = ["documented_structs", "field_docs", "main", "render", "table"]
+
+_BLOCK = re.compile(
+    r"(<!-- settings (?P<target>[\w.]+:\w+) -->\n)(?P<body>.*?)(<!-- /settings -->)", re.S
+)
+
+
+@cache
+def field_docs(struct: type[msgspec.Struct]) -> dict[str, str]:
+    """The ``#:`` comment above each field ``struct`` itself declares, as one line of text."""
+    lines, _ = inspect.getsourcelines(struct)
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    node = tree.body[0]
+    assert isinstance(node, ast.ClassDef)
+    source = textwrap.dedent("".join(lines)).splitlines()
+    docs: dict[str, str] = {}
+    for item in node.body:
+        if not isinstance(item, ast.AnnAssign) or not isinstance(item.target, ast.Name):
+            continue
+        comment: list[str] = []
+        row = item.lineno - 2
+        while row >= 0 and source[row].strip().startswith("#:"):
+            comment.insert(0, source[row].strip().removeprefix("#:").strip())
+            row -= 1
+        docs[item.target.id] = " ".join(comment)
+    return docs
+
+
+def _own_fields(struct: type[msgspec.Struct]) -> list[msgspec.structs.FieldInfo]:
+    inherited: set[str] = set()
+    for base in struct.__mro__[1:]:
+        if base is not msgspec.Struct and issubclass(base, msgspec.Struct):
+            inherited.update(base.__struct_fields__)
+    return [info for info in msgspec.structs.fields(struct) if info.name not in inherited]
+
+
+def _default(info: msgspec.structs.FieldInfo) -> str:
+    if info.required:
+        return "required"
+    value: Any = (
+        info.default if info.default_factory is msgspec.NODEFAULT else info.default_factory()
+    )
+    if value is None:
+        return "unset"
+    if isinstance(value, list) and value and isinstance(value[0], msgspec.Struct):
+        return ", ".join(f"`{getattr(item, 'name', type(item).__name__)}`" for item in value)
+    return (
+        f"`{msgspec.json.encode(value).decode()}`" if not isinstance(value, str) else f"`{value}`"
+    )
+
+
+def _markdown(text: str) -> str:
+    """reST literals (double backticks) as Markdown's, and ``|`` kept out of the table."""
+    return text.replace("``", "`").replace("|", "\\|")
+
+
+def table(struct: type[msgspec.Struct]) -> str:
+    """The Markdown table of the fields ``struct`` declares: key, default, meaning."""
+    docs = field_docs(struct)
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for info in _own_fields(struct):
+        meaning = docs.get(info.name, "")
+        if not meaning:
+            raise ValueError(f"{struct.__name__}.{info.name} has no #: comment to document it")
+        rows.append(f"| `{info.name}` | {_default(info)} | {_markdown(meaning)} |")
+    return "\n".join(rows) + "\n"
+
+
+def _resolve(target: str) -> type[msgspec.Struct]:
+    module, _, name = target.partition(":")
+    struct = getattr(importlib.import_module(module), name)
+    if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
+        raise TypeError(f"{target} is not a msgspec Struct")
+    return struct
+
+
+def documented_structs(text: str) -> list[type[msgspec.Struct]]:
+    """The Structs whose tables ``text`` holds."""
+    return [_resolve(match["target"]) for match in _BLOCK.finditer(text)]
+
+
+def render(text: str) -> str:
+    """``text`` with every settings table regenerated from its Struct."""
+    return _BLOCK.sub(lambda match: match[1] + table(_resolve(match["target"])) + match[4], text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", type=Path, help="the Markdown file to regenerate")
+    parser.add_argument("--check", action="store_true", help="only report a difference")
+    args = parser.parse_args(argv)
+    text = args.path.read_text(encoding="utf-8")
+    rendered = render(text)
+    if rendered == text:
+        return 0
+    if args.check:
+        print(f"{args.path} is out of date: python -m aiplatform.settings_docs {args.path}")
+        return 1
+    args.path.write_text(rendered, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
