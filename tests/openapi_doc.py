@@ -16,32 +16,17 @@ from typing import Any
 
 from litestar.serialization import encode_json
 
-from aiplatform.engines.registry import ENGINE_KINDS
 from aiplatform.server.app import create_app
-from aiplatform.settings import load_settings
-from tests.support import FAKE_LLM_ENV
+from aiplatform.testing import fake_settings
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 REGENERATE = "python -m tests.openapi_doc"
 
 
-def fake_env(data_dir: str) -> dict[str, str]:
-    """Settings for every kind of the registry on its fake backend (the LLM: one fake model)."""
-    env = {**FAKE_LLM_ENV}
-    for name, kind in ENGINE_KINDS.items():
-        prefix = f"AIPLATFORM_ENGINES__{name.upper()}__"
-        fields = kind.settings_type.__struct_fields__
-        if "backend" in fields:
-            env[prefix + "BACKEND"] = "fake"
-        if "data_dir" in fields:
-            env[prefix + "DATA_DIR"] = str(Path(data_dir) / name)
-    return env
-
-
 def served_openapi() -> str:
     """The OpenAPI document the app serves at ``/docs/openapi.json``, as stable JSON text."""
     with tempfile.TemporaryDirectory() as folder:
-        app = create_app(load_settings(env=fake_env(folder)))
+        app = create_app(fake_settings(folder))
         # encoded as the route encodes it (examples are wire Structs), then made canonical
         schema = canonical(json.loads(encode_json(app.openapi_schema.to_schema())))
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

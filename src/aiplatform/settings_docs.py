@@ -3,7 +3,9 @@
 A field's documentation is the ``#:`` comment above it in the code. ``docs/configuration.md``
 holds one marker per table, ``<!-- settings module:Struct -->`` ... ``<!-- /settings -->``;
 :func:`render` rewrites what lies between from the Struct (the fields it declares itself, not
-those of its bases), so the tables cannot drift from the code. Run
+those of its bases), so the tables cannot drift from the code. Under
+``<!-- settings other-kinds -->`` it writes a section for every registered kind that has no
+table of its own elsewhere, so a new kind is documented the day it is registered. Run
 ``python -m aiplatform.settings_docs docs/configuration.md`` after changing a setting;
 ``--check`` only reports a difference (the test suite runs it).
 """
@@ -24,10 +26,14 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["documented_structs", "field_docs", "main", "render", "table"]
+__all__ = ["documented_kinds", "documented_structs", "field_docs", "main", "render", "table"]
 
 _BLOCK = re.compile(
     r"(<!-- settings (?P<target>[\w.]+:\w+) -->\n)(?P<body>.*?)(<!-- /settings -->)", re.S
+)
+#: Where the sections of kinds that have no table of their own elsewhere in the file go.
+_OTHER_KINDS = re.compile(
+    r"(<!-- settings other-kinds -->\n)(?P<body>.*?)(<!-- /settings -->)", re.S
 )
 
 
@@ -101,13 +107,43 @@ def _resolve(target: str) -> type[msgspec.Struct]:
 
 
 def documented_structs(text: str) -> list[type[msgspec.Struct]]:
-    """The Structs whose tables ``text`` holds."""
+    """The Structs whose tables ``text`` holds under their own markers."""
     return [_resolve(match["target"]) for match in _BLOCK.finditer(text)]
 
 
+def documented_kinds(text: str) -> set[str]:
+    """Names of the kinds whose settings ``text`` documents (after :func:`render`)."""
+    from aiplatform.engines.registry import ENGINE_KINDS
+
+    own = set(documented_structs(_OTHER_KINDS.sub("", text)))
+    other = "".join(match["body"] for match in _OTHER_KINDS.finditer(text))
+    return {
+        name
+        for name, kind in ENGINE_KINDS.items()
+        if kind.settings_type in own or f"`[engines.{name}]`" in other
+    }
+
+
+def _other_kinds(documented: set[type[msgspec.Struct]]) -> str:
+    """A section for each registered kind whose settings have no table of their own: a kind
+    added to the registry is documented without editing the file."""
+    from aiplatform.engines.registry import ENGINE_KINDS
+
+    sections = [
+        f"### `[engines.{kind.name}]`\n\n{kind.summary}.\n\n{table(kind.settings_type)}"
+        for kind in ENGINE_KINDS.values()
+        if kind.settings_type not in documented
+    ]
+    return "\n".join(sections) if sections else "Every engine is described above.\n"
+
+
 def render(text: str) -> str:
-    """``text`` with every settings table regenerated from its Struct."""
-    return _BLOCK.sub(lambda match: match[1] + table(_resolve(match["target"])) + match[4], text)
+    """``text`` with every settings table regenerated from its Struct, and the sections of the
+    kinds documented nowhere else under the ``other-kinds`` marker."""
+    text = _BLOCK.sub(lambda match: match[1] + table(_resolve(match["target"])) + match[4], text)
+    outside = _OTHER_KINDS.sub("", text)
+    documented = set(documented_structs(outside))
+    return _OTHER_KINDS.sub(lambda match: match[1] + _other_kinds(documented) + match[3], text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

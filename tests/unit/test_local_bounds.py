@@ -3,7 +3,9 @@ deadline before running, never refusing the engine's own background work; counte
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +19,12 @@ from aiplatform.engines.base import EngineKind, Operation
 from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.settings import EngineSettings
 from aiplatform.engines.threads import ThreadPool
-from aiplatform.errors import EngineOverloadedError, RateLimitError, status_for_type
+from aiplatform.errors import (
+    EngineOverloadedError,
+    EngineUnavailableError,
+    RateLimitError,
+    status_for_type,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -233,6 +240,27 @@ async def test_status_shows_queued_and_running_calls() -> None:
     assert 9 not in gate.calls
 
 
+class SlowLoading(GatedEngine):
+    def load(self) -> None:
+        self._gate.opened.wait(10)
+
+
+async def test_a_request_waits_for_a_load_no_longer_than_its_deadline() -> None:
+    gate = Gate()
+    engine = SlowLoading(gate, EngineSettings(queue_timeout_s=0.2))
+    try:
+        async with engine:
+            with pytest.raises(EngineUnavailableError) as loading:
+                await engine.invoke(PING, Ping(value=1))
+            assert (loading.value.status_code, loading.value.code) == (503, "engine_loading")
+            assert loading.value.headers == {"Retry-After": "5"}
+            gate.opened.set()
+            await engine.wait_loaded()
+            assert (await engine.invoke(PING, Ping(value=2))).value == 4
+    finally:
+        gate.opened.set()
+
+
 async def test_an_iterator_that_fails_or_is_left_frees_its_place() -> None:
     threads = pool(max_queue=1)
 
@@ -256,3 +284,64 @@ async def test_an_iterator_that_fails_or_is_left_frees_its_place() -> None:
         assert threads.queued == 0
     finally:
         threads.shutdown()
+
+
+class Upload:
+    """Stands in for a large argument, such as an upload's audio."""
+
+
+async def test_a_call_dropped_from_the_queue_lets_go_of_its_arguments() -> None:
+    threads, gate = pool(queue_timeout_s=0.1), Gate()
+    upload = Upload()
+    held = weakref.ref(upload)
+    try:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(threads.run, gate, 1)
+            await wait_until(gate.entered.is_set)
+            refused = False
+            try:
+                await threads.run(lambda _: None, upload)
+            except EngineOverloadedError:  # its traceback holds the call's frame: not kept
+                refused = True
+            assert refused
+            del upload
+            gc.collect()
+            # the only thread is still busy: the dropped call's work item is still queued
+            assert held() is None
+            gate.opened.set()
+    finally:
+        threads.shutdown()
+
+
+async def test_calls_waiting_when_the_pool_shuts_down_fail_with_503() -> None:
+    threads, gate = pool(max_queue=2), Gate()
+
+    def count(cancelled: threading.Event) -> Iterator[int]:
+        yield from range(3)
+
+    async def iterate() -> list[int]:
+        return [item async for item in threads.iterate(count)]
+
+    errors: list[BaseException] = []
+
+    async def expect_failure(call: Any, *args: Any) -> None:
+        try:
+            await call(*args)
+        except Exception as exc:
+            errors.append(exc)
+
+    try:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(threads.run, gate, 1)
+            await wait_until(gate.entered.is_set)
+            task_group.start_soon(expect_failure, threads.run, gate, 2)
+            task_group.start_soon(expect_failure, iterate)
+            await wait_until(lambda: threads.queued == 2)
+            threads.shutdown()
+            gate.opened.set()
+            with anyio.fail_after(10):  # neither waits for ever
+                await wait_until(lambda: len(errors) == 2)
+    finally:
+        gate.opened.set()
+    assert sorted(type(error).__name__ for error in errors) == ["EngineUnavailableError"] * 2
+    assert gate.calls == [1]

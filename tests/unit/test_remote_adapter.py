@@ -76,8 +76,16 @@ async def test_an_upstream_refusal_passes_its_retry_after_on() -> None:
     error = await call(remote(refused))
     assert isinstance(error, RateLimitError)
     assert (error.code, error.headers) == ("engine_overloaded", {"Retry-After": "7"})
-    undated = await call(remote(lambda request: httpx.Response(429, json=body)))
-    assert undated.headers == {}
+    for odd in (None, "nan", "inf", "-1", "1.5", "Wed, 21 Oct 2026 07:28:00 GMT"):
+        headers = {"retry-after": odd} if odd is not None else {}
+        error = await call(
+            remote(lambda request, h=headers: httpx.Response(429, json=body, headers=h))
+        )
+        assert (error.status_code, error.headers) == (429, {}), odd
+    huge = await call(
+        remote(lambda request: httpx.Response(429, json=body, headers={"retry-after": "9" * 40}))
+    )
+    assert huge.headers == {"Retry-After": "3600"}
 
 
 @pytest.mark.parametrize(

@@ -164,3 +164,28 @@ async def test_only_importable_functions_run_in_workers(workers: WorkerPool) -> 
 
     with pytest.raises(TypeError, match="module-level"):
         await workers.call(local, Job())
+
+
+async def test_closing_fails_running_and_waiting_calls_and_leaves_no_worker(
+    tmp_path: Path,
+) -> None:
+    pool = WorkerPool("Engine 'test'", workers=1, max_queue=1, queue_timeout_s=None)
+    await pool.start()
+    errors: list[BaseException] = []
+
+    async def call(job: Job) -> None:
+        try:
+            await pool.call(work, job)
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(call, Job(seconds=30, pid_file=str(tmp_path / "pid")))
+        busy = await wait_for_file(tmp_path / "pid")
+        task_group.start_soon(call, Job(numbers=[1]))  # waits for the only worker
+        await anyio.sleep(0.2)
+        await pool.close()
+    assert [type(error).__name__ for error in errors] == ["EngineUnavailableError"] * 2
+    assert all(error.status_code == 503 for error in errors)  # type: ignore[attr-defined]
+    assert pool.pids == []
+    assert not alive(busy)

@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from aiplatform.errors import EngineOverloadedError
 
 __all__ = [
+    "SMOOTHING",
     "Backlog",
     "Ticket",
     "background_work",
@@ -39,7 +40,7 @@ _BACKGROUND: ContextVar[bool] = ContextVar("aiplatform_background_work", default
 _MIN_RETRY_S = 1.0
 _MAX_RETRY_S = 60.0
 #: Weight of the newest call in the running average of call durations.
-_SMOOTHING = 0.2
+SMOOTHING = 0.2
 
 
 @contextmanager
@@ -106,6 +107,12 @@ class Ticket:
     def expired(self) -> bool:
         """The call waited past its deadline and was dropped before it ran."""
         return self.state is _State.EXPIRED
+
+    @property
+    def never_ran(self) -> bool:
+        """The call left the queue without running (its caller left, or its deadline passed):
+        it will not run now."""
+        return self.state in (_State.DROPPED, _State.EXPIRED)
 
     def remaining_s(self) -> float | None:
         """Seconds left to start; None when there is no deadline."""
@@ -185,7 +192,7 @@ class Backlog:
             self._running -= 1
             took = now - ticket.started_at
             previous = self._call_s
-            self._call_s = took if previous is None else previous + _SMOOTHING * (took - previous)
+            self._call_s = took if previous is None else previous + SMOOTHING * (took - previous)
 
     def drop(self, ticket: Ticket) -> bool:
         """Take a call that has not started off the queue (its caller left)."""

@@ -32,7 +32,14 @@ from typing import Generic, TypeVar
 import anyio
 import anyio.abc
 
-from aiplatform.engines.backlog import in_background, overloaded, retry_after_s, timed_out
+from aiplatform.engines.backlog import (
+    SMOOTHING,
+    in_background,
+    overloaded,
+    retry_after_s,
+    timed_out,
+)
+from aiplatform.engines.settings import EngineSettings
 from aiplatform.errors import EngineOverloadedError, EngineUnavailableError
 
 __all__ = ["MicroBatcher"]
@@ -42,8 +49,8 @@ logger = logging.getLogger(__name__)
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-#: Default bound of the queue, as the engines' ``max_queue`` setting.
-DEFAULT_MAX_QUEUE = 64
+#: Default bound of the queue: the engines' ``max_queue`` default.
+DEFAULT_MAX_QUEUE = EngineSettings().max_queue
 
 
 class _State(enum.Enum):
@@ -269,7 +276,7 @@ class MicroBatcher(Generic[In, Out]):
             _hand_out(batch, items, outputs)
             took = time.monotonic() - started
             previous = self._batch_s
-            self._batch_s = took if previous is None else previous + 0.2 * (took - previous)
+            self._batch_s = took if previous is None else previous + SMOOTHING * (took - previous)
         except Exception as exc:
             for pending in batch:
                 if pending.result is None and pending.error is None:

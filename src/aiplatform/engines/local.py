@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -199,8 +200,8 @@ class LocalEngine(ABC):
                     max_queue=self._max_queue,
                     queue_timeout_s=self._queue_timeout_s,
                 )
+                stack.push_async_callback(workers.close)  # also when the start fails halfway
                 await workers.start()
-                stack.push_async_callback(workers.close)
                 self._workers = workers
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)
@@ -298,12 +299,21 @@ class LocalEngine(ABC):
             )
 
     async def _wait_loaded_bounded(self) -> None:
-        """:meth:`wait_loaded` for a request: at most ``max_queue`` wait for the load."""
+        """:meth:`wait_loaded` for a request: at most ``max_queue`` wait for the load, each for
+        at most ``queue_timeout_s`` (then a 503: the engine is still loading)."""
         if self._loaded is None or self._loaded.is_set():
             return await self.wait_loaded()
         ticket = self._load_waiters.admit()
         try:
-            await self.wait_loaded()
+            with anyio.move_on_after(self._queue_timeout_s or math.inf) as waited:
+                await self.wait_loaded()
+            if waited.cancelled_caught:
+                raise EngineUnavailableError(
+                    f"Engine '{self._kind.name}' is still loading after "
+                    f"{self._queue_timeout_s:g}s; try again shortly.",
+                    code="engine_loading",
+                    retry_after_s=5.0,
+                )
         finally:
             self._load_waiters.drop(ticket)
 

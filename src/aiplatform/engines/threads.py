@@ -6,13 +6,14 @@ import asyncio
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import aclosing
+from contextlib import aclosing, suppress
+from functools import partial
 from typing import Any, TypeVar
 
 from aiplatform.engines.backlog import Backlog, Ticket
 from aiplatform.errors import EngineUnavailableError
 
-__all__ = ["ThreadPool", "iterate_in_thread"]
+__all__ = ["ThreadPool"]
 
 T = TypeVar("T")
 
@@ -73,12 +74,18 @@ class ThreadPool:
         """Run ``fn(*args)`` on one of the threads and return its result."""
         ticket = ticket if ticket is not None else self.backlog.admit()
         backlog = self.backlog
+        # What the call needs, released as soon as it cannot run: the executor keeps its work
+        # item until a thread is free, and a failed wait keeps this frame in a traceback; the
+        # arguments (say an upload's audio) need not stay with either.
+        work: list[Any] = [fn, args]
+        del fn, args
 
         def call() -> T | None:
             if not backlog.start(ticket):
                 return None
+            function, arguments = work
             try:
-                return fn(*args)
+                return function(*arguments)  # type: ignore[no-any-return]
             finally:
                 backlog.finish(ticket)
 
@@ -89,9 +96,11 @@ class ThreadPool:
             try:
                 result = await wrapped
             except asyncio.CancelledError:
-                if ticket.expired and not _being_cancelled():
+                if _being_cancelled():
+                    raise
+                if ticket.expired:
                     raise backlog.timeout_error() from None
-                raise
+                raise _shutting_down() from None  # the pool shut down before it ran
             finally:
                 if timer is not None:
                     timer.cancel()
@@ -100,6 +109,8 @@ class ThreadPool:
             return result  # type: ignore[return-value]  # None only when dropped
         finally:
             backlog.drop(ticket)
+            if ticket.never_ran:
+                work.clear()
 
     async def iterate(
         self,
@@ -107,8 +118,12 @@ class ThreadPool:
         *,
         ticket: Ticket | None = None,
     ) -> AsyncIterator[T]:
-        """Run a blocking iterator on one of the threads and yield its items on the loop; see
-        :func:`iterate_in_thread`. Admitted when iteration begins."""
+        """Run a blocking iterator on one of the threads and yield its items on the loop.
+
+        ``make_iterator`` receives an event that is set when the consumer stops early (it
+        closed the stream, or its client went away); the iterator should check it between items
+        and end, which frees its thread (and whatever it holds, such as a generation slot).
+        Admitted when iteration begins."""
         ticket = ticket if ticket is not None else self.backlog.admit()
         backlog = self.backlog
 
@@ -125,6 +140,7 @@ class ThreadPool:
         cancelled = threading.Event()
         try:
             future = self._submit(lambda: _produce(loop, queue, started, cancelled))
+            future.add_done_callback(partial(_end_if_cancelled, loop, queue))
             timer = self._expire_at_deadline(ticket, future, queue)
             try:
                 async with aclosing(_consume(queue, future, cancelled)) as items:
@@ -144,7 +160,7 @@ class ThreadPool:
         try:
             return self._executor.submit(fn)
         except RuntimeError as exc:  # shut down
-            raise EngineUnavailableError("The engine is shutting down.") from exc
+            raise _shutting_down() from exc
 
     def _expire_at_deadline(
         self, ticket: Ticket, future: Future[Any], queue: asyncio.Queue[object] | None = None
@@ -160,24 +176,6 @@ class ThreadPool:
                     queue.put_nowait(_EXPIRED)
 
         return asyncio.get_running_loop().call_later(remaining, expire)
-
-
-async def iterate_in_thread(
-    executor: Executor, make_iterator: Callable[[threading.Event], Iterator[T]]
-) -> AsyncIterator[T]:
-    """Run a blocking iterator on ``executor`` and yield its items on the event loop.
-
-    ``make_iterator`` receives an event that is set when the consumer stops early (it closed
-    the stream, or its client went away); the iterator should check it between items and end,
-    which frees its thread (and whatever it holds, such as a generation slot).
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[object] = asyncio.Queue()
-    cancelled = threading.Event()
-    future = loop.run_in_executor(executor, lambda: _produce(loop, queue, make_iterator, cancelled))
-    async with aclosing(_consume(queue, future, cancelled)) as items:
-        async for item in items:
-            yield item  # type: ignore[misc]
 
 
 def _produce(
@@ -222,6 +220,19 @@ async def _consume(
         # A producer still queued never starts; a running one sees the event and ends.
         cancelled.set()
         future.cancel()
+
+
+def _end_if_cancelled(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object], future: Future[Any]
+) -> None:
+    """A producer cancelled before it ran (the pool shut down) ends its consumer's wait."""
+    if future.cancelled():
+        with suppress(RuntimeError):  # the loop is already closed: nobody waits
+            loop.call_soon_threadsafe(queue.put_nowait, _Failure(_shutting_down()))
+
+
+def _shutting_down() -> EngineUnavailableError:
+    return EngineUnavailableError("The engine is shutting down.")
 
 
 def _being_cancelled() -> bool:

@@ -136,6 +136,7 @@ class WorkerPool:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._slots: anyio.Semaphore | None = None
+        self._closed = False
 
     @property
     def queued(self) -> int:
@@ -153,12 +154,15 @@ class WorkerPool:
     async def start(self) -> None:
         """Start every worker, so the first calls do not wait for an interpreter to start."""
         self._slots = anyio.Semaphore(self._workers)
+        self._closed = False
         for _ in range(self._workers):
             self._idle.append(await _spawn())
 
     async def close(self) -> None:
-        """Stop every worker; calls still running fail."""
+        """Stop every worker; calls still running or waiting fail with 503, and none starts a
+        worker again."""
         self._slots = None
+        self._closed = True
         idle, busy = list(self._idle), list(self._busy)
         self._idle.clear()
         async with anyio.create_task_group() as task_group:
@@ -218,6 +222,8 @@ class WorkerPool:
         except _WorkerDiedError:
             self._busy.discard(worker)
             code = await worker.stop(kill=True)
+            if self._closed:
+                raise self._closed_error() from None
             logger.error("worker process %d died running %s (exit code %s)", worker.pid, name, code)
             raise InternalError(
                 f"The worker process running this call exited unexpectedly (exit code {code}); "
@@ -230,11 +236,19 @@ class WorkerPool:
             await worker.stop(kill=True)
             raise
         self._busy.discard(worker)
-        self._idle.append(worker)
+        if self._closed:
+            await worker.stop(kill=False)
+        else:
+            self._idle.append(worker)
         return msgspec.msgpack.decode(raw, type=_Reply)
+
+    def _closed_error(self) -> EngineUnavailableError:
+        return EngineUnavailableError(f"{self.backlog.label} is shutting down.")
 
     async def _take(self) -> _Worker:
         """An idle worker that is alive, or a fresh one in place of one that is gone."""
+        if self._closed:
+            raise self._closed_error()
         while self._idle:
             worker = self._idle.pop()
             if worker.alive:

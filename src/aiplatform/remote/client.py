@@ -281,12 +281,17 @@ def _error(
     return error
 
 
+#: The longest ``Retry-After`` passed on; an upstream asking for more is told to ask again.
+_MAX_RETRY_AFTER_S = 3600
+
+
 def _seconds(retry_after: str | None) -> float | None:
-    """``Retry-After`` as seconds; the HTTP-date form is not passed on."""
-    try:
-        return float(retry_after) if retry_after else None
-    except ValueError:
+    """``Retry-After`` as seconds, when it is the delay form (digits); the HTTP-date form and
+    anything else are not passed on."""
+    value = (retry_after or "").strip()
+    if not value.isdigit() or not value.isascii():
         return None
+    return float(min(int(value), _MAX_RETRY_AFTER_S))
 
 
 def _streamed_error(payload: dict[str, Any], fallback: str) -> AIPlatformError:

@@ -13,7 +13,9 @@ import pytest
 from aiplatform.api.rag import (
     CollectionCreateRequest,
     CollectionRef,
+    DocumentAddRequest,
     DocumentInput,
+    DocumentRef,
     IngestJob,
     IngestJobRequest,
     JobRef,
@@ -100,3 +102,37 @@ async def test_deleting_a_collection_drops_its_jobs(tmp_path: Path) -> None:
         with pytest.raises(NotFoundError) as missing:
             await engine.invoke(rag.GET_JOB, JobRef(job_id=job.id))
     assert missing.value.code == "job_not_found"
+
+
+async def test_a_document_added_after_the_job_was_accepted_is_not_claimed(
+    tmp_path: Path,
+) -> None:
+    embeddings = Switchable()
+    engine = LocalRagEngine(RagSettings(data_dir=str(tmp_path)), embeddings=embeddings)
+    engine.job_retry_s = 3600.0
+    async with embeddings, engine:
+        created = await engine.invoke(rag.CREATE_COLLECTION, CollectionCreateRequest(name="c"))
+        embeddings.down = True
+        accepted = [DocumentInput(id="a", text="alpha text"), DocumentInput(id="b", text="beta")]
+        job = await engine.invoke(
+            rag.CREATE_JOB, IngestJobRequest(collection_id=created.id, documents=accepted)
+        )
+        with anyio.fail_after(10):
+            await embeddings.refused.wait()  # tried once, deferred
+        embeddings.down = False
+        await engine.invoke(
+            rag.ADD_DOCUMENTS,
+            DocumentAddRequest(
+                collection_id=created.id, documents=[DocumentInput(id="b", text="gamma words")]
+            ),
+        )
+        engine.job_retry_s = 0.01
+        await engine._jobs.runner.retry_deferred()
+        done = await until_finished(engine, job)
+        kept = await engine.invoke(
+            rag.GET_DOCUMENT, DocumentRef(collection_id=created.id, document_id="b")
+        )
+    assert (done.status, done.completed, done.failed) == ("succeeded", 1, 1)
+    assert done.errors[0].index == 1
+    assert "added to the collection after this job was accepted" in done.errors[0].message
+    assert kept.text == "gamma words"

@@ -1,4 +1,4 @@
-"""Durable background jobs any engine kind can run (RAG's ingest, analytics runs): stored
+"""Durable background jobs any engine kind can run (RAG's ingest, long CPU-bound runs): stored
 before they are acknowledged, run by a bounded scheduler, deferred while an engine they need
 is unavailable, cancellable, bounded by a deadline, and resumed after a crash."""
 

@@ -224,11 +224,18 @@ class JobRunner:
         return job
 
     async def forget(self, owner: str, subject: str) -> None:
-        """Drop every job of ``subject`` (say, a deleted collection), stopping those that run."""
-        for job_id in await self.blocking(self.store.delete_subject, owner, subject):
-            run = self._runs.get(job_id)
-            if run is not None:
-                run.cancel()
+        """Drop every job of ``subject`` (say, a collection about to be deleted), stopping those
+        that run (this waits a little for them, as :meth:`cancel` does)."""
+        runs = [
+            run
+            for job_id in await self.blocking(self.store.delete_subject, owner, subject)
+            if (run := self._runs.get(job_id)) is not None
+        ]
+        for run in runs:
+            run.cancel()
+        with anyio.move_on_after(CANCEL_WAIT_S):
+            for run in runs:
+                await run.done.wait()
         self._wake()
 
     async def retry_deferred(self) -> int:

@@ -52,6 +52,12 @@ _COLUMNS = (
     "created_at, started_at, finished_at, deadline_at, not_before"
 )
 _WAITING_SQL = "('" + "', '".join(WAITING) + "')"
+_FINISHED_SQL = "('succeeded', 'failed', 'cancelled')"
+#: Finished jobs are kept this long (for their submitters to read), then deleted.
+RETENTION_S = 7 * 24 * 3600.0
+#: Runs a job may start; one still running when the process stopped this often (it may be what
+#: stops the process) fails at the next start instead of running again.
+MAX_ATTEMPTS = 5
 
 
 class JobStore:
@@ -62,8 +68,9 @@ class JobStore:
 
     def open(self) -> list[str]:
         """Open (or create) the file; jobs a stopped process left running are queued again
-        (their ids are returned), and deferred ones are due at once (what they waited for may
-        be back)."""
+        (their ids are returned) unless they have been started ``MAX_ATTEMPTS`` times, deferred
+        ones are due at once (what they waited for may be back), and jobs finished more than
+        ``RETENTION_S`` ago are deleted."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -73,11 +80,32 @@ class JobStore:
         connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)
         self._connection = connection
+        now = time.time()
+        crashed = {
+            "message": f"The job was running each of the {MAX_ATTEMPTS} times the server "
+            "stopped; it is not run again.",
+            "type": "server_error",
+            "param": None,
+            "code": "job_crashed",
+        }
         with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, payload = x'' "
+                "WHERE status = 'running' AND attempts >= ?",
+                (_json(crashed), now, MAX_ATTEMPTS),
+            )
             ids = [row[0] for row in db.execute("SELECT id FROM jobs WHERE status = 'running'")]
             db.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
             db.execute("UPDATE jobs SET not_before = 0 WHERE status = 'deferred'")
+            self._purge(db, now)
         return ids
+
+    @staticmethod
+    def _purge(db: sqlite3.Connection, now: float) -> None:
+        db.execute(
+            f"DELETE FROM jobs WHERE status IN {_FINISHED_SQL} AND finished_at < ?",
+            (now - RETENTION_S,),
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -147,6 +175,7 @@ class JobStore:
                     "submit again once some have finished.",
                     code="too_many_jobs",
                 )
+            self._purge(db, now)
             db.execute(
                 "INSERT INTO jobs (id, type, owner, subject, status, payload, summary, "
                 "created_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -219,7 +248,8 @@ class JobStore:
                 )
             ]
             db.executemany(
-                "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
+                "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, payload = x'' "
+                "WHERE id = ?",
                 [(_json(error), now, job_id) for job_id in ids],
             )
         return ids
@@ -258,11 +288,14 @@ class JobStore:
 
     def finish(self, job: Job) -> None:
         """Store how a run ended: ``job.status`` (finished, or deferred until
-        ``job.not_before``). A job cancelled or dropped meanwhile is left as it is."""
+        ``job.not_before``). A job cancelled or dropped meanwhile is left as it is. A finished
+        job's payload is dropped: only its summary, result and error are read from then on."""
         with self._write() as db:
             db.execute(
                 "UPDATE jobs SET status = ?, progress = ?, message = ?, result = ?, error = ?, "
-                "finished_at = ?, not_before = ? WHERE id = ? AND status = 'running'",
+                "finished_at = ?, not_before = ?, "
+                f"payload = CASE WHEN ? IN {_FINISHED_SQL} THEN x'' ELSE payload END "
+                "WHERE id = ? AND status = 'running'",
                 (
                     job.status,
                     job.progress,
@@ -271,6 +304,7 @@ class JobStore:
                     _json(job.error),
                     job.finished_at,
                     job.not_before,
+                    job.status,
                     job.id,
                 ),
             )
@@ -280,7 +314,7 @@ class JobStore:
         runner); a finished job is left as it is. The job as it is now."""
         with self._write() as db:
             db.execute(
-                "UPDATE jobs SET status = 'cancelled', finished_at = ? "
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?, payload = x'' "
                 "WHERE owner = ? AND id = ? AND status IN ('queued', 'deferred', 'running')",
                 (now, owner, job_id),
             )

@@ -27,7 +27,9 @@ class LLMModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     chat_template: str | None = None
     #: Tokens per context; prompt + ``max_tokens`` must fit (a 400 with the numbers otherwise).
     context_length: PositiveInt = 4096
-    #: Generations that run at once, each on its own context over the shared weights.
+    #: Generations that run at once, each on its own context over the shared weights (the
+    #: section's ``max_concurrency`` does not apply to generations; ``max_queue`` bounds the
+    #: generations waiting for a slot).
     slots: PositiveInt = 4
     #: llama_cpp: advance every running generation in one batched decode call (one context,
     #: a sequence per slot) instead of giving each slot a context of its own.

@@ -163,8 +163,8 @@ class LocalRagEngine(LocalEngine):
 
     async def delete_collection(self, request: CollectionRef) -> CollectionDeleted:
         row = await self._core.collection(request.collection_id)
+        await self._jobs.forget(row)  # first: a running ingest stops before its collection goes
         await self._core.delete_collection(row)
-        await self._jobs.forget(row)
         return CollectionDeleted(id=row.id)
 
     # -- documents -----------------------------------------------------------------------------

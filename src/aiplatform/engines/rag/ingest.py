@@ -10,6 +10,7 @@ errors recorded before.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,27 +104,45 @@ class IngestJobs:
             core.store.collection, job.owner, DOCUMENTS, job.summary["collection_id"]
         )
         documents = payload.documents
-        done = await core.run_blocking(
-            core.store.existing_document_ids, row, [d.id or "" for d in documents]
+        earlier = job.result or {}
+        errors: dict[int, dict[str, Any]] = {
+            int(error["index"]): error for error in earlier.get("errors", [])
+        }
+        # Documents before ``processed`` were handled by an earlier run of this job. The
+        # documents of each write are marked ``storing`` just before it: if the process stopped
+        # after the write and before the next report, they exist and are this job's own. Any
+        # other existing id is a document someone added after the job was accepted, which this
+        # job must not claim to have stored.
+        processed = int(earlier.get("processed", 0))
+        in_flight = {int(index) for index in earlier.get("storing", [])}
+        existing = await core.run_blocking(
+            core.store.existing_document_ids, row, [d.id or "" for d in documents[processed:]]
         )
-        earlier = (job.result or {}).get("errors", [])
-        errors: dict[int, dict[str, Any]] = {int(error["index"]): error for error in earlier}
-        result: dict[str, Any] = {"completed": 0, "failed": 0, "errors": []}
-        for start in range(0, len(documents), JOB_BATCH):
+        result = _progress(processed, errors)
+        for start in range(processed, len(documents), JOB_BATCH):
             end = min(start + JOB_BATCH, len(documents))
-            batch = [
-                (index, document)
-                for index, document in enumerate(documents[start:end], start)
-                if document.id not in done and index not in errors
-            ]
+            batch: list[tuple[int, DocumentInput]] = []
+            for index, document in enumerate(documents[start:end], start):
+                if index in errors:
+                    continue
+                if document.id in existing:
+                    if index not in in_flight:
+                        errors[index] = {
+                            "index": index,
+                            "message": f"A document '{document.id}' was added to the collection "
+                            "after this job was accepted; it was left as it is.",
+                        }
+                    continue
+                batch.append((index, document))
             if batch:
-                failures = await self._ingest_batch(row, batch, payload.chunking)
+
+                async def mark(indexes: list[int], start: int = start) -> None:
+                    storing = {**_progress(start, errors), "storing": indexes}
+                    await context.report(start / len(documents), result=storing)
+
+                failures = await self._ingest_batch(row, batch, payload.chunking, mark)
                 errors.update({int(e["index"]): e for e in failures})
-            result = {
-                "completed": end - len(errors),
-                "failed": len(errors),
-                "errors": sorted(errors.values(), key=lambda error: int(error["index"])),
-            }
+            result = _progress(end, errors)
             await context.report(end / len(documents), result=result)
         core.schedule_maintenance(row)
         if result["failed"] >= len(documents):
@@ -138,14 +157,16 @@ class IngestJobs:
         row: CollectionRow,
         batch: list[tuple[int, DocumentInput]],
         chunking: ChunkingOptions,
+        mark: Callable[[list[int]], Awaitable[None]],
     ) -> list[dict[str, Any]]:
         """Store ``batch``; when a document is refused (a 4xx), each document alone, so that it
-        fails by itself. The failures, as job errors; server-side errors and an overloaded
-        embeddings engine (429: the job is deferred, the documents are not at fault)
-        propagate."""
+        fails by itself. ``mark`` is told which documents each (atomic) write stores, just
+        before it. The failures, as job errors; server-side errors and an overloaded embeddings
+        engine (429: the job is deferred, the documents are not at fault) propagate."""
         core = self._core
         try:
             prepared = await core.prepare(row, [d for _, d in batch], chunking)
+            await mark([index for index, _ in batch])
             await core.run_blocking(core.store.add_documents, row, prepared)
             return []
         except AIPlatformError as exc:
@@ -155,8 +176,18 @@ class IngestJobs:
                 return [{"index": batch[0][0], "message": exc.message}]
         failures: list[dict[str, Any]] = []
         for item in batch:
-            failures += await self._ingest_batch(row, [item], chunking)
+            failures += await self._ingest_batch(row, [item], chunking, mark)
         return failures
+
+
+def _progress(processed: int, errors: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """A job's result once its first ``processed`` documents are handled."""
+    return {
+        "completed": processed - len(errors),
+        "failed": len(errors),
+        "errors": sorted(errors.values(), key=lambda error: int(error["index"])),
+        "processed": processed,
+    }
 
 
 def _public_job(job: Job) -> IngestJob:
