@@ -4,7 +4,8 @@ Served exactly as ``aiplatform serve`` serves its app (uvicorn's defaults: uvloo
 where installed, no access log), so that a client's round trip to it is the cost of one
 loopback HTTP hop with no application work:
 
-- ``POST /echo`` answers 200 with the request's JSON body;
+- ``POST /echo`` answers 200 with the request's JSON body (``?delay_ms=D``: after sleeping D
+  ms, as a model computing for D ms would; ``x-slept-ms`` tells how long it really slept);
 - ``GET /sse?events=N`` streams N server-sent events ``data: {"index": i}``, one ASGI message
   each (as a streaming route sends them), then ``data: [DONE]``.
 
@@ -54,7 +55,17 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+        delay_ms = float(parse_qs(scope["query_string"].decode()).get("delay_ms", ["0"])[0])
+        slept_ms = 0.0
+        if delay_ms > 0:
+            start = time.perf_counter()
+            await asyncio.sleep(delay_ms / 1000)
+            slept_ms = (time.perf_counter() - start) * 1000
+        headers = [
+            *_JSON,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-slept-ms", f"{slept_ms:.4f}".encode()),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
     elif scope["path"] == "/sse" and scope["method"] == "GET":
