@@ -127,6 +127,7 @@ def _serve(settings: Settings) -> int:
         port=server.port,
         log_level=server.log_level,
         access_log=server.access_log,
+        limit_concurrency=server.limit_concurrency,
         timeout_graceful_shutdown=10,
     )
     return 0

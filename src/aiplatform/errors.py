@@ -13,6 +13,8 @@ from collections.abc import Collection
 __all__ = [
     "AIPlatformError",
     "AuthenticationError",
+    "BadGatewayError",
+    "ClientDisconnectedError",
     "ConflictError",
     "EngineOverloadedError",
     "EngineUnavailableError",
@@ -21,8 +23,10 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestTimeoutError",
     "RequestTooLargeError",
     "UnprocessableEntityError",
+    "UpstreamTimeoutError",
     "check_model",
     "error_for_status",
     "model_not_found",
@@ -101,6 +105,13 @@ def model_not_found(requested: str | None, served: Collection[str]) -> NotFoundE
     )
 
 
+class RequestTimeoutError(AIPlatformError):
+    """The request's body did not arrive within the server's deadline (408)."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+
+
 class ConflictError(AIPlatformError):
     status_code = 409
     error_type = "invalid_request_error"
@@ -134,9 +145,24 @@ class EngineOverloadedError(RateLimitError):
         super().__init__(message, code=code, retry_after_s=retry_after_s)
 
 
+class ClientDisconnectedError(AIPlatformError):
+    """The client went away before its answer was ready; the work for it was cancelled. Nobody
+    reads the response (499, nginx's "client closed request")."""
+
+    status_code = 499
+    error_type = "invalid_request_error"
+
+
 class InternalError(AIPlatformError):
     status_code = 500
     error_type = "server_error"
+
+
+class BadGatewayError(InternalError):
+    """An upstream answered, but not usably: an error of its own, a malformed or oversized
+    response, a redirect (502)."""
+
+    status_code = 502
 
 
 class EngineUnavailableError(AIPlatformError):
@@ -144,6 +170,12 @@ class EngineUnavailableError(AIPlatformError):
 
     status_code = 503
     error_type = "service_unavailable"
+
+
+class UpstreamTimeoutError(EngineUnavailableError):
+    """An upstream did not answer within the engine's deadline (504)."""
+
+    status_code = 504
 
 
 _BY_STATUS: dict[int, type[AIPlatformError]] = {
@@ -154,11 +186,14 @@ _BY_STATUS: dict[int, type[AIPlatformError]] = {
         PermissionDeniedError,
         NotFoundError,
         ConflictError,
+        RequestTimeoutError,
         RequestTooLargeError,
         UnprocessableEntityError,
         RateLimitError,
         InternalError,
+        BadGatewayError,
         EngineUnavailableError,
+        UpstreamTimeoutError,
     )
 }
 

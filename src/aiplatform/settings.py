@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 import msgspec
 
 from aiplatform.engines.registry import ENGINE_KINDS
-from aiplatform.engines.settings import EngineSettings, PositiveInt
+from aiplatform.engines.settings import EngineSettings, PositiveFloat, PositiveInt
 
 if TYPE_CHECKING:
     from aiplatform.engines.base import EngineKind
@@ -55,6 +55,12 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     #: Larger request bodies are refused with 413 before they are read in full.
     max_body_bytes: PositiveInt = 16 * 1024 * 1024
+    #: Seconds a request's body may take to arrive in full, counted from its first read; a
+    #: slower one is refused with 408 ``body_timeout`` and its connection closed.
+    body_timeout_s: PositiveFloat = 60.0
+    #: Open connections (or requests in progress) at which a new request is answered 503 at
+    #: once (uvicorn's ``limit_concurrency``), so slow clients cannot hold every socket.
+    limit_concurrency: Annotated[int, msgspec.Meta(ge=2)] = 1024
     #: ``debug`` also logs unknown request fields that were ignored.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: uvicorn's per-request access log.

@@ -47,7 +47,7 @@ async def test_pod_down_is_503_and_a_pod_that_comes_back_is_used() -> None:
         gateway.stop()
 
 
-async def test_silent_pod_is_503_within_timeout_and_blocks_nothing(silent_port: int) -> None:
+async def test_silent_pod_is_504_within_timeout_and_blocks_nothing(silent_port: int) -> None:
     env = {
         "AIPLATFORM_ENGINES__EMBEDDINGS__URL": f"http://127.0.0.1:{silent_port}",
         "AIPLATFORM_ENGINES__EMBEDDINGS__TIMEOUT_S": "1.5",
@@ -68,6 +68,6 @@ async def test_silent_pod_is_503_within_timeout_and_blocks_nothing(silent_port: 
                     health = await client.get("/health")
                     assert "embed" not in outcomes  # still waiting on the silent pod...
                     assert health.status_code == 200  # ...while the server answers others
-        assert outcomes["embed"] == 503
+        assert outcomes["embed"] == 504
     finally:
         gateway.stop()

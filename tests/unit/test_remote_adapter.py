@@ -140,12 +140,12 @@ async def test_refused_connection_is_503() -> None:
     assert "unreachable" in error.message
 
 
-async def test_silent_upstream_is_503_within_the_timeout(silent_port: int) -> None:
+async def test_silent_upstream_is_504_within_the_timeout(silent_port: int) -> None:
     engine = remote(url=f"http://127.0.0.1:{silent_port}", timeout_s=0.5)
     with anyio.fail_after(5):  # a guard against a hang, not a speed check
         error = await call(engine)
     assert isinstance(error, EngineUnavailableError)
-    assert error.code == "upstream_timeout"
+    assert (error.status_code, error.code) == (504, "upstream_timeout")
 
 
 async def test_status_of_an_unreachable_remote() -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from aiplatform.api.ids import Id
 from aiplatform.forms import FilePart
 
 __all__ = [
@@ -171,7 +172,7 @@ class SpeakerList(msgspec.Struct, kw_only=True):
 
 
 class SpeakerDeleteRequest(msgspec.Struct, kw_only=True):
-    speaker_id: str
+    speaker_id: Id
 
 
 class SpeakerDeleted(msgspec.Struct, kw_only=True):

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from aiplatform.forms import FilePart
+from aiplatform.api.ids import Id
+from aiplatform.forms import FilePart, JsonObjectText
 
 __all__ = [
     "ChunkingOptions",
@@ -51,7 +52,8 @@ __all__ = [
 IndexType = Literal["flat", "hnsw", "ivf"]
 SearchMode = Literal["vector", "hybrid", "lexical"]
 TopK = Annotated[int, msgspec.Meta(ge=1, le=200)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+#: A collection is named in paths by its id or its name, so a name is an id too.
+Name = Id
 #: A metadata filter: ``{"field": value}``, ``{"field": {"$gte": 3}}``, ``{"$or": [...]}``.
 Filter = dict[str, Any]
 
@@ -61,7 +63,7 @@ class ChunkingOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
     paragraph, then sentence, then word boundaries, each repeating up to ``chunk_overlap``
     characters of the one before."""
 
-    chunk_size: Annotated[int, msgspec.Meta(ge=32, le=32_000)] = 1000
+    chunk_size: Annotated[int, msgspec.Meta(ge=100, le=32_000)] = 1000
     chunk_overlap: Annotated[int, msgspec.Meta(ge=0, le=16_000)] = 150
 
 
@@ -107,7 +109,7 @@ class CollectionListRequest(msgspec.Struct, kw_only=True):
 class CollectionRef(msgspec.Struct, kw_only=True):
     """A collection named in the path, by id or by name."""
 
-    collection_id: str
+    collection_id: Id
 
 
 class CollectionDeleted(msgspec.Struct, kw_only=True):
@@ -119,7 +121,7 @@ class CollectionDeleted(msgspec.Struct, kw_only=True):
 class DocumentInput(msgspec.Struct, kw_only=True, omit_defaults=True):
     text: str
     #: A stable id of your own (unique in the collection); unset: one is made.
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    id: Id | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -129,7 +131,7 @@ class DocumentAddRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     documents: Annotated[list[DocumentInput], msgspec.Meta(min_length=1, max_length=256)]
     chunking: ChunkingOptions = msgspec.field(default_factory=ChunkingOptions)
-    collection_id: str = ""
+    collection_id: Id = ""
 
 
 class DocumentFileRequest(msgspec.Struct, kw_only=True):
@@ -137,12 +139,12 @@ class DocumentFileRequest(msgspec.Struct, kw_only=True):
     HTML file, extracted to text and added as one document."""
 
     file: FilePart
-    #: A JSON object of metadata.
-    metadata: str | None = None
-    id: str | None = None
-    chunk_size: Annotated[int, msgspec.Meta(ge=32, le=32_000)] = 1000
+    #: A JSON object of metadata, as text.
+    metadata: JsonObjectText | None = None
+    id: Id | None = None
+    chunk_size: Annotated[int, msgspec.Meta(ge=100, le=32_000)] = 1000
     chunk_overlap: Annotated[int, msgspec.Meta(ge=0, le=16_000)] = 150
-    collection_id: str = ""
+    collection_id: Id = ""
 
 
 class DocumentRecord(msgspec.Struct, kw_only=True):
@@ -172,22 +174,22 @@ class DocumentList(msgspec.Struct, kw_only=True):
 class DocumentListRequest(msgspec.Struct, kw_only=True):
     """``GET /v1/rag/collections/{collection_id}/documents``: ordered by id, ``after`` pages."""
 
-    collection_id: str
+    collection_id: Id
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
-    after: str | None = None
+    after: Id | None = None
 
 
 class DocumentRef(msgspec.Struct, kw_only=True):
-    collection_id: str
-    document_id: str
+    collection_id: Id
+    document_id: Id
 
 
 class DocumentUpdateRequest(msgspec.Struct, kw_only=True):
     """``PATCH .../documents/{document_id}``: the metadata replaced as a whole."""
 
     metadata: dict[str, Any]
-    collection_id: str = ""
-    document_id: str = ""
+    collection_id: Id = ""
+    document_id: Id = ""
 
 
 class DocumentDeleted(msgspec.Struct, kw_only=True):
@@ -210,7 +212,7 @@ class SearchRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     mode: SearchMode = "hybrid"
     #: Hits whose cosine similarity to the query is lower are left out (lexical mode: BM25).
     score_threshold: float | None = None
-    collection_id: str = ""
+    collection_id: Id = ""
 
 
 class SearchHit(msgspec.Struct, kw_only=True):
@@ -238,7 +240,7 @@ class IngestJobRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     documents: Annotated[list[DocumentInput], msgspec.Meta(min_length=1, max_length=100_000)]
     chunking: ChunkingOptions = msgspec.field(default_factory=ChunkingOptions)
-    collection_id: str = ""
+    collection_id: Id = ""
 
 
 class JobError(msgspec.Struct, kw_only=True):
@@ -260,7 +262,7 @@ class IngestJob(msgspec.Struct, kw_only=True):
 
 
 class JobRef(msgspec.Struct, kw_only=True):
-    job_id: str
+    job_id: Id
 
 
 class MemoryMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -273,7 +275,7 @@ class MemoryAddRequest(msgspec.Struct, kw_only=True):
     """``POST /v1/rag/conversations/{conversation_id}/messages``: turns appended in order."""
 
     messages: Annotated[list[MemoryMessage], msgspec.Meta(min_length=1, max_length=256)]
-    conversation_id: str = ""
+    conversation_id: Id = ""
 
 
 class MemoryTurn(msgspec.Struct, kw_only=True):
@@ -298,7 +300,7 @@ class MemoryListRequest(msgspec.Struct, kw_only=True):
     """``GET /v1/rag/conversations/{conversation_id}/messages``: the latest ``limit`` turns,
     oldest first."""
 
-    conversation_id: str
+    conversation_id: Id
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
 
 
@@ -309,11 +311,11 @@ class MemorySearchRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     query: Annotated[str, msgspec.Meta(min_length=1)]
     top_k: TopK = 5
     role: Literal["system", "user", "assistant", "tool"] | None = None
-    conversation_id: str = ""
+    conversation_id: Id = ""
 
 
 class ConversationRef(msgspec.Struct, kw_only=True):
-    conversation_id: str
+    conversation_id: Id
 
 
 class MemoryDeleted(msgspec.Struct, kw_only=True):
@@ -326,7 +328,7 @@ class RagChatOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The ``rag`` extension of chat completions: retrieve from ``collection`` with the last
     user message, answer from those sources, and return them as ``citations``."""
 
-    collection: Annotated[str, msgspec.Meta(min_length=1)]
+    collection: Id
     top_k: Annotated[int, msgspec.Meta(ge=1, le=50)] = 4
     filter: Filter | None = None
     mode: SearchMode = "hybrid"
@@ -334,7 +336,7 @@ class RagChatOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: Re-order a wider candidate list with the rerank engine before keeping ``top_k``.
     rerank: bool = False
     #: Also recall relevant earlier turns of this conversation, and remember this exchange.
-    conversation_id: str | None = None
+    conversation_id: Id | None = None
 
 
 class Citation(msgspec.Struct, kw_only=True):

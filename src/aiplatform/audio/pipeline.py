@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 import msgspec
 
 from aiplatform.api.audio import (
@@ -100,7 +101,8 @@ class TranscriptionPipeline(WrappedEngine):
             raise _first_platform_error(failures) from None
         transcription: Transcription = found["transcription"]
         if "diarization" in found:
-            self._label(transcription, found["diarization"])
+            # linear, but an hour of speech is still tens of thousands of words: off the loop
+            await anyio.to_thread.run_sync(self._label, transcription, found["diarization"])
             if "word" not in request.timestamp_granularities:
                 transcription.words = None
         if emotion_engine is not None:

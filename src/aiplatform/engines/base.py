@@ -126,6 +126,9 @@ class Operation(Generic[Req, Resp, Chunk]):
     render: Callable[[Req, Resp], tuple[bytes, str] | None] | None = None
     #: The request as the remote adapter sends it upstream.
     upstream_request: Callable[[Req], Req] | None = None
+    #: What is wrong with an upstream's answer to a request, or None; the remote adapter
+    #: refuses a wrong answer with 502 (say, fewer embeddings than inputs).
+    check_upstream: Callable[[Req, Resp], str | None] | None = None
     #: A request the fake backend answers (documentation, and the contract suite's input).
     example: Example[Req, Resp] | None = None
 

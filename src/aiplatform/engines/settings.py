@@ -39,7 +39,7 @@ class EngineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     url: str | None = None
     #: Sent upstream as ``Authorization: Bearer <api_key>``.
     api_key: str | None = None
-    #: Whole-request deadline for a remote call; past it, 503.
+    #: Whole-request deadline for a remote call; past it, 504 ``upstream_timeout``.
     timeout_s: PositiveFloat = 60.0
     #: Connect deadline; also the deadline of readiness probes and model listing.
     connect_timeout_s: PositiveFloat = 3.0
@@ -47,6 +47,12 @@ class EngineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ready_path: str | None = None
     #: Connection pool size to the remote.
     max_connections: PositiveInt = 64
+    #: The largest response body taken from the remote, counted both as sent and decompressed;
+    #: a larger one is refused with 502 ``bad_upstream_response``.
+    max_response_bytes: PositiveInt = 64 * 1024 * 1024
+    #: The largest event (line) of a streamed response from the remote, decompressed; a larger
+    #: one ends the stream with a 502 ``bad_upstream_response`` error.
+    max_event_bytes: PositiveInt = 1024 * 1024
     #: Model calls of this engine that run at once in-process (its worker threads).
     max_concurrency: PositiveInt = 1
     #: Requests that may wait in-process beyond those running, in each of the engine's queues

@@ -5,9 +5,11 @@ decodes the response type (or the SSE stream of chunk types) and turns upstream 
 back into the platform's own errors. Because the paths are OpenAI's, the same class forwards to
 our own pod (``aiplatform serve --engines NAME``) and to any OpenAI-compatible server.
 
-Connection failures and timeouts become a 503 within the configured deadline; the connection
-pool reconnects on the next call, so an upstream that comes back is used again at once. The HTTP
-layer itself is :mod:`aiplatform.remote.wire`.
+An upstream that cannot be reached is a 503, and one that does not answer within the deadline a
+504; the connection pool reconnects on the next call, so an upstream that comes back is used
+again at once. An upstream that answers unusably (a 5xx of its own other than 503/504, a body
+past ``max_response_bytes`` or malformed, a redirect, the wrong number of items) is a 502. The
+HTTP layer itself is :mod:`aiplatform.remote.wire`.
 """
 
 from __future__ import annotations
@@ -15,19 +17,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Self, TypeVar
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import msgspec
 
 from aiplatform import __version__
 from aiplatform.api.health import EngineStatus
+from aiplatform.api.ids import check_id, path_segment
 from aiplatform.api.openai import ModelCard, ModelList
 from aiplatform.engines.base import EngineKind, EngineMode, Operation
 from aiplatform.engines.settings import EngineSettings
 from aiplatform.errors import (
     AIPlatformError,
+    BadGatewayError,
     EngineUnavailableError,
     InternalError,
+    UpstreamTimeoutError,
     error_for_status,
     status_for_type,
 )
@@ -96,6 +101,8 @@ class RemoteEngine:
                 max_connections=settings.max_connections,
                 connect_timeout_s=settings.connect_timeout_s,
                 read_timeout_s=settings.timeout_s,
+                max_response_bytes=settings.max_response_bytes,
+                max_event_bytes=settings.max_event_bytes,
             )
         )
         self._open = True
@@ -112,9 +119,12 @@ class RemoteEngine:
         if response.status >= 400:
             raise _error(response.status, response.content, response.reason, response.retry_after)
         try:
-            return msgspec.json.decode(response.content, type=op.response)
+            result = msgspec.json.decode(response.content, type=op.response)
         except msgspec.MsgspecError as exc:
             raise self._bad_response(op.path, exc) from exc
+        if op.check_upstream is not None and (wrong := op.check_upstream(request, result)):
+            raise self._bad_response(op.path, ValueError(wrong))
+        return result
 
     async def stream(self, op: Operation[Req, Any, Chunk], request: Req) -> AsyncIterator[Chunk]:
         chunk_type = op.chunk
@@ -154,7 +164,7 @@ class RemoteEngine:
         for path in paths:
             try:
                 response = await self._send("GET", path, None, self._settings.connect_timeout_s)
-            except EngineUnavailableError as exc:
+            except (EngineUnavailableError, BadGatewayError) as exc:
                 return EngineStatus(mode="remote", ready=False, detail=exc.message)
             if response.status == 404 and path != paths[-1]:
                 continue
@@ -172,7 +182,7 @@ class RemoteEngine:
         """Path, body and headers of ``request`` as ``op`` sends it."""
         if op.upstream_request is not None:
             request = op.upstream_request(request)
-        path = op.path_with(lambda name: quote(str(getattr(request, name)), safe=""))
+        path = op.path_with(lambda name: path_segment(check_id(name, getattr(request, name))))
         if op.body == "query":
             return _with_query(path, request, op.path_params), None, {}
         if op.body == "form":
@@ -212,12 +222,12 @@ class RemoteEngine:
         except WireError as exc:
             raise self._unavailable(exc) from exc
 
-    def _unavailable(self, exc: WireError) -> EngineUnavailableError:
+    def _unavailable(self, exc: WireError) -> AIPlatformError:
         where = f"Engine '{self._kind.name}' at {self._base_url}"
         if exc.kind == "timeout":
-            return EngineUnavailableError(
-                f"{where} timed out: {exc.reason}", code="upstream_timeout"
-            )
+            return UpstreamTimeoutError(f"{where} timed out: {exc.reason}", code="upstream_timeout")
+        if exc.kind == "invalid":
+            return BadGatewayError(f"{where} {exc.reason}", code="bad_upstream_response")
         if exc.kind == "connect":
             return EngineUnavailableError(
                 f"{where} is unreachable: {exc.reason}", code="upstream_unavailable"
@@ -239,11 +249,10 @@ class RemoteEngine:
             raise self._bad_response(path, exc) from exc
 
     def _bad_response(self, path: str, exc: Exception) -> AIPlatformError:
-        return InternalError(
+        return BadGatewayError(
             f"Engine '{self._kind.name}' at {self._base_url} sent an unexpected response to "
             f"{path}: {exc}",
             code="bad_upstream_response",
-            status_code=502,
         )
 
 
@@ -276,9 +285,21 @@ def _error(
         payload = None
     text = content.decode("utf-8", "replace").strip()[:300] or reason
     message, param, code = _fields_from_payload(payload, f"upstream answered {status}: {text}")
-    error = error_for_status(status, message, param=param, code=code)
+    error = _upstream_error(status, message, param=param, code=code)
     error.retry_after_s = _seconds(retry_after)
     return error
+
+
+def _upstream_error(
+    status: int, message: str, *, param: str | None, code: str | None
+) -> AIPlatformError:
+    """The error passed on for an upstream's: its own class, except that an upstream failing
+    (a 5xx other than 503 unavailable and 504 timed out) is a 502 here."""
+    if status >= 500 and status not in (503, 504):
+        return BadGatewayError(
+            f"upstream failed ({status}): {message}", param=param, code=code or "upstream_error"
+        )
+    return error_for_status(status, message, param=param, code=code)
 
 
 #: The longest ``Retry-After`` passed on; an upstream asking for more is told to ask again.

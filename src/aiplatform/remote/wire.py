@@ -11,8 +11,9 @@ pool size) when the engine is entered. Two implementations of one small protocol
 - :class:`HttpxWire` over any ``httpx`` transport, above all ``HttpxWire(ASGITransport(app))``,
   which calls an ASGI app in-process with no socket (and ``httpx.MockTransport`` in tests).
 
-Both raise :class:`WireError` for anything that is not an HTTP response, so the adapter maps
-failures once.
+Both raise :class:`WireError` for anything that is not a usable HTTP response, so the adapter
+maps failures once. Both read bodies within the engine's byte limits, decode compressed ones
+themselves (bounded, :mod:`aiplatform.remote.bounded`) and never follow a redirect.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ from typing import Literal, Protocol
 import aiohttp
 import anyio
 import httpx
+from yarl import URL
+
+from aiplatform.remote.bounded import (
+    ACCEPT_ENCODING,
+    UnusableResponseError,
+    check_length,
+    check_not_redirect,
+    read_body,
+    read_lines,
+)
 
 __all__ = [
     "AiohttpWire",
@@ -37,11 +48,12 @@ __all__ = [
     "WireStream",
 ]
 
-FailureKind = Literal["connect", "timeout", "broken"]
+FailureKind = Literal["connect", "timeout", "broken", "invalid"]
 
 
 class WireError(Exception):
-    """No usable HTTP response: the connection failed, timed out, or broke mid-way."""
+    """No usable HTTP response: the connection failed, timed out, or broke mid-way, or the
+    upstream's answer is ``invalid`` (past a byte limit, undecodable, a redirect)."""
 
     def __init__(self, kind: FailureKind, reason: str) -> None:
         super().__init__(reason)
@@ -59,6 +71,10 @@ class WireOptions:
     connect_timeout_s: float
     read_timeout_s: float
     max_connections: int = 64
+    #: A response body's bytes, on the wire and decoded alike.
+    max_response_bytes: int = 64 * 1024 * 1024
+    #: One line (server-sent event) of a streamed response, decoded.
+    max_event_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +144,18 @@ class AiohttpWire:
         self._base_url = ""
         self._connect_timeout_s = 0.0
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._limits = WireOptions(base_url="", headers={}, connect_timeout_s=0, read_timeout_s=0)
 
     async def open(self, options: WireOptions) -> None:
-        self._base_url = options.base_url
+        # Paths come percent-encoded from the adapter and are sent as they are (yarl would
+        # otherwise decode %2E and resolve dot segments), so the base is encoded once here.
+        self._base_url = str(URL(options.base_url))
         self._connect_timeout_s = options.connect_timeout_s
         self._timeouts.clear()
+        self._limits = options
         limit = options.max_connections
         self._session = aiohttp.ClientSession(
-            headers=dict(options.headers),
+            headers={"accept-encoding": ACCEPT_ENCODING, **options.headers},
             connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
             cookie_jar=aiohttp.DummyCookieJar(),  # an engine's upstream keeps no session
             timeout=aiohttp.ClientTimeout(
@@ -144,7 +164,7 @@ class AiohttpWire:
                 sock_read=options.read_timeout_s,
             ),
             raise_for_status=False,
-            auto_decompress=True,
+            auto_decompress=False,  # decoded within the limits by the wire itself
         )
 
     def _require(self) -> aiohttp.ClientSession:
@@ -170,9 +190,15 @@ class AiohttpWire:
             self._timeouts[deadline_s] = timeout
         try:
             async with session.request(
-                method, self._base_url + path, data=body, headers=headers, timeout=timeout
+                method,
+                URL(self._base_url + path, encoded=True),
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
             ) as response:
-                content = await response.read()
+                check_not_redirect(response.status, response.headers.get("location"))
+                content = await _aiohttp_body(response, self._limits.max_response_bytes)
                 return WireResponse(
                     response.status,
                     response.content_type,
@@ -185,6 +211,8 @@ class AiohttpWire:
             raise WireError("timeout", reason) from exc
         except aiohttp.ClientError as exc:
             raise _aiohttp_failure(exc) from exc
+        except UnusableResponseError as exc:
+            raise WireError("invalid", str(exc)) from exc
 
     @asynccontextmanager
     async def stream(
@@ -193,11 +221,18 @@ class AiohttpWire:
         session = self._require()
         try:
             async with session.request(
-                method, self._base_url + path, data=body, headers=headers
+                method,
+                URL(self._base_url + path, encoded=True),
+                data=body,
+                headers=headers,
+                allow_redirects=False,
             ) as response:
-                yield _AiohttpStream(response)
+                check_not_redirect(response.status, response.headers.get("location"))
+                yield _AiohttpStream(response, self._limits)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _aiohttp_failure(exc) from exc
+        except UnusableResponseError as exc:
+            raise WireError("invalid", str(exc)) from exc
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -206,8 +241,9 @@ class AiohttpWire:
 
 
 class _AiohttpStream:
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, limits: WireOptions) -> None:
         self._response = response
+        self._limits = limits
 
     @property
     def status(self) -> int:
@@ -222,11 +258,23 @@ class _AiohttpStream:
         return self._response.headers.get("retry-after")
 
     async def read(self) -> bytes:
-        return await self._response.read()
+        return await _aiohttp_body(self._response, self._limits.max_response_bytes)
 
-    async def lines(self) -> AsyncIterator[str]:
-        async for line in self._response.content:
-            yield line.decode("utf-8").rstrip("\r\n")
+    def lines(self) -> AsyncIterator[str]:
+        encoding = self._response.headers.get("content-encoding")
+        chunks = self._response.content.iter_any()
+        return read_lines(chunks, encoding, self._limits.max_event_bytes)
+
+
+async def _aiohttp_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body within ``limit``: a plain body of a declared length that fits is read at once
+    (the parser stops at its length); any other is read in bounded steps."""
+    length = response.headers.get("content-length")
+    check_length(length, limit)
+    encoding = response.headers.get("content-encoding")
+    if length is not None and encoding in (None, "", "identity"):
+        return await response.read()
+    return await read_body(response.content.iter_any(), encoding, limit)
 
 
 def _aiohttp_failure(exc: BaseException) -> WireError:
@@ -245,13 +293,16 @@ class HttpxWire:
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._limits = WireOptions(base_url="", headers={}, connect_timeout_s=0, read_timeout_s=0)
 
     async def open(self, options: WireOptions) -> None:
+        self._limits = options
         self._client = httpx.AsyncClient(
             base_url=options.base_url,
             transport=self._transport,
-            headers=dict(options.headers),
+            headers={"accept-encoding": ACCEPT_ENCODING, **options.headers},
             timeout=httpx.Timeout(options.read_timeout_s, connect=options.connect_timeout_s),
+            follow_redirects=False,
         )
 
     def _require(self) -> httpx.AsyncClient:
@@ -271,16 +322,20 @@ class HttpxWire:
         client = self._require()
         try:
             with anyio.fail_after(deadline_s):
-                response = await client.request(method, path, content=body, headers=headers)
+                async with client.stream(method, path, content=body, headers=headers) as response:
+                    check_not_redirect(response.status_code, response.headers.get("location"))
+                    content = await _httpx_body(response, self._limits.max_response_bytes)
         except TimeoutError as exc:
             raise WireError("timeout", f"no answer within {deadline_s:g}s") from exc
         except httpx.HTTPError as exc:
             raise _httpx_failure(exc) from exc
+        except UnusableResponseError as exc:
+            raise WireError("invalid", str(exc)) from exc
         content_type = _media_type(response.headers.get("content-type", ""))
         return WireResponse(
             response.status_code,
             content_type,
-            response.content,
+            content,
             response.reason_phrase,
             response.headers.get("retry-after"),
         )
@@ -292,9 +347,12 @@ class HttpxWire:
         client = self._require()
         try:
             async with client.stream(method, path, content=body, headers=headers) as response:
-                yield _HttpxStream(response)
+                check_not_redirect(response.status_code, response.headers.get("location"))
+                yield _HttpxStream(response, self._limits)
         except httpx.HTTPError as exc:
             raise _httpx_failure(exc) from exc
+        except UnusableResponseError as exc:
+            raise WireError("invalid", str(exc)) from exc
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -303,8 +361,9 @@ class HttpxWire:
 
 
 class _HttpxStream:
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, limits: WireOptions) -> None:
         self._response = response
+        self._limits = limits
 
     @property
     def status(self) -> int:
@@ -320,11 +379,25 @@ class _HttpxStream:
         return value
 
     async def read(self) -> bytes:
-        return await self._response.aread()
+        return await _httpx_body(self._response, self._limits.max_response_bytes)
 
-    async def lines(self) -> AsyncIterator[str]:
-        async for line in self._response.aiter_lines():
-            yield line
+    def lines(self) -> AsyncIterator[str]:
+        chunks, encoding = _httpx_raw(self._response)
+        return read_lines(chunks, encoding, self._limits.max_event_bytes)
+
+
+async def _httpx_body(response: httpx.Response, limit: int) -> bytes:
+    check_length(response.headers.get("content-length"), limit)
+    chunks, encoding = _httpx_raw(response)
+    return await read_body(chunks, encoding, limit)
+
+
+def _httpx_raw(response: httpx.Response) -> tuple[AsyncIterator[bytes], str | None]:
+    """The body's bytes as sent and their encoding; a response that came already read (from
+    ``httpx.MockTransport``) gives its content, decoded."""
+    if response.is_stream_consumed:
+        return response.aiter_bytes(), None
+    return response.aiter_raw(), response.headers.get("content-encoding")
 
 
 def _media_type(content_type: str) -> str:

@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 
 from aiplatform import __version__
 from aiplatform.engines.base import Engine
+from aiplatform.server.body_deadline import body_deadline_middleware
 from aiplatform.server.errors import EXCEPTION_HANDLERS
 from aiplatform.server.live import live_routes
 from aiplatform.server.routes import operation_route
@@ -46,7 +47,7 @@ def create_app(
         route_handlers=[*system_routes(engines), *_engine_routes(engines), *live_routes(engines)],
         lifespan=[run_engines],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[tenancy_middleware],
+        middleware=[body_deadline_middleware(settings.server.body_timeout_s), tenancy_middleware],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="aiplatform", version=__version__, path="/docs"),
         logging_config=None,

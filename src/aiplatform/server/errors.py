@@ -94,8 +94,19 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
     return error_response(500, "The server hit an internal error; it has been logged.")
 
 
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
+    """Input nested deeper than a decoder or validator can follow (a JSON body ~1000 levels
+    deep, wherever it is read) is the request's fault: a 400, never a 500. The traceback is
+    logged, so a recursion of the server's own still shows."""
+    logger.warning("recursion too deep on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(
+        400, "The request is nested too deeply to be read; flatten it.", code="nested_too_deeply"
+    )
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AIPlatformError: _platform_error,
     HTTPException: _http_exception,
+    RecursionError: _too_deep,
     Exception: _unexpected,
 }

@@ -7,13 +7,20 @@ message ``{"type": "end"}`` when done. The server answers with JSON text message
   grows (about once a second);
 - ``{"type": "transcript.final", "segment_id", "start", "end", "text", "words"}`` after a pause;
 - ``{"type": "speaker", "segment_id", "speaker"}`` when ``diarize=true`` and the speakers engine
-  runs: the enrolled name, or ``speaker_N`` for voices met in this session;
+  runs: the enrolled name, or ``speaker_N`` for voices met in this session; ``null`` for an
+  utterance shorter than ``MIN_SPEAKER_S`` (too short for a voice embedding: "yes" and a pause
+  is not attributed by guess);
 - ``{"type": "error", "error": {...}}`` (OpenAI's error body) and ``{"type": "session.done"}``.
+
+One utterance an engine refuses (a 4xx) costs that utterance only: an error event, and the
+session goes on. Finished utterances wait for transcription in a queue of at most
+``MAX_PENDING_FINALS``; a client that sends audio faster than it can be transcribed gets an
+error event and the close code 1013.
 
 Query parameters: ``sample_rate`` (must be 16000), ``language``, ``model``, ``diarize``.
 Close codes: 1000 done, 1003 unsupported audio format, 1007 malformed audio or message,
-1008 bad parameters, 1011 an engine failed. Transcription calls go through the ASR engine's
-protocol, so the ASR engine may be remote.
+1008 bad parameters, 1011 an engine failed, 1013 too much audio waiting for transcription.
+Transcription calls go through the ASR engine's protocol, so the ASR engine may be remote.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from aiplatform.audio.live import LiveSegmenter, Utterance
 from aiplatform.engines.asr.operations import TRANSCRIBE
 from aiplatform.engines.base import Engine
 from aiplatform.engines.speakers.operations import EMBED_SPEAKER, IDENTIFY_SPEAKERS
-from aiplatform.errors import AIPlatformError, InvalidRequestError
+from aiplatform.errors import AIPlatformError, InvalidRequestError, RateLimitError
 from aiplatform.forms import FilePart, convert_fields
 from aiplatform.server.errors import error_body
 
@@ -50,6 +57,12 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_MALFORMED = 1007
 CLOSE_POLICY = 1008
 CLOSE_ENGINE_FAILED = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+#: Final utterances that may wait for transcription; one more ends the session (1013).
+MAX_PENDING_FINALS = 16
+#: Utterances shorter than this get no speaker (the speakers engine needs a second of voice).
+MIN_SPEAKER_S = 1.0
 
 
 class _Query(msgspec.Struct, kw_only=True):
@@ -169,7 +182,8 @@ class _Session:
                         ),
                     )
                     return CLOSE_MALFORMED, "odd byte count"
-                self._enqueue(self._segmenter.feed(pcm16_to_float(data)))
+                if not self._enqueue(self._segmenter.feed(pcm16_to_float(data))):
+                    return await self._overflowed()
             elif isinstance(text, str):
                 try:
                     control = msgspec.json.decode(text)
@@ -180,29 +194,53 @@ class _Session:
                         self._socket, InvalidRequestError('Text messages must be {"type": "end"}.')
                     )
                     return CLOSE_MALFORMED, "unknown message"
-                self._enqueue(self._segmenter.flush())
+                if not self._enqueue(self._segmenter.flush()):
+                    return await self._overflowed()
                 return 1000, "done"
 
-    def _enqueue(self, utterance: Utterance | None) -> None:
+    def _enqueue(self, utterance: Utterance | None) -> bool:
+        """Queue ``utterance`` for transcription; False when the queue of finals is full."""
         if utterance is None:
-            return
+            return True
         if utterance.kind == "final":
+            if len(self._finals) >= MAX_PENDING_FINALS:
+                return False
             self._finals.append(utterance)
             self._pending = None
         else:
             self._pending = utterance  # a newer partial replaces one not yet transcribed
         self._wake.set()
+        return True
+
+    async def _overflowed(self) -> tuple[int, str]:
+        await _send_error(
+            self._socket,
+            RateLimitError(
+                f"{MAX_PENDING_FINALS} utterances are already waiting for transcription; "
+                "send audio no faster than real time.",
+                code="live_backlog_full",
+            ),
+        )
+        self._finals.clear()  # what the session ends with: nothing more is transcribed
+        self._pending = None
+        return CLOSE_TRY_AGAIN_LATER, "too much audio waiting"
 
     async def _transcribe_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
             while self._finals or self._pending is not None:
-                if self._finals:
-                    await self._final(self._finals.pop(0))
-                elif self._pending is not None:
-                    utterance, self._pending = self._pending, None
-                    await self._partial(utterance)
+                try:
+                    if self._finals:
+                        await self._final(self._finals.pop(0))
+                    elif self._pending is not None:
+                        utterance, self._pending = self._pending, None
+                        await self._partial(utterance)
+                except AIPlatformError as exc:
+                    if exc.status_code >= 500:
+                        raise
+                    # the engines refused this utterance; the next ones are theirs to judge
+                    await _send_error(self._socket, exc)
             if self._ended and not self._finals:
                 return
 
@@ -250,10 +288,14 @@ class _Session:
         )
         await _send(self._socket, final)
         if self._speakers is not None and result.text:
-            speaker = await self._speaker_of(utterance)
+            speaker = await self._speaker_of(utterance) if self._long_enough(utterance) else None
             await _send(
                 self._socket, {"type": "speaker", "segment_id": utterance.index, "speaker": speaker}
             )
+
+    @staticmethod
+    def _long_enough(utterance: Utterance) -> bool:
+        return utterance.samples.size >= MIN_SPEAKER_S * SAMPLE_RATE
 
     async def _speaker_of(self, utterance: Utterance) -> str:
         """The enrolled name of the utterance's voice, else the session's label for it (a new

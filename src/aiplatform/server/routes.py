@@ -14,16 +14,21 @@ from typing import Any
 import msgspec
 from litestar import Request, route
 from litestar.datastructures import UploadFile
+from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
+from aiplatform.api.ids import check_id
 from aiplatform.api.openai import ErrorBody, ErrorResponse
 from aiplatform.engines.base import Engine, Operation
 from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError
-from aiplatform.forms import FilePart, convert_fields, decode_form
+from aiplatform.forms import FilePart, FormError, convert_fields, decode_form
+from aiplatform.server.disconnect import unless_disconnected
+from aiplatform.server.openapi import documented_operation
+from aiplatform.server.strict import strict_json
 from aiplatform.sse import DONE_EVENT, encode_event
 
 __all__ = ["operation_route"]
@@ -35,10 +40,13 @@ _ERROR_RESPONSES = {
     for status, description in (
         (400, "Invalid request"),
         (404, "Unknown model or resource"),
+        (408, "The request body did not arrive in time"),
         (409, "Conflicts with what exists (a name or id taken)"),
         (413, "Request body too large"),
         (429, "Too many requests: retry later"),
+        (502, "A forwarded engine answered badly (too large, malformed, a redirect)"),
         (503, "Engine unavailable (loading, failed, or remote unreachable)"),
+        (504, "A forwarded engine did not answer in time"),
     )
 }
 
@@ -55,16 +63,18 @@ def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHa
         if logger.isEnabledFor(logging.DEBUG):
             _log_unknown_fields(await request.body(), op)
         if op.path_params:
-            data = msgspec.structs.replace(data, **request.path_params)
-        return await _answer(engine, op, data, encoder)
+            ids = {name: check_id(name, value) for name, value in request.path_params.items()}
+            data = msgspec.structs.replace(data, **ids)
+        return await _answer(engine, op, data, encoder, request)
 
-    # The request type is set at runtime so litestar decodes it and documents it in OpenAPI.
+    # The request type is set at runtime so litestar documents it in OpenAPI; StrictJSON
+    # (the route's DTO) decodes it.
     handler.__annotations__ = {
         "data": JSONBody[op.request],  # type: ignore[misc,name-defined]
         "request": Request,
         "return": ASGIResponse,
     }
-    return _mount(handler, engine, op)
+    return _mount(handler, engine, op, dto=strict_json(op.request))
 
 
 def _form_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
@@ -77,7 +87,12 @@ def _form_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandle
             raise InvalidRequestError(
                 f"{op.path} takes multipart/form-data, not {content_type or 'an empty body'}."
             )
-        form = await request.form()
+        try:
+            form = await request.form()
+        except HTTPException as exc:
+            if exc.status_code != 400:
+                raise
+            raise FormError(f"The {content_type} body cannot be read: {exc.detail}") from exc
         items: list[tuple[str, str | FilePart]] = []
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
@@ -90,7 +105,7 @@ def _form_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandle
             else:
                 items.append((name, str(value)))
         items.extend(request.path_params.items())
-        return await _answer(engine, op, decode_form(items, op.request), encoder)
+        return await _answer(engine, op, decode_form(items, op.request), encoder, request)
 
     handler.__annotations__ = {"request": Request, "return": ASGIResponse}
     return _mount(handler, engine, op)
@@ -103,23 +118,29 @@ def _query_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandl
     async def handler(request: Request[Any, Any, Any]) -> ASGIResponse:
         params = {**dict(request.query_params.items()), **request.path_params}
         data = convert_fields(params, op.request, "query parameters")
-        return await _answer(engine, op, data, encoder)
+        return await _answer(engine, op, data, encoder, request)
 
     handler.__annotations__ = {"request": Request, "return": ASGIResponse}
     return _mount(handler, engine, op)
 
 
 async def _answer(
-    engine: Engine, op: Operation[Any, Any, Any], data: Any, encoder: msgspec.json.Encoder
+    engine: Engine,
+    op: Operation[Any, Any, Any],
+    data: Any,
+    encoder: msgspec.json.Encoder,
+    request: Request[Any, Any, Any],
 ) -> ASGIResponse:
     """Call the engine: one response (rendered as the request asked), or an SSE stream.
 
-    Responses are built as litestar's low-level ASGI responses (the route's return annotation
-    says so), which skips the per-request conversion of a ``Response``: this is the
-    path every forwarded call takes twice, on the gateway and on the pod."""
+    The call is cancelled if the client disconnects before its answer (or a stream's first
+    chunk) is ready. Responses are built as litestar's low-level ASGI responses (the route's
+    return annotation says so), which skips the per-request conversion of a ``Response``: this
+    is the path every forwarded call takes twice, on the gateway and on the pod."""
     if op.wants_stream(data):
-        return await _stream_response(engine.stream(op, data), encoder)
-    result = await engine.invoke(op, data)
+        stream = engine.stream(op, data)
+        return await unless_disconnected(request.receive, lambda: _stream_response(stream, encoder))
+    result = await unless_disconnected(request.receive, lambda: engine.invoke(op, data))
     rendered = op.render(data, result) if op.render is not None else None
     if rendered is not None:
         body, media_type = rendered
@@ -127,7 +148,9 @@ async def _answer(
     return ASGIResponse(body=encoder.encode(result), media_type="application/json")
 
 
-def _mount(handler: Any, engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
+def _mount(
+    handler: Any, engine: Engine, op: Operation[Any, Any, Any], dto: Any = None
+) -> HTTPRouteHandler:
     handler.__name__ = handler.__qualname__ = f"{engine.kind.name}_{op.name}"
     return route(
         op.path_with(lambda name: f"{{{name}:str}}"),  # litestar's spelling
@@ -137,6 +160,9 @@ def _mount(handler: Any, engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRo
         tags=list(op.tags) or [engine.kind.name],
         operation_id=f"{engine.kind.name}_{op.name}",
         status_code=200,
+        dto=dto,
+        return_dto=None,
+        operation_class=documented_operation(op),
         responses={
             200: ResponseSpec(
                 data_container=op.response,

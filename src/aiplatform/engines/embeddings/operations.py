@@ -8,6 +8,17 @@ from aiplatform.engines.base import Example, NoChunk, Operation
 
 __all__ = ["EMBED"]
 
+
+def _one_embedding_per_input(request: EmbeddingRequest, response: EmbeddingResponse) -> str | None:
+    inputs = request.input
+    tokens = bool(inputs) and isinstance(inputs[0], int)  # one input as token ids
+    count = 1 if isinstance(inputs, str) or tokens else len(inputs)
+    indexes = sorted(item.index for item in response.data)
+    if indexes != list(range(count)):
+        return f"{len(response.data)} embeddings (indexes {indexes[:8]}) for {count} inputs"
+    return None
+
+
 EMBED: Operation[EmbeddingRequest, EmbeddingResponse, NoChunk] = Operation(
     name="embed",
     method="POST",
@@ -17,6 +28,7 @@ EMBED: Operation[EmbeddingRequest, EmbeddingResponse, NoChunk] = Operation(
     example=Example(
         request=EmbeddingRequest(input=["The cat sits on the mat.", "Revenue grew by a tenth."])
     ),
+    check_upstream=_one_embedding_per_input,
     summary="Create embeddings (OpenAI-compatible)",
     tags=("embeddings",),
 )

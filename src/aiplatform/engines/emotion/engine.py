@@ -11,6 +11,7 @@ from aiplatform.engines.emotion.kind import EMOTION
 from aiplatform.engines.emotion.operations import CLASSIFY_EMOTION
 from aiplatform.engines.emotion.settings import EmotionSettings
 from aiplatform.engines.emotion.timeline import smoothed_timeline, top_label
+from aiplatform.engines.finite import finite_float32
 from aiplatform.engines.local import LocalEngine
 from aiplatform.errors import InvalidRequestError, check_model
 
@@ -55,6 +56,7 @@ class LocalEmotionEngine(LocalEngine):
         segments: list[TimedText] | None = request.segments
         if segments is not None:
             texts = [segment.text for segment in segments]
+            finite_float32([(segment.start, segment.end) for segment in segments], "segments")
             for index, segment in enumerate(segments):
                 if segment.end < segment.start:
                     raise InvalidRequestError(

@@ -34,7 +34,6 @@ from aiplatform.errors import (
     InternalError,
     InvalidRequestError,
     RateLimitError,
-    error_for_status,
 )
 
 __all__ = ["Handler", "JobContext", "JobRunner"]
@@ -319,8 +318,11 @@ class JobRunner:
 
 
 def _deadline_error() -> dict[str, Any]:
+    # The job's own time ran out, not an upstream's: a server error with the 504 status.
     return error_object(
-        error_for_status(
-            504, "The job did not finish before its deadline.", code="job_deadline_exceeded"
+        InternalError(
+            "The job did not finish before its deadline.",
+            code="job_deadline_exceeded",
+            status_code=504,
         )
     )

@@ -1,6 +1,10 @@
 """The job runner's SQLite file: one table of jobs, written in WAL mode with
 ``synchronous=FULL`` so that a job acknowledged to its submitter survives a crash or power loss.
 
+A payload may hold a user's text (an ingest job's documents), and it leaves the disk with its
+job: ``secure_delete`` overwrites the pages a deleted row (or a dropped payload) frees, and
+every write that drops payloads checkpoints the log, which still holds the old pages.
+
 One connection, used under a lock: the job table's reads and writes are small and few (a
 handful per job run), so they never wait long on each other.
 """
@@ -78,6 +82,7 @@ class JobStore:
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA secure_delete=ON")
         connection.executescript(_SCHEMA)
         self._connection = connection
         now = time.time()
@@ -98,6 +103,7 @@ class JobStore:
             db.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
             db.execute("UPDATE jobs SET not_before = 0 WHERE status = 'deferred'")
             self._purge(db, now)
+        self._checkpoint()
         return ids
 
     @staticmethod
@@ -112,6 +118,12 @@ class JobStore:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+
+    def _checkpoint(self) -> None:
+        """Copy the log into the file and truncate it, so payloads dropped or deleted leave the
+        log too."""
+        with self._lock:
+            self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -252,6 +264,8 @@ class JobStore:
                 "WHERE id = ?",
                 [(_json(error), now, job_id) for job_id in ids],
             )
+        if ids:
+            self._checkpoint()
         return ids
 
     def next_wake(self, now: float) -> float | None:
@@ -308,6 +322,8 @@ class JobStore:
                     job.id,
                 ),
             )
+        if job.status in ("succeeded", "failed", "cancelled"):
+            self._checkpoint()
 
     def cancel(self, owner: str, job_id: str, now: float) -> Job:
         """Cancel the owner's job if it waits or runs (a running one's run is stopped by the
@@ -318,6 +334,7 @@ class JobStore:
                 "WHERE owner = ? AND id = ? AND status IN ('queued', 'deferred', 'running')",
                 (now, owner, job_id),
             )
+        self._checkpoint()
         return self.get(owner, job_id)
 
     def delete_subject(self, owner: str, subject: str) -> list[str]:
@@ -331,6 +348,7 @@ class JobStore:
                 )
             ]
             db.execute("DELETE FROM jobs WHERE owner = ? AND subject = ?", (owner, subject))
+        self._checkpoint()
         return running
 
 

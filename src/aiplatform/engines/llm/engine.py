@@ -90,6 +90,11 @@ def make_model(settings: LLMModelSettings) -> LLMModel:
     return LlamaCppModel(settings)
 
 
+def _running_of(pool: ThreadPool) -> Callable[[], int]:
+    """How many of ``pool``'s calls are running on its threads right now."""
+    return lambda: pool.running
+
+
 @dataclass(slots=True)
 class _Started:
     """First item of every generation: the prompt's size, once it is known to fit."""
@@ -130,6 +135,7 @@ class LocalLLMEngine(LocalEngine):
                 if model.name in configured
                 else None,
                 manage=models is None,
+                running=_running_of(self._pools[model.name]),
             )
             for model in built
         }
@@ -388,8 +394,7 @@ class LocalLLMEngine(LocalEngine):
         ticket = pool.admit()  # refused at once (429) when the model's queue is full
         try:
             was_loaded = resident.loaded
-            await resident.acquire()
-            if not was_loaded:
+            if await resident.acquire() or not was_loaded:
                 pool.backlog.renew(ticket)  # the wait for an on-demand load is not the queue's
             try:
                 async for item in pool.iterate(generation, ticket=ticket):

@@ -111,11 +111,13 @@ def _choice(text: str, alternatives: int | None) -> TokenChoice | None:
     return TokenChoice(text, -0.5, ((text, -0.5), *others)[:alternatives])
 
 
-def _instance(schema: dict[str, Any]) -> Any:
+def _instance(schema: dict[str, Any] | bool) -> Any:
     """A small value that satisfies a JSON schema's common keywords."""
+    if not isinstance(schema, dict):  # a boolean schema: true takes anything, {} among them
+        schema = {}
     if "const" in schema:
         return schema["const"]
-    if "enum" in schema:
+    if schema.get("enum"):
         return schema["enum"][0]
     for key in ("anyOf", "oneOf", "allOf"):
         if schema.get(key):
@@ -125,7 +127,8 @@ def _instance(schema: dict[str, Any]) -> Any:
         kind = kind[0]
     if kind == "object":
         properties = schema.get("properties", {})
-        return {name: _instance(properties[name]) for name in schema.get("required", properties)}
+        names = schema.get("required", properties)
+        return {name: _instance(properties.get(name, {})) for name in names}
     if kind == "array":
         return [_instance(schema.get("items", {}))] * int(schema.get("minItems", 0))
     return {"string": "text", "integer": 1, "number": 1.5, "boolean": True, "null": None}.get(

@@ -29,6 +29,7 @@ from aiplatform.engines.llm.generation import (
     token_choice,
 )
 from aiplatform.engines.llm.pieces import PieceAssembler
+from aiplatform.engines.llm.schema_limits import MAX_GRAMMAR_BYTES
 from aiplatform.engines.llm.settings import LLMModelSettings
 from aiplatform.engines.llm.templates import ChatTemplate, Message, RenderedPrompt
 from aiplatform.errors import InvalidRequestError
@@ -214,12 +215,20 @@ def grammar_text(params: SamplingParams) -> str | None:
     if params.json_schema is None:
         return str(JSON_GBNF)
     try:
-        return str(json_schema_to_gbnf(json.dumps(params.json_schema)))
+        text = str(json_schema_to_gbnf(json.dumps(params.json_schema)))
     except Exception as exc:  # the converter raises several kinds for unsupported schemas
         raise InvalidRequestError(
             f"response_format json_schema cannot be held by a grammar: {exc}",
             param="response_format",
         ) from exc
+    if len(text) > MAX_GRAMMAR_BYTES:  # schema_limits' estimate keeps this from happening
+        raise InvalidRequestError(
+            f"The JSON schema's grammar is {len(text)} bytes, above the limit of "
+            f"{MAX_GRAMMAR_BYTES}.",
+            param="response_format",
+            code="schema_too_large",
+        )
+    return text
 
 
 def _grammar(params: SamplingParams) -> Any:

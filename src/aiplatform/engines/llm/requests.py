@@ -7,6 +7,7 @@ from typing import Any
 
 from aiplatform.api.chat import ChatCompletionRequest, ChatMessage, CompletionRequest
 from aiplatform.engines.llm.generation import SamplingParams
+from aiplatform.engines.llm.schema_limits import SchemaSize, check_limits
 from aiplatform.errors import InvalidRequestError
 
 __all__ = [
@@ -103,11 +104,17 @@ def json_format(request: ChatCompletionRequest) -> tuple[bool, dict[str, object]
     return True, schema
 
 
-def check_schema(schema: dict[str, object], param: str) -> None:
-    """Refuse a JSON schema that is not valid JSON Schema, naming what is wrong."""
+def check_schema(schema: dict[str, Any], param: str, *, prefix: int = 0) -> SchemaSize:
+    """Refuse a JSON schema past the limits of ``schema_limits`` or that is not valid JSON
+    Schema, naming ``param`` and what is wrong; its size when it is accepted.
+
+    The limits are checked first: jsonschema recurses through the schema, and a deep one would
+    overflow the stack.
+    """
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
+    size = check_limits(schema, param, prefix=prefix)
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -115,6 +122,7 @@ def check_schema(schema: dict[str, object], param: str) -> None:
         raise InvalidRequestError(
             f"The JSON schema is invalid at {where}: {exc.message}", param=param
         ) from exc
+    return size
 
 
 def stop_sequences(stop: str | list[str] | None) -> tuple[str, ...]:

@@ -1,15 +1,30 @@
-"""Whether a model is in memory: load on demand, explicit load/unload, unload when idle."""
+"""Whether a model is in memory: load on demand, explicit load/unload, unload when idle.
+
+One lock orders every change of residency against the start of a generation: ``acquire``
+counts a generation only under it, and an unload checks that none is counted (and that no
+generation thread is still winding down) and frees the model while holding it. So a
+generation never starts on a model being freed; one that arrives during an unload waits for
+it and loads the model again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
+
+import anyio
 
 from aiplatform.engines.llm.generation import LLMModel
 from aiplatform.errors import ConflictError
 
 __all__ = ["Resident"]
+
+#: How long an unload waits for generation threads that were told to stop (a client left)
+#: to finish their current token; they check between tokens, so this is ample.
+_WIND_DOWN_S = 10.0
+_WIND_DOWN_POLL_S = 0.01
 
 
 class Resident:
@@ -22,12 +37,16 @@ class Resident:
         *,
         idle_unload_s: float | None,
         manage: bool,
+        running: Callable[[], int] = lambda: 0,
     ) -> None:
         self.model = model
         self.idle_unload_s = idle_unload_s
         #: models handed in by a caller stay loaded and are never unloaded here
         self._manage = manage
         self._executor = executor
+        #: generation threads still at work on the model (one told to stop ends at its next
+        #: token, after its request has already released the model)
+        self._running = running
         self._lock: asyncio.Lock | None = None
         self.loaded = not manage
         self.active = 0
@@ -45,22 +64,24 @@ class Resident:
             self.loaded = False
             self.model.unload()
 
-    async def acquire(self) -> None:
-        """Make sure the model is loaded and count one more generation on it."""
-        if not self.loaded:
-            async with self._guard():
-                if not self.loaded:
-                    await self._blocking(self.model.load)
-                    self.loaded = True
-        self.active += 1
-        self.last_used = time.monotonic()
+    async def acquire(self) -> bool:
+        """Make sure the model is loaded and count one more generation on it; waits for an
+        unload under way. True when this call loaded the model."""
+        async with self._guard():
+            loaded_here = False
+            if not self.loaded:
+                await self._blocking(self.model.load)
+                self.loaded = loaded_here = True
+            self.active += 1
+            self.last_used = time.monotonic()
+        return loaded_here
 
     def release(self) -> None:
         self.active -= 1
         self.last_used = time.monotonic()
 
     async def unload(self) -> None:
-        """Release the model's memory; refused while generations run on it."""
+        """Release the model's memory; refused (409) while generations run on it."""
         async with self._guard():
             if self.active:
                 raise ConflictError(
@@ -68,26 +89,50 @@ class Resident:
                     "unload it when they finish.",
                     param="model",
                 )
-            if self.loaded and self._manage:
-                await self._blocking(self.model.unload)
-                self.loaded = False
+            await self._unload_locked()
 
     async def unload_if_idle(self) -> bool:
-        if (
-            self.idle_unload_s is None
-            or not self.loaded
-            or self.active
-            or time.monotonic() - self.last_used < self.idle_unload_s
-        ):
+        """Unload the model when nothing has used it for ``idle_unload_s``; never raises for a
+        model that became busy meanwhile. True when it was unloaded."""
+        if not self._idle():
             return False
-        await self.unload()
+        async with self._guard():
+            if not self._idle():  # a request came in while this waited for the lock
+                return False
+            await self._unload_locked()
         return not self.loaded
+
+    def _idle(self) -> bool:
+        return (
+            self.idle_unload_s is not None
+            and self.loaded
+            and not self.active
+            and time.monotonic() - self.last_used >= self.idle_unload_s
+        )
+
+    async def _unload_locked(self) -> None:
+        if not (self.loaded and self._manage):
+            return
+        with anyio.move_on_after(_WIND_DOWN_S) as waiting:
+            while self._running():  # noqa: ASYNC110 (threads signal no event to the loop)
+                await anyio.sleep(_WIND_DOWN_POLL_S)
+        if waiting.cancelled_caught:
+            raise ConflictError(
+                f"Model '{self.model.name}' still has generations finishing; unload it later.",
+                param="model",
+            )
+        await self._blocking(self.model.unload)
+        self.loaded = False
 
     def _guard(self) -> asyncio.Lock:
         if self._lock is None:
             self._lock = asyncio.Lock()
         return self._lock
 
-    async def _blocking(self, fn: object) -> None:
+    async def _blocking(self, fn: Callable[[], None]) -> None:
+        """``fn`` on the model's threads, finished even when the caller is cancelled: a load
+        or unload left half done would leave ``loaded`` wrong."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, fn)  # type: ignore[arg-type]
+        future = loop.run_in_executor(self._executor, fn)
+        with anyio.CancelScope(shield=True):
+            await future

@@ -17,10 +17,16 @@ from typing import Any, Literal
 
 from aiplatform.api.chat import FunctionCall, NamedToolChoice, Tool, ToolCall
 from aiplatform.engines.llm.requests import check_schema
+from aiplatform.engines.llm.schema_limits import SchemaSize, check_total, measure
 from aiplatform.errors import InvalidRequestError
 
 __all__ = ["ToolPlan", "plan_tools"]
 
+#: Grammar bytes of the call around one tool's parameters (its name, "arguments", braces).
+_CALL_BYTES = 512
+#: The length of the grammar rule names a tool's parameters get inside the call's grammar
+#: (``alternative-<n>-arguments-``).
+_CALL_PREFIX = 32
 _FENCE = re.compile(r"^\s*(?:```(?:json)?|<tool_call>)\s*|\s*(?:```|</tool_call>)\s*$")
 
 
@@ -78,9 +84,10 @@ def plan_tools(
     choice: Literal["none", "auto", "required"] | NamedToolChoice | None,
 ) -> ToolPlan | None:
     """How this request uses its tools; None when it uses none."""
-    for tool in tools or ():
+    for index, tool in enumerate(tools or ()):
         if tool.function.parameters is not None:
-            check_schema(tool.function.parameters, "tools")
+            param = f"tools[{index}].function.parameters"
+            check_schema(tool.function.parameters, param, prefix=_CALL_PREFIX)
     if not tools:
         if choice not in (None, "none", "auto"):
             raise InvalidRequestError(
@@ -103,6 +110,15 @@ def plan_tools(
 
 
 def _call_schema(tools: Sequence[Tool]) -> dict[str, Any]:
+    """The schema a required call follows; one grammar holds every tool's parameters, so
+    their sizes add up against the limits."""
+    total = SchemaSize()
+    for tool in tools:
+        call = _CALL_BYTES + 3 * len(tool.function.name)
+        total += SchemaSize(properties=2, enum_values=1, grammar_bytes=call)
+        if tool.function.parameters is not None:  # within the limits: checked one by one
+            total += measure(tool.function.parameters, prefix=_CALL_PREFIX)
+    check_total(total, "tools")
     options = [
         {
             "type": "object",

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import anyio.abc
-import numpy as np
 
 from aiplatform.api.rag import (
     ChunkingOptions,
@@ -23,7 +22,8 @@ from aiplatform.api.rag import (
     SearchHit,
     SearchRequest,
 )
-from aiplatform.engines.rag.chunking import split_text
+from aiplatform.engines.finite import finite_float32
+from aiplatform.engines.rag.chunking import chunk_documents
 from aiplatform.engines.rag.embedding import Embedder, unit
 from aiplatform.engines.rag.index import Vectors
 from aiplatform.engines.rag.search import search_collection
@@ -170,12 +170,20 @@ class RagCore:
         chunking: ChunkingOptions,
         *,
         filename: str | None = None,
+        param: str = "documents",
+        job: bool = False,
     ) -> list[PreparedDocument]:
-        """Documents chunked and embedded, ready to store."""
-        pieces = [
-            split_text(document.text, chunking.chunk_size, chunking.chunk_overlap)
-            for document in documents
-        ]
+        """Documents chunked (on a worker thread: it is CPU work) and embedded, ready to store;
+        a 400 before anything is embedded when they make more chunks than a request (or, for
+        ``job``, an ingest job) may."""
+        pieces = await self.run_blocking(
+            lambda: chunk_documents(
+                [document.text for document in documents],
+                chunking.chunk_size,
+                chunking.chunk_overlap,
+                **self.chunk_limit(param, job=job),
+            )
+        )
         texts = [chunk.text for chunks in pieces for chunk in chunks]
         vectors = await self.embedder.embed(row, texts)
         prepared = []
@@ -193,6 +201,21 @@ class RagCore:
             )
             offset += len(chunks)
         return prepared
+
+    def chunk_limit(self, param: str, *, job: bool) -> dict[str, Any]:
+        """The most chunks a request (or an ingest job) may make, as :func:`chunk_documents`
+        takes it."""
+        if job:
+            return {
+                "limit": self.settings.max_chunks_per_job,
+                "param": param,
+                "setting": "engines.rag.max_chunks_per_job",
+            }
+        return {
+            "limit": self.settings.max_chunks_per_request,
+            "param": param,
+            "setting": "engines.rag.max_chunks_per_request",
+        }
 
     # -- search --------------------------------------------------------------------------------
 
@@ -225,7 +248,7 @@ class RagCore:
                     param="vector",
                     code="dimension_mismatch",
                 )
-            return unit(np.asarray([request.vector], dtype=np.float32))
+            return unit(finite_float32([request.vector], "vector"))
         assert request.query is not None
         return await self.embedder.embed(row, [request.query])
 

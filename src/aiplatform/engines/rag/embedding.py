@@ -38,19 +38,36 @@ class Embedder:
     async def embed_with(
         self, model: str | None, dimension: int | None, texts: list[str]
     ) -> Vectors:
-        rows: list[list[float]] = []
+        """Unit vectors of ``texts``, filled into one float32 array batch by batch: only one
+        batch's answer is ever held as Python floats."""
         size = self._batch_size
+        out: Vectors | None = None
         for start in range(0, len(texts), size):
             batch: list[str | int | list[int]] = list(texts[start : start + size])
             request = EmbeddingRequest(input=batch, model=model, dimensions=dimension)
             response = await self._embeddings.invoke(EMBED, request)
-            for item in sorted(response.data, key=lambda item: item.index):
+            items = sorted(response.data, key=lambda item: item.index)
+            if len(items) != len(batch):
+                raise InvalidRequestError(
+                    f"The embeddings engine answered {len(items)} vectors for {len(batch)} texts."
+                )
+            rows: list[list[float]] = []
+            for item in items:
                 if not isinstance(item.embedding, list):
                     raise InvalidRequestError("The embeddings engine answered base64 vectors.")
                 rows.append(item.embedding)
-        if not rows:
+            answered = np.asarray(rows, dtype=np.float32)
+            del rows, items, response
+            if out is None:
+                out = np.empty((len(texts), answered.shape[1]), dtype=np.float32)
+            elif answered.shape[1] != out.shape[1]:
+                raise InvalidRequestError(
+                    "The embeddings engine answered vectors of different sizes."
+                )
+            out[start : start + answered.shape[0]] = unit(answered)
+        if out is None:
             return np.zeros((0, dimension or 0), dtype=np.float32)
-        return unit(np.asarray(rows, dtype=np.float32))
+        return out
 
     async def embedding_space(
         self, model: str | None, dimension: int | None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.abc
 import msgspec
 
@@ -43,7 +44,7 @@ from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.rag import operations as ops
 from aiplatform.engines.rag.core import DOCUMENTS, RagCore, public_document
 from aiplatform.engines.rag.embedding import Embedder
-from aiplatform.engines.rag.extract import extract_text
+from aiplatform.engines.rag.extract import ExtractRequest, extract_bounded, needs_process
 from aiplatform.engines.rag.index import IndexParams
 from aiplatform.engines.rag.ingest import JOB_RETRY_S, IngestJobs
 from aiplatform.engines.rag.kind import RAG
@@ -51,10 +52,18 @@ from aiplatform.engines.rag.memory import ConversationMemory
 from aiplatform.engines.rag.settings import RagSettings
 from aiplatform.engines.rag.store import RagStore
 from aiplatform.engines.settings import default_data_dir
+from aiplatform.engines.workers import WorkerPool
 from aiplatform.errors import EngineUnavailableError, InvalidRequestError
+from aiplatform.forms import FilePart
 from aiplatform.tenant import current_tenant
 
 __all__ = ["JOB_RETRY_S", "LocalRagEngine"]
+
+#: Worker processes that extract PDF and HTML uploads, and uploads that may wait for one.
+_EXTRACT_WORKERS = 2
+_EXTRACT_QUEUE = 8
+#: Seconds past the extraction budget before a worker that overran it is killed.
+_EXTRACT_GRACE_S = 5.0
 
 
 class LocalRagEngine(LocalEngine):
@@ -80,6 +89,8 @@ class LocalRagEngine(LocalEngine):
         self._core = RagCore(self._store, embedder, settings, self.run_blocking)
         self._jobs = IngestJobs(self._core, folder)
         self._memory = ConversationMemory(self._core)
+        self._extraction: WorkerPool | None = None
+        self._extraction_lock: anyio.Lock | None = None
         jobs, memory = self._jobs, self._memory
         self.bind(ops.CREATE_COLLECTION, self.create_collection)
         self.bind(ops.LIST_COLLECTIONS, self.list_collections)
@@ -182,9 +193,7 @@ class LocalRagEngine(LocalEngine):
     async def upload_document(self, request: DocumentFileRequest) -> DocumentRecord:
         core = self._core
         row = await core.collection(request.collection_id)
-        text = await self.run_blocking(
-            extract_text, request.file.data, request.file.filename, request.file.content_type
-        )
+        text = await self._extract(request.file)
         metadata = _metadata_field(request.metadata)
         document = DocumentInput(text=text, id=request.id, metadata=metadata)
         chunking = ChunkingOptions(
@@ -192,10 +201,67 @@ class LocalRagEngine(LocalEngine):
         )
         (checked,) = core.checked([document], param="file")
         await core.refuse_existing(row, [checked])
-        prepared = await core.prepare(row, [checked], chunking, filename=request.file.filename)
+        prepared = await core.prepare(
+            row, [checked], chunking, filename=request.file.filename, param="file"
+        )
         (added,) = await self.run_blocking(self._store.add_documents, row, prepared)
         core.schedule_maintenance(row)
         return public_document(added)
+
+    async def _extract(self, file: FilePart) -> str:
+        """The upload's text, within the extraction bounds. PDF and HTML are parsed in a
+        worker process, killed at the deadline: pypdf parses a page's content stream in one
+        step no check interrupts."""
+        settings = self._settings
+        request = ExtractRequest(
+            data=file.data,
+            filename=file.filename,
+            content_type=file.content_type,
+            max_chars=settings.max_document_chars,
+            max_pages=settings.max_pdf_pages,
+            timeout_s=settings.extract_timeout_s,
+        )
+        if not needs_process(file.data, file.filename, file.content_type):
+            return await self.run_blocking(extract_bounded, request)
+        pool = await self._extraction_pool()
+        # the worker stops itself at the budget; this is the hard stop when a step overruns
+        # it (and the wait for a free worker, itself bounded by the pool's queue timeout)
+        try:
+            with anyio.fail_after(2 * settings.extract_timeout_s + _EXTRACT_GRACE_S):
+                return await pool.call(extract_bounded, request)
+        except TimeoutError:
+            raise InvalidRequestError(
+                f"file took longer to read than the {settings.extract_timeout_s:g} s an upload "
+                "may take (engines.rag.extract_timeout_s).",
+                param="file",
+                code="extraction_too_slow",
+            ) from None
+
+    async def _extraction_pool(self) -> WorkerPool:
+        """The worker processes that extract files, started at the first upload that needs
+        them."""
+        if self._extraction is None:
+            if self._extraction_lock is None:
+                self._extraction_lock = anyio.Lock()
+            async with self._extraction_lock:
+                if self._extraction is None:
+                    pool = WorkerPool(
+                        "Engine 'rag' (file extraction)",
+                        workers=_EXTRACT_WORKERS,
+                        max_queue=_EXTRACT_QUEUE,
+                        queue_timeout_s=self._settings.extract_timeout_s,
+                    )
+                    await pool.start()
+                    self._extraction = pool
+        return self._extraction
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await super().__aexit__(*exc_info)
+        finally:
+            pool, self._extraction = self._extraction, None
+            if pool is not None:
+                await pool.close()
 
     async def list_documents(self, request: DocumentListRequest) -> DocumentList:
         row = await self._core.collection(request.collection_id)

@@ -8,7 +8,8 @@ Index types:
 
 - ``flat``: exact search; ids removed at once.
 - ``hnsw``: a graph index. FAISS cannot take nodes out of it, so removed ids are masked at search
-  time until :attr:`VectorIndex.wants_rebuild` says the masked share is worth a rebuild.
+  time until :attr:`VectorIndex.wants_rebuild` says the masked share is worth a rebuild. Masked
+  vectors are never written: :meth:`VectorIndex.save` compacts the graph first.
 - ``ivf``: exact (flat) until the collection reaches ``ivf_min_train`` vectors, then clustered
   into about ``4·√n`` lists trained on the collection; ids removed at once.
 """
@@ -113,6 +114,26 @@ class VectorIndex:
                 self.index_type == "ivf" and not self.is_ivf and total >= self._params.ivf_min_train
             )
 
+    @property
+    def masked_count(self) -> int:
+        """Removed vectors still in the graph (masked at search time)."""
+        with self._lock:
+            return len(self._masked)
+
+    def _compact(self) -> None:
+        """Rebuild the graph without its masked vectors (under the lock), so that a removed
+        vector leaves the index, and with it the file the index is written to."""
+        faiss = _faiss()
+
+        total = int(self._index.ntotal)
+        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        vectors = self._index.index.reconstruct_n(0, total) if total else None
+        keep = ~np.isin(ids, np.fromiter(self._masked, dtype=np.int64))
+        fresh = self._empty()
+        if vectors is not None and keep.any():
+            fresh.add_with_ids(np.ascontiguousarray(vectors[keep]), ids[keep])
+        self._index, self._masked = fresh, set()
+
     def replace_with(self, other: VectorIndex) -> None:
         with self._lock:
             self._index, self._masked = other._index, set(other._masked)
@@ -210,11 +231,14 @@ class VectorIndex:
 
     def save(self, path: Path) -> None:
         """Write the index to ``path`` atomically: a crash leaves the old file or the new one.
-        Masked ids are not saved; loading finds them missing from the database again."""
+        Masked vectors are compacted away first, so a deleted document's vector is not
+        written."""
         faiss = _faiss()
 
         temporary = path.with_name(f".{path.name}.tmp")
         with self._lock:
+            if self._masked:
+                self._compact()
             faiss.write_index(self._index, str(temporary))
         descriptor = os.open(temporary, os.O_RDONLY)
         try:

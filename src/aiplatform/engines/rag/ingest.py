@@ -25,6 +25,7 @@ from aiplatform.api.rag import (
     JobRef,
 )
 from aiplatform.engines.jobs import Job, JobContext, JobRunner
+from aiplatform.engines.rag.chunking import check_chunk_count
 from aiplatform.engines.rag.core import DOCUMENTS, RagCore, new_document_id
 from aiplatform.engines.rag.store import CollectionRow
 from aiplatform.errors import AIPlatformError, InvalidRequestError
@@ -75,6 +76,15 @@ class IngestJobs:
         core = self._core
         row = await core.collection(request.collection_id)
         inputs = core.checked(request.documents)
+        chunking = request.chunking
+        await core.run_blocking(
+            lambda: check_chunk_count(
+                [document.text for document in inputs],
+                chunking.chunk_size,
+                chunking.chunk_overlap,
+                **core.chunk_limit("documents", job=True),
+            )
+        )
         await core.refuse_existing(row, inputs)
         named = [
             document if document.id else msgspec.structs.replace(document, id=new_document_id())
@@ -165,7 +175,7 @@ class IngestJobs:
         engine (429: the job is deferred, the documents are not at fault) propagate."""
         core = self._core
         try:
-            prepared = await core.prepare(row, [d for _, d in batch], chunking)
+            prepared = await core.prepare(row, [d for _, d in batch], chunking, job=True)
             await mark([index for index, _ in batch])
             await core.run_blocking(core.store.add_documents, row, prepared)
             return []

@@ -36,6 +36,8 @@ class LoadedIndex:
 
     index: VectorIndex
     dirty: int = 0
+    #: Vectors removed since the index was last written (their file still holds them).
+    removed: int = 0
     rebuilding: bool = False
 
 
@@ -94,6 +96,7 @@ class IndexResidency:
         loaded = self.loaded(collection)
         loaded.index.remove(ids)
         loaded.dirty += int(ids.size)
+        loaded.removed += int(ids.size)
 
     # -- use -----------------------------------------------------------------------------------
 
@@ -118,11 +121,14 @@ class IndexResidency:
 
     def maintain(self, collection: CollectionRow) -> None:
         """Rebuild the collection's index when that pays (IVF clustering, masked HNSW nodes)
-        and write it when enough has changed since it was last written."""
+        and write it when enough has changed since it was last written, or when vectors were
+        removed (so that deleted documents leave the index file as their text leaves the
+        database; an HNSW graph is rebuilt from the database for it, outside the write
+        lock)."""
         loaded = self.indexes.get(collection.id)
         if loaded is None or loaded.rebuilding:
             return
-        if loaded.index.wants_rebuild():
+        if loaded.index.wants_rebuild() or loaded.index.masked_count:
             loaded.rebuilding = True
             try:
                 self._rebuild(collection, loaded)
@@ -130,7 +136,7 @@ class IndexResidency:
                 loaded.rebuilding = False
             return
         threshold = max(self._checkpoint_every, loaded.index.size // 4)
-        if loaded.dirty >= threshold:
+        if loaded.dirty >= threshold or loaded.removed:
             with self._db.write_lock:
                 self._save(collection.id, loaded)
 
@@ -210,4 +216,4 @@ class IndexResidency:
 
     def _save(self, collection_id: str, loaded: LoadedIndex) -> None:
         loaded.index.save(self.path(collection_id))
-        loaded.dirty = 0
+        loaded.dirty = loaded.removed = 0

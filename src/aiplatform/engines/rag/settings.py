@@ -22,6 +22,17 @@ class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
     data_dir: str | None = None
     #: Longer documents are refused with 400 ``document_too_large``.
     max_document_chars: PositiveInt = 2_000_000
+    #: Chunks one call that adds documents (or uploads a file) may make; more is refused
+    #: with 400 ``too_many_chunks`` before anything is embedded.
+    max_chunks_per_request: PositiveInt = 10_000
+    #: Chunks the documents of one ingest job may make together; more is refused with 400
+    #: ``too_many_chunks`` when the job is submitted.
+    max_chunks_per_job: PositiveInt = 200_000
+    #: Pages read of an uploaded PDF; a longer one is refused with 400 ``document_too_large``.
+    max_pdf_pages: PositiveInt = 2000
+    #: Seconds of extraction one upload may take (checked between pages, and between
+    #: operators of a page); past it, 400 ``extraction_too_slow``.
+    extract_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     #: Chunks embedded per call to the embeddings engine.
     embed_batch_size: PositiveInt = 64
     #: A collection's index file is rewritten after this many changes (and at shutdown);

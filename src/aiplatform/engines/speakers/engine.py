@@ -22,6 +22,7 @@ from aiplatform.api.audio import (
 )
 from aiplatform.api.openai import ModelCard
 from aiplatform.audio.decode import SAMPLE_RATE, decode_audio
+from aiplatform.engines.finite import finite_float32
 from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.settings import default_data_dir
 from aiplatform.engines.speakers.encoder import Matrix, VoiceEncoder, make_voice_encoder
@@ -99,7 +100,7 @@ class LocalSpeakersEngine(LocalEngine):
             raise InvalidRequestError(
                 "embeddings must all have the same length.", param="embeddings"
             )
-        queries = np.asarray(request.embeddings, dtype=np.float32)
+        queries = finite_float32(request.embeddings, "embeddings")
         if enrolled is not None and queries.shape[1] != enrolled.shape[1]:
             raise InvalidRequestError(
                 f"embeddings have {queries.shape[1]} dimensions; this engine's voice "
