@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import httpx
-from tests.support import free_port
+
+from aiplatform.testing import free_port
 
 __all__ = ["LoopbackServer", "app", "run_like_server"]
 

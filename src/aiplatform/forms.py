@@ -114,7 +114,9 @@ def _check_json_object(name: str, text: str) -> None:
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"'{name}' is not valid JSON: {exc}", param=name) from exc
     except RecursionError as exc:
-        raise InvalidRequestError(f"'{name}' is JSON nested too deeply.", param=name) from exc
+        raise InvalidRequestError(
+            f"'{name}' is JSON nested too deeply.", param=name, code="nested_too_deeply"
+        ) from exc
     if not isinstance(value, dict):
         raise InvalidRequestError(f"'{name}' must be a JSON object.", param=name)
 

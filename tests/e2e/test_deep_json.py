@@ -60,6 +60,7 @@ async def test_a_body_nested_5000_deep_is_a_400_on_every_json_route(
             op.method, path, content=body, headers={"content-type": "application/json"}
         )
         _assert_400(response)
+        assert response.json()["error"]["code"] == "nested_too_deeply", op.name
 
 
 async def test_a_deep_response_format_schema_is_a_400_naming_it(

@@ -102,19 +102,26 @@ async def read_lines(
     """The body's lines (server-sent events), decoded, without their ends; a line longer than
     ``limit`` bytes is ``invalid``. The stream as a whole has no limit."""
     decoder = _Decoder(content_encoding)
-    pending = b""
+    pending = bytearray()
     async for chunk in chunks:
         for part in decoder.feed(chunk):
+            # only the new part is searched for line ends: a long line arriving in small
+            # pieces costs its length, not its length squared
+            searched = len(pending)
             pending += part
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if len(line) > limit:
+            start = 0
+            end = pending.find(b"\n", searched)
+            while end != -1:
+                if end - start > limit:
                     raise _line_too_long(limit)
-                yield _text(line)
+                yield _text(bytes(pending[start:end]))
+                start = end + 1
+                end = pending.find(b"\n", start)
+            del pending[:start]
             if len(pending) > limit:
                 raise _line_too_long(limit)
     if pending:
-        yield _text(pending)
+        yield _text(bytes(pending))
 
 
 def _text(line: bytes) -> str:

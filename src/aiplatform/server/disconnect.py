@@ -34,11 +34,15 @@ async def unless_disconnected(receive: Receive, call: Callable[[], Awaitable[T]]
     """
     task = asyncio.current_task()
     assert task is not None
-    left = False
+    left = finished = False
 
     def on_disconnect(watcher: asyncio.Task[bool]) -> None:
         nonlocal left
-        if not watcher.cancelled() and watcher.exception() is None and watcher.result():
+        # ``finished``: the callback was already scheduled when the call returned; a cancel
+        # now would land on whatever the task does next (sending the answer).
+        if finished or watcher.cancelled() or watcher.exception() is not None:
+            return
+        if watcher.result():
             left = True
             task.cancel()
 
@@ -53,6 +57,7 @@ async def unless_disconnected(receive: Receive, call: Callable[[], Awaitable[T]]
             ) from None
         raise
     finally:
+        finished = True
         watcher.remove_done_callback(on_disconnect)
         watcher.cancel()
     if left:  # the call finished despite the cancel: withdraw it

@@ -54,7 +54,9 @@ def decode_strict(body: bytes, request_type: type[Any]) -> Any:
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
-        raise InvalidRequestError("The request body is JSON nested too deeply.") from exc
+        raise InvalidRequestError(
+            "The request body is JSON nested too deeply.", code="nested_too_deeply"
+        ) from exc
 
 
 def strict_json(request_type: type[Any]) -> type[StrictJSON]:

@@ -3,6 +3,7 @@ the model again, and no generation ever runs on a model being freed."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -159,3 +160,38 @@ async def test_an_unload_waits_for_generation_threads_winding_down() -> None:
                 assert resident.loaded  # a thread still generates: not freed under it
                 threads[0] = 0
         assert not resident.loaded
+
+
+class SlowLoad:
+    """A model whose load waits for a gate, counting its loads."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.loads = 0
+
+    def load(self) -> None:
+        self.gate.wait(10)
+        self.loads += 1
+
+    def unload(self) -> None:
+        pass
+
+
+async def test_a_load_whose_caller_is_cancelled_still_counts_once() -> None:
+    """A client that leaves while the model loads (its task cancelled, as a disconnect does)
+    must not leave the model loaded but marked unloaded: the next request would load it a
+    second time, doubling its memory."""
+    model = SlowLoad()
+    with ThreadPoolExecutor(2) as executor:
+        resident = Resident(model, executor, idle_unload_s=None, manage=True)  # type: ignore[arg-type]
+        first = asyncio.ensure_future(resident.acquire())
+        await anyio.sleep(0.05)
+        first.cancel()  # the client left mid-load
+        await anyio.sleep(0.05)
+        model.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await resident.acquire()
+    assert (model.loads, resident.loaded) == (1, True)

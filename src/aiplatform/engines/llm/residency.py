@@ -70,8 +70,8 @@ class Resident:
         async with self._guard():
             loaded_here = False
             if not self.loaded:
-                await self._blocking(self.model.load)
-                self.loaded = loaded_here = True
+                await self._blocking(self.load_now)
+                loaded_here = True
             self.active += 1
             self.last_used = time.monotonic()
         return loaded_here
@@ -97,7 +97,7 @@ class Resident:
         if not self._idle():
             return False
         async with self._guard():
-            if not self._idle():  # a request came in while this waited for the lock
+            if not self._idle() or self._running():  # busy again, or threads still finishing
                 return False
             await self._unload_locked()
         return not self.loaded
@@ -121,8 +121,7 @@ class Resident:
                 f"Model '{self.model.name}' still has generations finishing; unload it later.",
                 param="model",
             )
-        await self._blocking(self.model.unload)
-        self.loaded = False
+        await self._blocking(self.unload_now)
 
     def _guard(self) -> asyncio.Lock:
         if self._lock is None:
@@ -130,9 +129,21 @@ class Resident:
         return self._lock
 
     async def _blocking(self, fn: Callable[[], None]) -> None:
-        """``fn`` on the model's threads, finished even when the caller is cancelled: a load
-        or unload left half done would leave ``loaded`` wrong."""
+        """``fn`` on the model's threads, finished even when the caller is cancelled (``fn``
+        records the new state itself, so a cancelled caller cannot leave ``loaded`` wrong)."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, fn)
+        cancelled = False
+        # Neither an anyio cancel scope nor a task's own cancel (a client that left) may end the
+        # wait early: the lock is held until the step is done, so no second load can start.
         with anyio.CancelScope(shield=True):
-            await future
+            while not future.done():
+                try:
+                    await asyncio.shield(future)
+                except asyncio.CancelledError:
+                    if future.cancelled():
+                        raise
+                    cancelled = True
+        future.result()
+        if cancelled:
+            raise asyncio.CancelledError

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from aiplatform.api.chat import FunctionCall, NamedToolChoice, Tool, ToolCall
 from aiplatform.engines.llm.requests import check_schema
-from aiplatform.engines.llm.schema_limits import SchemaSize, check_total, measure
+from aiplatform.engines.llm.schema_limits import SchemaSize, check_total
 from aiplatform.errors import InvalidRequestError
 
 __all__ = ["ToolPlan", "plan_tools"]
@@ -84,10 +84,11 @@ def plan_tools(
     choice: Literal["none", "auto", "required"] | NamedToolChoice | None,
 ) -> ToolPlan | None:
     """How this request uses its tools; None when it uses none."""
+    sizes: dict[int, SchemaSize] = {}  # each tool's parameters, measured once, by id(tool)
     for index, tool in enumerate(tools or ()):
         if tool.function.parameters is not None:
             param = f"tools[{index}].function.parameters"
-            check_schema(tool.function.parameters, param, prefix=_CALL_PREFIX)
+            sizes[id(tool)] = check_schema(tool.function.parameters, param, prefix=_CALL_PREFIX)
     if not tools:
         if choice not in (None, "none", "auto"):
             raise InvalidRequestError(
@@ -103,21 +104,21 @@ def plan_tools(
                 f"tool_choice names '{choice.function.name}', which is not among the tools.",
                 param="tool_choice",
             )
-        return ToolPlan(tuple(chosen), _call_schema(chosen))
+        return ToolPlan(tuple(chosen), _call_schema(chosen, sizes))
     if choice == "required":
-        return ToolPlan(tuple(tools), _call_schema(tools))
+        return ToolPlan(tuple(tools), _call_schema(tools, sizes))
     return ToolPlan(tuple(tools), None)
 
 
-def _call_schema(tools: Sequence[Tool]) -> dict[str, Any]:
+def _call_schema(tools: Sequence[Tool], sizes: dict[int, SchemaSize]) -> dict[str, Any]:
     """The schema a required call follows; one grammar holds every tool's parameters, so
-    their sizes add up against the limits."""
+    their sizes (``sizes``, by ``id(tool)``) add up against the limits."""
     total = SchemaSize()
     for tool in tools:
         call = _CALL_BYTES + 3 * len(tool.function.name)
         total += SchemaSize(properties=2, enum_values=1, grammar_bytes=call)
-        if tool.function.parameters is not None:  # within the limits: checked one by one
-            total += measure(tool.function.parameters, prefix=_CALL_PREFIX)
+        if id(tool) in sizes:
+            total += sizes[id(tool)]
     check_total(total, "tools")
     options = [
         {

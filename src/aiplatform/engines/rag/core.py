@@ -63,6 +63,8 @@ class RagCore:
         self.run_blocking = run_blocking
         self._task_group: anyio.abc.TaskGroup | None = None
         self._maintaining: set[str] = set()
+        #: collections changed again while their maintenance ran: they get one more run
+        self._maintain_again: set[str] = set()
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
         """Index maintenance runs in ``task_group`` from now on."""
@@ -255,18 +257,30 @@ class RagCore:
     # -- maintenance ---------------------------------------------------------------------------
 
     def schedule_maintenance(self, row: CollectionRow) -> None:
-        """Write or rebuild the collection's index in the background, one run at a time."""
-        if self._task_group is None or row.id in self._maintaining:
+        """Write or rebuild the collection's index in the background, one run at a time; a
+        change that comes while a run is under way gets one more run after it (changes that
+        come meanwhile share it), so none is left out of the saved index."""
+        if self._task_group is None:
+            return
+        if row.id in self._maintaining:
+            self._maintain_again.add(row.id)
             return
         self._maintaining.add(row.id)
 
         async def maintain() -> None:
             try:
-                await self.run_blocking(self.store.maintain, row)
-            except Exception:
-                logger.exception("maintenance of %s failed", row.id)
+                while True:
+                    self._maintain_again.discard(row.id)
+                    try:
+                        await self.run_blocking(self.store.maintain, row)
+                    except Exception:
+                        logger.exception("maintenance of %s failed", row.id)
+                        return
+                    if row.id not in self._maintain_again:
+                        return
             finally:
                 self._maintaining.discard(row.id)
+                self._maintain_again.discard(row.id)
 
         self._task_group.start_soon(maintain)
 

@@ -11,7 +11,7 @@ from aiplatform.engines.base import Engine
 from aiplatform.engines.embeddings.operations import EMBED
 from aiplatform.engines.rag.collections import CollectionRow
 from aiplatform.engines.rag.index import Vectors
-from aiplatform.errors import InvalidRequestError, NotFoundError
+from aiplatform.errors import InternalError, InvalidRequestError, NotFoundError
 
 __all__ = ["Embedder", "unit"]
 
@@ -48,22 +48,20 @@ class Embedder:
             response = await self._embeddings.invoke(EMBED, request)
             items = sorted(response.data, key=lambda item: item.index)
             if len(items) != len(batch):
-                raise InvalidRequestError(
+                raise InternalError(
                     f"The embeddings engine answered {len(items)} vectors for {len(batch)} texts."
                 )
             rows: list[list[float]] = []
             for item in items:
                 if not isinstance(item.embedding, list):
-                    raise InvalidRequestError("The embeddings engine answered base64 vectors.")
+                    raise InternalError("The embeddings engine answered base64 vectors.")
                 rows.append(item.embedding)
             answered = np.asarray(rows, dtype=np.float32)
             del rows, items, response
             if out is None:
                 out = np.empty((len(texts), answered.shape[1]), dtype=np.float32)
             elif answered.shape[1] != out.shape[1]:
-                raise InvalidRequestError(
-                    "The embeddings engine answered vectors of different sizes."
-                )
+                raise InternalError("The embeddings engine answered vectors of different sizes.")
             out[start : start + answered.shape[0]] = unit(answered)
         if out is None:
             return np.zeros((0, dimension or 0), dtype=np.float32)

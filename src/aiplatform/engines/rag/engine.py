@@ -44,7 +44,12 @@ from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.rag import operations as ops
 from aiplatform.engines.rag.core import DOCUMENTS, RagCore, public_document
 from aiplatform.engines.rag.embedding import Embedder
-from aiplatform.engines.rag.extract import ExtractRequest, extract_bounded, needs_process
+from aiplatform.engines.rag.extract import (
+    ExtractRequest,
+    extract_bounded,
+    needs_process,
+    too_slow,
+)
 from aiplatform.engines.rag.index import IndexParams
 from aiplatform.engines.rag.ingest import JOB_RETRY_S, IngestJobs
 from aiplatform.engines.rag.kind import RAG
@@ -230,12 +235,7 @@ class LocalRagEngine(LocalEngine):
             with anyio.fail_after(2 * settings.extract_timeout_s + _EXTRACT_GRACE_S):
                 return await pool.call(extract_bounded, request)
         except TimeoutError:
-            raise InvalidRequestError(
-                f"file took longer to read than the {settings.extract_timeout_s:g} s an upload "
-                "may take (engines.rag.extract_timeout_s).",
-                param="file",
-                code="extraction_too_slow",
-            ) from None
+            raise too_slow(settings.extract_timeout_s) from None
 
     async def _extraction_pool(self) -> WorkerPool:
         """The worker processes that extract files, started at the first upload that needs

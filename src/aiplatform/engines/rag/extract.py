@@ -24,7 +24,14 @@ import msgspec
 
 from aiplatform.errors import InvalidRequestError
 
-__all__ = ["SUPPORTED", "ExtractRequest", "extract_bounded", "extract_text", "needs_process"]
+__all__ = [
+    "SUPPORTED",
+    "ExtractRequest",
+    "extract_bounded",
+    "extract_text",
+    "needs_process",
+    "too_slow",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +116,7 @@ def _too_large(what: str, limit: int, setting: str = "max_document_chars") -> In
     )
 
 
-def _too_slow(timeout_s: float | None) -> InvalidRequestError:
+def too_slow(timeout_s: float | None) -> InvalidRequestError:
     limit = f" {timeout_s:g} s" if timeout_s is not None else ""
     return InvalidRequestError(
         f"file took longer to read than the{limit} an upload may take "
@@ -185,7 +192,7 @@ def _pdf_text(
                 if max_chars is not None and total - 2 > max_chars:
                     raise _too_large(f"more than {max_chars} characters", max_chars)
     except _OutOfTimeError:
-        raise _too_slow(timeout_s) from None
+        raise too_slow(timeout_s) from None
     except LimitReachedError as exc:
         logger.debug("PDF past pypdf's limits: %s", exc)
         raise InvalidRequestError(
