@@ -63,8 +63,9 @@ lint: ## ruff lint and format check
 typecheck: ## mypy strict on src/
 	$(BIN)/mypy
 
-docs: ## regenerate what docs/ derives from the code: the configuration tables, openapi.json
+docs: ## regenerate what docs/ derives from the code: configuration tables, analytic engines, openapi.json
 	$(BIN)/python -m aiplatform.settings_docs docs/configuration.md
+	$(BIN)/python -m aiplatform.engines.analytics.docs docs/analytics.md
 	$(BIN)/python -m tests.openapi_doc
 
 pytest: ## the test suite, real-model tests included (fast only: make pytest PYTEST_ARGS='-m "not slow"')

@@ -53,6 +53,8 @@ class ServerProcess(testing.ServerProcess):
             **FAKE_AUDIO_ENV,
             "AIPLATFORM_ENGINES__SPEAKERS__DATA_DIR": str(data / "speakers"),
             "AIPLATFORM_ENGINES__RAG__DATA_DIR": str(data / "rag"),
+            "AIPLATFORM_ENGINES__DATASETS__DATA_DIR": str(data / "datasets"),
+            "AIPLATFORM_ENGINES__ANALYTICS__DATA_DIR": str(data / "analytics"),
         }
         super().__init__(args, {**defaults, **env}, port)
 

@@ -308,6 +308,8 @@ async def run_example(
                     raise ValueError(f"operation {op.name!r} does not stream")
                 request = msgspec.structs.replace(request, **{op.stream_field: True})
                 chunks = [chunk async for chunk in engine.stream(op, request)]
+                if op.progress_chunk is not None:  # as many as time allowed: not compared
+                    chunks = [chunk for chunk in chunks if not op.progress_chunk(chunk)]
                 return Outcome(op.name, answer=msgspec.to_builtins(chunks))
             answer = await engine.invoke(op, request)
             while example.until is not None and not example.until(answer):

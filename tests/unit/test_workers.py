@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -51,6 +51,22 @@ def work(job: Job) -> Done:
     return Done(total=sum(job.numbers), pid=os.getpid())
 
 
+def work_in_steps(job: Job, progress: Callable[[float, str], None]) -> Done:
+    """Runs in a worker: reports each of five steps (a little over the report interval
+    apart), then sums the numbers."""
+    for step in range(5):
+        progress(step / 5, f"step {step}")
+        time.sleep(0.15)
+    return Done(total=sum(job.numbers), pid=os.getpid())
+
+
+def spam_progress(job: Job, progress: Callable[[float, str], None]) -> Done:
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < job.seconds:
+        progress(elapsed / job.seconds, "spinning")
+    return Done(total=0, pid=os.getpid())
+
+
 @pytest.fixture
 async def workers() -> AsyncIterator[WorkerPool]:
     pool = WorkerPool("Engine 'test'", workers=1, max_queue=1, queue_timeout_s=None)
@@ -86,6 +102,26 @@ async def test_a_call_runs_in_another_process_with_typed_request_and_result(
     assert done.total == 6
     assert done.pid != os.getpid()
     assert done.pid in workers.pids
+
+
+async def test_a_call_reports_progress_while_it_runs(workers: WorkerPool) -> None:
+    reports: list[tuple[float, str]] = []
+    done = await workers.call(
+        work_in_steps,
+        Job(numbers=[1, 2]),
+        progress=lambda fraction, stage: reports.append((fraction, stage)),
+    )
+    assert done.total == 3
+    assert reports == [(step / 5, f"step {step}") for step in range(5)]
+
+
+async def test_progress_reports_are_at_most_ten_a_second(workers: WorkerPool) -> None:
+    reports: list[float] = []
+    await workers.call(
+        spam_progress, Job(seconds=0.5), progress=lambda fraction, _: reports.append(fraction)
+    )
+    assert 3 <= len(reports) <= 7  # 0.5 s of reports sent as fast as possible
+    assert reports == sorted(reports)
 
 
 async def test_errors_keep_their_status_and_a_bug_is_a_500(workers: WorkerPool) -> None:

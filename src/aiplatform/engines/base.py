@@ -131,6 +131,11 @@ class Operation(Generic[Req, Resp, Chunk]):
     check_upstream: Callable[[Req, Resp], str | None] | None = None
     #: A request the fake backend answers (documentation, and the contract suite's input).
     example: Example[Req, Resp] | None = None
+    #: The status of a successful answer (202 for work accepted to run in the background).
+    status_code: int = 200
+    #: Which chunks report progress: their number and values depend on timing, so the
+    #: contract suite compares a stream without them.
+    progress_chunk: Callable[[Chunk], bool] | None = None
 
     @property
     def body(self) -> BodyForm:

@@ -17,6 +17,7 @@ engine's own background work (``start_background``, the model load) is never ref
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import threading
@@ -30,11 +31,12 @@ import anyio.abc
 import msgspec
 
 from aiplatform.api.health import EngineStatus
+from aiplatform.api.openai import ModelCard
 from aiplatform.engines.backlog import Backlog, background_work
 from aiplatform.engines.base import EngineKind, EngineMode, Operation
 from aiplatform.engines.settings import EngineSettings
 from aiplatform.engines.threads import ThreadPool
-from aiplatform.engines.workers import WorkerPool
+from aiplatform.engines.workers import ProgressHandler, WorkerPool
 from aiplatform.errors import EngineUnavailableError, NotFoundError
 
 __all__ = ["CallGauge", "ExecutorKind", "LocalEngine", "QueueGauge"]
@@ -150,15 +152,25 @@ class LocalEngine(ABC):
         the event it receives is set when the consumer stops early."""
         return self._thread_pool().iterate(make_iterator)
 
-    async def call(self, fn: Callable[[CallIn], CallOut], request: CallIn) -> CallOut:
+    async def call(
+        self,
+        fn: Callable[[CallIn], CallOut] | Callable[[CallIn, ProgressHandler], CallOut],
+        request: CallIn,
+        *,
+        progress: ProgressHandler | None = None,
+    ) -> CallOut:
         """Run ``fn(request)`` where this engine's executor says: on its threads, or in a
         worker process (``fn`` a module-level function over msgspec types; the request and the
         result cross the process boundary as msgspec bytes, and a cancelled call's worker is
-        stopped)."""
+        stopped). A function that takes a second parameter gets a ``(fraction, stage)``
+        progress callback whose reports reach ``progress`` on the event loop."""
         if self._executor_kind == "processes":
             if self._workers is None:
                 raise self._not_started()
-            return await self._workers.call(fn, request)
+            return await self._workers.call(fn, request, progress=progress)
+        if _takes_progress(fn):
+            report = _threadsafe(progress)
+            return await self._thread_pool().run(fn, request, report)
         return await self._thread_pool().run(fn, request)
 
     def _thread_pool(self) -> ThreadPool:
@@ -270,6 +282,10 @@ class LocalEngine(ABC):
     def _all_gauges(self) -> list[QueueGauge]:
         return [*self._gauges, *self._all_call_gauges()]
 
+    async def list_models(self) -> list[ModelCard]:
+        """The models ``/v1/models`` lists for this engine: none, unless it serves models."""
+        return []
+
     async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
         handler = self._handlers.get(op.name)
         if handler is None:
@@ -329,3 +345,19 @@ class LocalEngine(ABC):
             logger.exception("engine %s failed to load", self._kind.name)
         finally:
             self._loaded.set()
+
+
+def _takes_progress(fn: Callable[..., Any]) -> bool:
+    return len(inspect.signature(fn).parameters) == 2
+
+
+def _threadsafe(progress: ProgressHandler | None) -> ProgressHandler:
+    """``progress`` called on the event loop from a worker thread (or nothing)."""
+    if progress is None:
+        return lambda fraction, stage: None
+    loop = asyncio.get_running_loop()
+
+    def report(fraction: float, stage: str) -> None:
+        loop.call_soon_threadsafe(progress, min(max(float(fraction), 0.0), 1.0), stage)
+
+    return report

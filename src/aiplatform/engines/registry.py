@@ -10,8 +10,10 @@ from collections.abc import Iterable
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from aiplatform.engines.analytics import ANALYTICS
 from aiplatform.engines.asr import ASR
 from aiplatform.engines.base import EngineKind
+from aiplatform.engines.datasets import DATASETS
 from aiplatform.engines.diarization import DIARIZATION
 from aiplatform.engines.embeddings import EMBEDDINGS
 from aiplatform.engines.emotion import EMOTION
@@ -32,6 +34,8 @@ _KINDS: tuple[EngineKind[Any], ...] = (
     EMOTION,
     RAG,
     RERANKING,
+    DATASETS,
+    ANALYTICS,
 )
 
 

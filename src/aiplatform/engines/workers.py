@@ -11,6 +11,9 @@ runs such calls in separate interpreters instead:
   with the function's annotated types;
 - one call at a time per worker, ``workers`` at once; waiting calls are bounded and have a
   deadline like every queue of an engine (:class:`~aiplatform.engines.backlog.Backlog`);
+- a function that takes a second parameter gets a ``progress(fraction, stage)`` callback; its
+  reports cross the pipe as they are made (at most ten a second) and reach the caller's
+  ``progress`` handler while the call runs;
 - a caller that leaves while its call runs (cancelled, its client gone) kills that worker, so no
   process keeps burning CPU for nobody; a worker that dies fails its call with a 500 in OpenAI's
   shape; either way the next call starts a fresh worker in its place.
@@ -26,6 +29,7 @@ import os
 import signal
 import struct
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from functools import cache, partial
@@ -45,7 +49,7 @@ from aiplatform.errors import (
     error_for_status,
 )
 
-__all__ = ["WorkerPool", "serve"]
+__all__ = ["ProgressHandler", "WorkerPool", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,10 @@ _HEADER = struct.Struct("!I")
 _WORKER_COMMAND = "from aiplatform.engines.workers import serve; serve()"
 #: How long a worker that is told to stop (its pipe closed) may take before it is killed.
 _STOP_GRACE_S = 2.0
+#: prctl(2) option: the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+#: Shortest time between two progress reports a worker sends.
+_PROGRESS_INTERVAL_S = 0.1
 
 
 class _Call(msgspec.Struct, array_like=True):
@@ -72,9 +80,20 @@ class _Failure(msgspec.Struct, array_like=True):
     trace: str | None = None
 
 
+class _Progress(msgspec.Struct, array_like=True):
+    fraction: float
+    stage: str
+
+
 class _Reply(msgspec.Struct, array_like=True):
     result: bytes | None = None
     failure: _Failure | None = None
+    #: a report made while the call runs; more frames follow
+    progress: _Progress | None = None
+
+
+#: What the caller of a call with progress hears: ``(fraction 0..1, stage)``.
+ProgressHandler = Callable[[float, str], None]
 
 
 class _WorkerDiedError(Exception):
@@ -99,11 +118,19 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.returncode is None
 
-    async def call(self, frame: bytes) -> bytes:
+    async def call(self, frame: bytes, progress: ProgressHandler | None) -> _Reply:
+        """Send a call and read its frames until the final one (reports go to ``progress``)."""
         try:
             await self._send.send(_HEADER.pack(len(frame)) + frame)
-            (size,) = _HEADER.unpack(await self._receive.receive_exactly(_HEADER.size))
-            return await self._receive.receive_exactly(size)
+            while True:
+                (size,) = _HEADER.unpack(await self._receive.receive_exactly(_HEADER.size))
+                reply = msgspec.msgpack.decode(
+                    await self._receive.receive_exactly(size), type=_Reply
+                )
+                if reply.progress is None:
+                    return reply
+                if progress is not None:
+                    progress(reply.progress.fraction, reply.progress.stage)
         except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             raise _WorkerDiedError from None
 
@@ -171,11 +198,19 @@ class WorkerPool:
             for worker in busy:
                 task_group.start_soon(partial(worker.stop, kill=True))
 
-    async def call(self, fn: Callable[[Req], Resp], request: Req) -> Resp:
+    async def call(
+        self,
+        fn: Callable[[Req], Resp] | Callable[[Req, ProgressHandler], Resp],
+        request: Req,
+        *,
+        progress: ProgressHandler | None = None,
+    ) -> Resp:
         """Run ``fn(request)`` in a worker process and return its result.
 
         ``fn`` must be a module-level function whose parameter and return annotations are
-        types msgspec encodes (Structs, lists, numbers ...).
+        types msgspec encodes (Structs, lists, numbers ...). One that takes a second parameter
+        is called with a progress callback, whose reports reach ``progress`` (on the event
+        loop: it must not block).
         """
         name, result_type = _describe(fn)
         frame = msgspec.msgpack.encode(
@@ -196,7 +231,7 @@ class WorkerPool:
         try:
             if not self.backlog.start(ticket):
                 raise self.backlog.timeout_error()
-            reply = await self._run(frame, name)
+            reply = await self._run(frame, name, progress)
         finally:
             self.backlog.finish(ticket)
             slots.release()
@@ -214,11 +249,11 @@ class WorkerPool:
         with anyio.fail_after(timeout_s):
             await slots.acquire()
 
-    async def _run(self, frame: bytes, name: str) -> _Reply:
+    async def _run(self, frame: bytes, name: str, progress: ProgressHandler | None) -> _Reply:
         worker = await self._take()
         self._busy.add(worker)
         try:
-            raw = await worker.call(frame)
+            reply = await worker.call(frame, progress)
         except _WorkerDiedError:
             self._busy.discard(worker)
             code = await worker.stop(kill=True)
@@ -240,7 +275,7 @@ class WorkerPool:
             await worker.stop(kill=False)
         else:
             self._idle.append(worker)
-        return msgspec.msgpack.decode(raw, type=_Reply)
+        return reply
 
     def _closed_error(self) -> EngineUnavailableError:
         return EngineUnavailableError(f"{self.backlog.label} is shutting down.")
@@ -299,13 +334,53 @@ def serve() -> None:
     os.dup2(2, 1)
     # Ctrl-C reaches the whole process group; the server stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+
+    def send(reply: _Reply) -> None:
+        data = msgspec.msgpack.encode(reply)
+        channel_out.write(_HEADER.pack(len(data)) + data)
+        channel_out.flush()
+
     while True:
         frame = _read_frame(channel_in)
         if frame is None:
             return
-        reply = msgspec.msgpack.encode(_answer(frame))
-        channel_out.write(_HEADER.pack(len(reply)) + reply)
-        channel_out.flush()
+        send(_answer(frame, _Reporter(send)))
+
+
+class _Reporter:
+    """The progress callback a call gets: sends reports, at most ten a second (the last one
+    before the result may be dropped; the result says it all)."""
+
+    def __init__(self, send: Callable[[_Reply], None]) -> None:
+        self._send = send
+        self._last = 0.0
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        now = time.monotonic()
+        if now - self._last < _PROGRESS_INTERVAL_S:
+            return
+        self._last = now
+        value = min(max(float(fraction), 0.0), 1.0)
+        self._send(_Reply(progress=_Progress(fraction=value, stage=str(stage))))
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the server dies (even by SIGKILL), so
+    no computation keeps burning CPU for a server that is gone. Elsewhere a worker notices
+    when its pipe closes, after its current call."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the server died before the request took effect
+        os._exit(1)
 
 
 def _read_frame(channel: BinaryIO) -> bytes | None:
@@ -326,11 +401,12 @@ def _read_exactly(channel: BinaryIO, size: int) -> bytes | None:
     return bytes(data)
 
 
-def _answer(frame: bytes) -> _Reply:
+def _answer(frame: bytes, report: ProgressHandler) -> _Reply:
     call = msgspec.msgpack.decode(frame, type=_Call)
     try:
-        fn, request_type = _resolve(call.function)
-        result = fn(msgspec.msgpack.decode(call.request, type=request_type))
+        fn, request_type, takes_progress = _resolve(call.function)
+        request = msgspec.msgpack.decode(call.request, type=request_type)
+        result = fn(request, report) if takes_progress else fn(request)
         return _Reply(result=msgspec.msgpack.encode(result))
     except AIPlatformError as exc:
         return _Reply(
@@ -350,14 +426,15 @@ def _answer(frame: bytes) -> _Reply:
 
 
 @cache
-def _resolve(name: str) -> tuple[Callable[[Any], Any], Any]:
-    """The function a call names, and the type its request decodes to."""
+def _resolve(name: str) -> tuple[Callable[..., Any], Any, bool]:
+    """The function a call names, the type its request decodes to, and whether it takes a
+    progress callback."""
     module_name, qualname = name.split(":", 1)
     target: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         target = getattr(target, part)
     parameters = list(inspect.signature(target).parameters)
-    if len(parameters) != 1:
-        raise TypeError(f"{name} must take exactly one parameter, the request")
+    if len(parameters) not in (1, 2):
+        raise TypeError(f"{name} must take the request and, optionally, a progress callback")
     request_type = get_type_hints(target).get(parameters[0], Any)
-    return target, request_type
+    return target, request_type, len(parameters) == 2

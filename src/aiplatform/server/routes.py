@@ -145,7 +145,9 @@ async def _answer(
     if rendered is not None:
         body, media_type = rendered
         return ASGIResponse(body=body, media_type=media_type)
-    return ASGIResponse(body=encoder.encode(result), media_type="application/json")
+    return ASGIResponse(
+        body=encoder.encode(result), media_type="application/json", status_code=op.status_code
+    )
 
 
 def _mount(
@@ -159,12 +161,12 @@ def _mount(
         summary=op.summary or None,
         tags=list(op.tags) or [engine.kind.name],
         operation_id=f"{engine.kind.name}_{op.name}",
-        status_code=200,
+        status_code=op.status_code,
         dto=dto,
         return_dto=None,
         operation_class=documented_operation(op),
         responses={
-            200: ResponseSpec(
+            op.status_code: ResponseSpec(
                 data_container=op.response,
                 description=(
                     f"{op.response.__name__}, or an SSE stream of {op.chunk.__name__} when "

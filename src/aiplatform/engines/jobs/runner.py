@@ -117,7 +117,11 @@ class JobRunner:
         max_running: int = 1,
         timeout_s: float,
         retry_s: float = 5.0,
+        resume_interrupted: bool = True,
     ) -> None:
+        """``resume_interrupted=False`` fails the jobs a stopped process left running
+        (``job_interrupted``) instead of running them again: for handlers that cannot pick up
+        where they stopped."""
         if max_queued < 1 or max_running < 1 or timeout_s <= 0 or retry_s < 0:
             raise ValueError("job runner bounds must be positive")
         self.store = JobStore(path)
@@ -127,13 +131,14 @@ class JobRunner:
         self.timeout_s = timeout_s
         #: Seconds a deferred job waits before it is tried again.
         self.retry_s = retry_s
+        self.resume_interrupted = resume_interrupted
         self._runs: dict[str, _Run] = {}
         self._wakeup: anyio.Event | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def open(self) -> None:
-        requeued = self.store.open()
+        requeued = self.store.open(resume=self.resume_interrupted)
         if requeued:
             logger.info("queued again %d job(s) interrupted by a stop", len(requeued))
 
@@ -220,6 +225,22 @@ class JobRunner:
             with anyio.move_on_after(CANCEL_WAIT_S):
                 await run.done.wait()
         self._wake()
+        return job
+
+    async def owned(self, owner: str, *, limit: int = 100) -> list[Job]:
+        """The owner's jobs, newest first (running ones with their latest progress)."""
+        jobs = await self.blocking(self.store.owned, owner, limit)
+        for job in jobs:
+            run = self._runs.get(job.id)
+            if job.status == "running" and run is not None and run.context is not None:
+                job.progress = run.context.job.progress
+                job.message = run.context.job.message
+        return jobs
+
+    async def delete(self, owner: str, job_id: str) -> Job:
+        """Cancel the owner's job if it waits or runs, then drop it; the job as it ended."""
+        job = await self.cancel(owner, job_id)
+        await self.blocking(self.store.delete, owner, job_id)
         return job
 
     async def forget(self, owner: str, subject: str) -> None:

@@ -70,11 +70,12 @@ class JobStore:
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
 
-    def open(self) -> list[str]:
+    def open(self, *, resume: bool = True) -> list[str]:
         """Open (or create) the file; jobs a stopped process left running are queued again
-        (their ids are returned) unless they have been started ``MAX_ATTEMPTS`` times, deferred
-        ones are due at once (what they waited for may be back), and jobs finished more than
-        ``RETENTION_S`` ago are deleted."""
+        (their ids are returned) unless they have been started ``MAX_ATTEMPTS`` times, or
+        failed with ``job_interrupted`` when not ``resume``; deferred ones are due at once (what
+        they waited for may be back), and jobs finished more than ``RETENTION_S`` ago are
+        deleted."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -93,12 +94,24 @@ class JobStore:
             "param": None,
             "code": "job_crashed",
         }
+        interrupted = {
+            "message": "The server stopped while the job was running; submit it again.",
+            "type": "server_error",
+            "param": None,
+            "code": "job_interrupted",
+        }
         with self._write() as db:
             db.execute(
                 "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, payload = x'' "
                 "WHERE status = 'running' AND attempts >= ?",
                 (_json(crashed), now, MAX_ATTEMPTS),
             )
+            if not resume:
+                db.execute(
+                    "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, "
+                    "payload = x'' WHERE status = 'running'",
+                    (_json(interrupted), now),
+                )
             ids = [row[0] for row in db.execute("SELECT id FROM jobs WHERE status = 'running'")]
             db.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
             db.execute("UPDATE jobs SET not_before = 0 WHERE status = 'deferred'")
@@ -215,6 +228,27 @@ class JobStore:
         if row is None:
             raise NotFoundError(f"No job '{job_id}' exists.", param="job_id", code="job_not_found")
         return _job(row)
+
+    def owned(self, owner: str, limit: int) -> list[Job]:
+        """The owner's jobs, newest first."""
+        with self._lock:
+            rows = (
+                self._db()
+                .execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE owner = ? ORDER BY seq DESC LIMIT ?",
+                    (owner, limit),
+                )
+                .fetchall()
+            )
+        return [_job(row) for row in rows]
+
+    def delete(self, owner: str, job_id: str) -> Job:
+        """Drop the owner's job (404 when there is none); the job as it was."""
+        job = self.get(owner, job_id)
+        with self._write() as db:
+            db.execute("DELETE FROM jobs WHERE owner = ? AND id = ?", (owner, job_id))
+        self._checkpoint()
+        return job
 
     def payload(self, job_id: str) -> bytes | None:
         """The payload of a job that is still running (None once it was cancelled or

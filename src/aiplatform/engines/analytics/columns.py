@@ -1,0 +1,183 @@
+"""Column roles checked against the data: each rule broken is a 400 naming the column and the rule.
+
+Computations call these before they compute: ``numeric(frame, params.target, "target")``
+returns the column as floats or refuses it (unknown, not numeric, all missing, constant), so
+no method falls back silently or computes on what it was not meant to. The ``role`` is the
+params field that named the column; errors point at it (``param="params.target"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from aiplatform.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "categorical",
+    "column",
+    "columns",
+    "numeric",
+    "numeric_columns",
+    "require_rows",
+    "time_column",
+]
+
+#: How many column names an error lists before it says "..."
+_LISTED = 20
+
+
+def _known(frame: pd.DataFrame) -> str:
+    names = [str(name) for name in frame.columns]
+    shown = ", ".join(repr(name) for name in names[:_LISTED])
+    return shown + (", ..." if len(names) > _LISTED else "")
+
+
+def column(frame: pd.DataFrame, name: str, role: str) -> pd.Series:
+    """The column ``name``; a 400 ``unknown_column`` when the data have none of that name."""
+    if name not in frame.columns:
+        raise InvalidRequestError(
+            f"Column '{name}' given as {role} is not in the data (columns: {_known(frame)}).",
+            param=f"params.{role}",
+            code="unknown_column",
+        )
+    return frame[name]
+
+
+def columns(frame: pd.DataFrame, names: Sequence[str], role: str) -> list[str]:
+    """``names``, each checked to exist (no duplicates); a 400 for the first that does not."""
+    seen: set[str] = set()
+    for name in names:
+        column(frame, name, role)
+        if name in seen:
+            raise InvalidRequestError(
+                f"Column '{name}' is given twice in {role}.",
+                param=f"params.{role}",
+                code="duplicate_column",
+            )
+        seen.add(name)
+    return list(names)
+
+
+def numeric(
+    frame: pd.DataFrame, name: str, role: str, *, allow_constant: bool = False
+) -> pd.Series:
+    """The column ``name`` as floats.
+
+    400s: ``unknown_column``; ``not_numeric`` when a present value is not a number (booleans
+    count as 0/1); ``all_missing`` when no value is present; ``constant_column`` when every
+    present value is the same (unless ``allow_constant``).
+    """
+    import pandas as pd
+
+    series = column(frame, name, role)
+    if series.dtype == bool:
+        series = series.astype(float)
+    values = pd.to_numeric(series, errors="coerce")
+    bad = values.isna() & series.notna()
+    if bool(bad.any()):
+        example = series[bad].iloc[0]
+        raise InvalidRequestError(
+            f"Column '{name}' given as {role} must be numeric; row {int(bad.to_numpy().argmax())} "
+            f"holds {str(example)[:40]!r}.",
+            param=f"params.{role}",
+            code="not_numeric",
+        )
+    values = values.astype(float)
+    present = values.dropna()
+    if present.empty:
+        raise InvalidRequestError(
+            f"Column '{name}' given as {role} has no values (all missing).",
+            param=f"params.{role}",
+            code="all_missing",
+        )
+    if not allow_constant and present.nunique() == 1:
+        raise InvalidRequestError(
+            f"Column '{name}' given as {role} is constant ({present.iloc[0]:g}); it carries no "
+            "information.",
+            param=f"params.{role}",
+            code="constant_column",
+        )
+    return values
+
+
+def numeric_columns(
+    frame: pd.DataFrame, names: Sequence[str], role: str, *, allow_constant: bool = False
+) -> pd.DataFrame:
+    """The columns ``names`` as a float DataFrame, each checked as :func:`numeric` does."""
+    import pandas as pd
+
+    columns(frame, names, role)
+    return pd.DataFrame(
+        {name: numeric(frame, name, role, allow_constant=allow_constant) for name in names},
+        index=frame.index,
+    )
+
+
+def categorical(frame: pd.DataFrame, name: str, role: str) -> pd.Series:
+    """The column ``name`` as strings (missing values stay missing); 400 ``all_missing`` when
+    it has no value and ``constant_column`` when it has only one."""
+    series = column(frame, name, role)
+    present = series.dropna()
+    if present.empty:
+        raise InvalidRequestError(
+            f"Column '{name}' given as {role} has no values (all missing).",
+            param=f"params.{role}",
+            code="all_missing",
+        )
+    if present.astype(str).nunique() == 1:
+        raise InvalidRequestError(
+            f"Column '{name}' given as {role} has a single value; it carries no information.",
+            param=f"params.{role}",
+            code="constant_column",
+        )
+    return series.where(series.isna(), series.astype(str))
+
+
+def time_column(frame: pd.DataFrame, name: str, role: str = "time") -> pd.Series:
+    """The column ``name`` as datetimes (ISO 8601 text, or datetimes as stored); numbers are
+    taken as they are (a period index). 400 ``not_a_time`` when a value is neither, and
+    ``all_missing`` / ``duplicate_time`` when the times are missing or repeat."""
+    import pandas as pd
+
+    series = column(frame, name, role)
+    if series.isna().any():
+        raise InvalidRequestError(
+            f"Column '{name}' given as {role} has missing times.",
+            param=f"params.{role}",
+            code="all_missing" if series.isna().all() else "missing_time",
+        )
+    if pd.api.types.is_numeric_dtype(series) and series.dtype != bool:
+        times = series.astype(float)
+    elif pd.api.types.is_datetime64_any_dtype(series):
+        times = series
+    else:
+        try:
+            times = pd.to_datetime(series.astype(str), format="ISO8601", utc=False)
+        except (ValueError, TypeError):
+            raise InvalidRequestError(
+                f"Column '{name}' given as {role} must hold ISO 8601 times or numbers.",
+                param=f"params.{role}",
+                code="not_a_time",
+            ) from None
+    repeated = times.duplicated()
+    if repeated.any():
+        raise InvalidRequestError(
+            f"Column '{name}' given as {role} repeats a time ({times[repeated].iloc[0]}).",
+            param=f"params.{role}",
+            code="duplicate_time",
+        )
+    return times
+
+
+def require_rows(count: int, minimum: int, why: str = "this engine") -> None:
+    """A 400 ``too_few_rows`` when ``count`` (rows usable after checks) is below ``minimum``."""
+    if count < minimum:
+        raise InvalidRequestError(
+            f"{why[0].upper()}{why[1:]} needs at least {minimum} rows; the data have {count}.",
+            param="data",
+            code="too_few_rows",
+        )

@@ -1,0 +1,406 @@
+"""The in-process analytics engine: every analytic engine's computation in worker processes, and
+the jobs that run them in the background.
+
+Each run is one call to :func:`~aiplatform.engines.analytics.worker.run_method` in the engine's
+worker pool (``max_concurrency`` processes behind a bounded queue), so no fit ever holds the
+server's GIL; a caller that leaves stops its worker. Engines named in ``forward`` are called
+on their own service instead, through the remote adapter, for runs and jobs alike: a job
+consumes the engine's event stream whichever side computes it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack
+from functools import partial
+from pathlib import Path
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+import msgspec
+
+from aiplatform.api.analytics import (
+    AnalyticsJob,
+    AnalyticsJobDeleted,
+    AnalyticsJobList,
+    EngineInfo,
+    EngineList,
+    EngineListRequest,
+    JobListRequest,
+    JobRef,
+    JobRequest,
+    event_type,
+    request_type,
+    response_type,
+)
+from aiplatform.api.datasets import DatasetRef
+from aiplatform.api.openai import ErrorBody
+from aiplatform.engines.analytics.kind import ANALYTICS
+from aiplatform.engines.analytics.method import Method
+from aiplatform.engines.analytics.methods import METHODS
+from aiplatform.engines.analytics.operations import (
+    CANCEL_JOB,
+    DELETE_JOB,
+    GET_JOB,
+    LIST_ENGINES,
+    LIST_JOBS,
+    METHOD_OPERATIONS,
+    SUBMIT_JOB,
+)
+from aiplatform.engines.analytics.settings import AnalyticsSettings
+from aiplatform.engines.analytics.worker import MethodCall, MethodOutput, TableData, run_method
+from aiplatform.engines.base import Engine
+from aiplatform.engines.datasets.operations import DATASET_TABLE
+from aiplatform.engines.jobs import Job, JobContext, JobRunner
+from aiplatform.engines.local import LocalEngine
+from aiplatform.engines.settings import default_data_dir
+from aiplatform.errors import (
+    EngineUnavailableError,
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    RequestTooLargeError,
+)
+from aiplatform.tenant import acting_as, current_tenant
+
+__all__ = ["LocalAnalyticsEngine"]
+
+#: The job type of an analytic run.
+JOB_TYPE = "analytics.run"
+
+
+class LocalAnalyticsEngine(LocalEngine):
+    def __init__(
+        self,
+        settings: AnalyticsSettings,
+        *,
+        datasets: Engine | None = None,
+        forwarded: Mapping[str, Engine] | None = None,
+    ) -> None:
+        """``forwarded`` engines (by analytic engine name) replace the remote engines built
+        from ``settings.forward``."""
+        super().__init__(ANALYTICS, settings=settings, executor="processes")
+        self._settings = settings
+        self._datasets = datasets
+        unknown = set(settings.forward) - set(METHODS)
+        if unknown:
+            raise ValueError(
+                f"engines.analytics.forward names unknown engines: {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(METHODS)})"
+            )
+        self._forwarded: dict[str, Engine] = (
+            dict(forwarded) if forwarded is not None else _remote_engines(settings)
+        )
+        self._remote_stack: AsyncExitStack | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        folder = Path(settings.data_dir or Path(default_data_dir()) / "analytics")
+        self._runner = JobRunner(
+            folder / "jobs.sqlite3",
+            {JOB_TYPE: self._run_job},
+            max_queued=settings.max_queued_jobs,
+            max_running=settings.max_running_jobs,
+            timeout_s=settings.job_timeout_s,
+            resume_interrupted=False,
+        )
+        for name, method in METHODS.items():
+            op = METHOD_OPERATIONS[name]
+            self.bind(op, partial(self._invoke, method))
+            self.bind_stream(op, partial(self._stream, method))
+        self.bind(LIST_ENGINES, self.list_engines)
+        self.bind(SUBMIT_JOB, self.submit_job)
+        self.bind(GET_JOB, self.get_job)
+        self.bind(LIST_JOBS, self.list_jobs)
+        self.bind(CANCEL_JOB, self.cancel_job)
+        self.bind(DELETE_JOB, self.delete_job)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            # The job file opens before the scheduler (a background task) can read it.
+            await anyio.to_thread.run_sync(self._runner.open)
+            stack.callback(self._runner.close)
+            for engine in self._forwarded.values():
+                await stack.enter_async_context(engine)
+            await super().__aenter__()
+            self._remote_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await super().__aexit__(*exc_info)
+        finally:
+            stack, self._remote_stack = self._remote_stack, None
+            if stack is not None:
+                await stack.aclose()
+
+    def load(self) -> None:
+        """Nothing to load: each run imports what it computes with in its worker."""
+
+    async def start_background(self, task_group: anyio.abc.TaskGroup) -> None:
+        self._task_group = task_group
+        task_group.start_soon(self._runner.serve)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    async def list_engines(self, request: EngineListRequest) -> EngineList:
+        return EngineList(
+            data=[
+                EngineInfo(
+                    name=name,
+                    summary=method.summary,
+                    path=METHOD_OPERATIONS[name].path,
+                    params_schema=msgspec.json.schema(method.params),
+                    result_schema=msgspec.json.schema(method.result),
+                )
+                for name, method in METHODS.items()
+            ]
+        )
+
+    async def _invoke(self, method: Method[Any, Any], request: Any) -> Any:
+        forwarded = self._forwarded.get(method.name)
+        if forwarded is not None:
+            return await forwarded.invoke(METHOD_OPERATIONS[method.name], request)
+        call = await self._method_call(method, request)
+        with anyio.move_on_after(self._settings.run_timeout_s) as scope:
+            output = await self.call(run_method, call)
+        if scope.cancelled_caught:
+            raise _run_timeout(self._settings.run_timeout_s)
+        return _response(method, output)
+
+    async def _stream(self, method: Method[Any, Any], request: Any) -> AsyncIterator[Any]:
+        async for event in self._events(method, request, self._settings.run_timeout_s):
+            yield event
+
+    async def _events(
+        self, method: Method[Any, Any], request: Any, timeout_s: float | None
+    ) -> AsyncIterator[Any]:
+        """Progress events while the run computes, then its result event."""
+        forwarded = self._forwarded.get(method.name)
+        if forwarded is not None:
+            async for event in forwarded.stream(METHOD_OPERATIONS[method.name], request):
+                yield event
+            return
+        event = event_type(method)
+        call = await self._method_call(method, request)
+        if self._task_group is None:
+            raise EngineUnavailableError("The analytics engine has not been started.")
+        progress = _LatestProgress()
+        outcome: list[MethodOutput] = []
+        failure: list[BaseException] = []
+        scope = anyio.CancelScope()
+        finished = anyio.Event()
+
+        async def compute() -> None:
+            try:
+                with scope:
+                    with anyio.move_on_after(timeout_s or math.inf) as deadline:
+                        outcome.append(await self.call(run_method, call, progress=progress.put))
+                    if deadline.cancelled_caught:
+                        failure.append(_run_timeout(timeout_s or math.inf))
+            except Exception as exc:  # re-raised by the reader
+                failure.append(exc)
+            finally:
+                progress.close()
+                finished.set()
+
+        # The computation runs in the engine's task group, not in this generator: a stream is
+        # read across tasks (its first event in one, the rest in another), which a task group
+        # inside a generator does not allow.
+        self._task_group.start_soon(compute)
+        try:
+            while (report := await progress.get()) is not None:
+                yield event(object="analytics.progress", fraction=report[0], stage=report[1])
+        finally:
+            if not finished.is_set():  # the reader left: stop the run (its worker is killed)
+                scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await finished.wait()
+        if failure:
+            raise failure[0]
+        if not outcome:
+            raise EngineUnavailableError("The analytics engine stopped during the run.")
+        yield event(object="analytics.result", response=_response(method, outcome[0]))
+
+    async def _method_call(self, method: Method[Any, Any], request: Any) -> MethodCall:
+        """The worker's call: the tables resolved (inline, or read from the datasets engine),
+        sizes checked before anything crosses to a worker."""
+        if (request.data is None) == (request.dataset is None):
+            raise InvalidRequestError(
+                "Send the table as either 'data' (a list of records) or 'dataset' (a dataset "
+                "id), not both and not neither.",
+                param="data",
+                code="missing_data" if request.data is None else "ambiguous_data",
+            )
+        params = request.params
+        tables: dict[str, TableData] = {}
+        for name in method.tables:
+            value = getattr(params, name)
+            if value is not None:
+                tables[name] = await self._table(value, f"params.{name}")
+        if tables:  # the tables travel once, as tables, not again inside the params
+            params = msgspec.structs.replace(params, **dict.fromkeys(tables))
+        table = await self._table(
+            request.data if request.data is not None else request.dataset, "data"
+        )
+        return MethodCall(
+            method=method.name,
+            params=msgspec.msgpack.encode(params),
+            seed=request.seed,
+            table=table,
+            tables=tables,
+            max_rows=self._settings.max_rows,
+            max_columns=self._settings.max_columns,
+        )
+
+    async def _table(self, value: list[Any] | str, where: str) -> TableData:
+        if isinstance(value, list):
+            if len(value) > self._settings.max_rows:
+                raise _too_large(where, len(value), self._settings.max_rows)
+            return TableData(records=value)
+        if self._datasets is None:
+            raise EngineUnavailableError("No datasets engine is configured.", param=where)
+        try:
+            table = await self._datasets.invoke(DATASET_TABLE, DatasetRef(dataset_id=value))
+        except NotFoundError as exc:
+            raise NotFoundError(exc.message, param=where, code=exc.code) from None
+        if table.rows > self._settings.max_rows:
+            raise _too_large(where, table.rows, self._settings.max_rows)
+        return TableData(parquet=table.parquet)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def submit_job(self, request: JobRequest) -> AnalyticsJob:
+        method = METHODS.get(request.engine)
+        if method is None:
+            raise InvalidRequestError(
+                f"No analytic engine '{request.engine[:64]}'; known: {', '.join(METHODS)}.",
+                param="engine",
+                code="unknown_engine",
+            )
+        fields: dict[str, Any] = {"params": request.params, "seed": request.seed}
+        if request.data is not None:
+            fields["data"] = request.data
+        if request.dataset is not None:
+            fields["dataset"] = request.dataset
+        try:
+            run = msgspec.convert(fields, request_type(method))
+        except msgspec.ValidationError as exc:
+            raise InvalidRequestError(
+                f"Invalid request for engine '{method.name}': {exc}", param="params"
+            ) from None
+        await self._method_call(method, run)  # refuse bad tables now, not in the job
+        job = await self._runner.submit(
+            JOB_TYPE,
+            current_tenant(),
+            msgspec.json.encode(run),
+            summary={"engine": method.name},
+        )
+        return _public_job(job)
+
+    async def get_job(self, request: JobRef) -> AnalyticsJob:
+        return _public_job(await self._runner.get(current_tenant(), request.job_id))
+
+    async def list_jobs(self, request: JobListRequest) -> AnalyticsJobList:
+        jobs = await self._runner.owned(current_tenant(), limit=request.limit)
+        return AnalyticsJobList(data=[_public_job(job) for job in jobs if job.type == JOB_TYPE])
+
+    async def cancel_job(self, request: JobRef) -> AnalyticsJob:
+        return _public_job(await self._runner.cancel(current_tenant(), request.job_id))
+
+    async def delete_job(self, request: JobRef) -> AnalyticsJobDeleted:
+        await self._runner.delete(current_tenant(), request.job_id)
+        return AnalyticsJobDeleted(id=request.job_id)
+
+    async def _run_job(self, context: JobContext) -> Any:
+        method = METHODS[context.job.summary["engine"]]
+        request = msgspec.json.decode(context.payload, type=request_type(method))
+        response = None
+        with acting_as(context.job.owner):
+            async for event in self._events(method, request, timeout_s=None):
+                if event.object == "analytics.progress":
+                    context.progress(event.fraction or 0.0, event.stage)
+                else:
+                    response = event.response
+        if response is None:
+            raise InternalError("The run ended without a result.")
+        return msgspec.to_builtins(response)
+
+
+class _LatestProgress:
+    """The newest progress report of a run, for one reader: reports that arrive faster than
+    they are read replace each other (memory stays bounded whatever the reader's pace)."""
+
+    def __init__(self) -> None:
+        self._report: tuple[float, str] | None = None
+        self._closed = False
+        self._changed = anyio.Event()
+
+    def put(self, fraction: float, stage: str) -> None:
+        self._report = (fraction, stage)
+        self._changed.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._changed.set()
+
+    async def get(self) -> tuple[float, str] | None:
+        """The next report; None once the run is over."""
+        while self._report is None and not self._closed:
+            await self._changed.wait()
+            self._changed = anyio.Event()
+        report, self._report = self._report, None
+        return report
+
+
+def _remote_engines(settings: AnalyticsSettings) -> dict[str, Engine]:
+    from aiplatform.remote.client import RemoteEngine
+
+    return {
+        name: RemoteEngine(ANALYTICS, msgspec.structs.replace(settings, url=url, forward={}))
+        for name, url in settings.forward.items()
+    }
+
+
+def _response(method: Method[Any, Any], output: MethodOutput) -> Any:
+    return response_type(method)(
+        engine=method.name,
+        result=msgspec.msgpack.decode(output.result, type=method.result),
+        summary=output.summary,
+        charts=output.charts,
+        warnings=output.warnings,
+    )
+
+
+def _public_job(job: Job) -> AnalyticsJob:
+    status = "queued" if job.status == "deferred" else job.status
+    return AnalyticsJob(
+        id=job.id,
+        engine=str((job.summary or {}).get("engine", "")),
+        status=status,
+        progress=job.progress,
+        stage=job.message,
+        created_at=int(job.created_at),
+        started_at=int(job.started_at) if job.started_at is not None else None,
+        finished_at=int(job.finished_at) if job.finished_at is not None else None,
+        result=job.result if job.status == "succeeded" else None,
+        error=msgspec.convert(job.error, ErrorBody) if job.error is not None else None,
+    )
+
+
+def _too_large(where: str, rows: int, limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError(
+        f"The table in '{where}' has {rows} rows; the limit is {limit} rows.",
+        param=where,
+        code="dataset_too_large",
+    )
+
+
+def _run_timeout(seconds: float) -> InternalError:
+    return InternalError(
+        f"The run did not finish within {seconds:g}s; submit it as a job (POST /v1/jobs).",
+        code="analytics_timeout",
+        status_code=504,
+    )

@@ -1,0 +1,36 @@
+"""Every analytic engine, by name: the one list a new engine is added to (one line each).
+
+Each module declares one :class:`~aiplatform.engines.analytics.method.Method`; routes, calls,
+schemas, the engine listing, contract tests and docs are made from these declarations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiplatform.engines.analytics.method import Method
+from aiplatform.engines.analytics.methods.anomaly import METHOD as ANOMALY
+from aiplatform.engines.analytics.methods.chaos import METHOD as CHAOS
+from aiplatform.engines.analytics.methods.chronos import METHOD as CHRONOS
+from aiplatform.engines.analytics.methods.clustering import METHOD as CLUSTERING
+from aiplatform.engines.analytics.methods.galileo import METHOD as GALILEO
+from aiplatform.engines.analytics.methods.oracle import METHOD as ORACLE
+from aiplatform.engines.analytics.methods.statistical import METHOD as STATISTICAL
+from aiplatform.engines.analytics.methods.titan import METHOD as TITAN
+from aiplatform.engines.analytics.methods.trend import METHOD as TREND
+
+__all__ = ["METHODS"]
+
+_METHODS: tuple[Method[Any, Any], ...] = (
+    ANOMALY,
+    CHAOS,
+    CHRONOS,
+    CLUSTERING,
+    GALILEO,
+    ORACLE,
+    STATISTICAL,
+    TITAN,
+    TREND,
+)
+
+METHODS: dict[str, Method[Any, Any]] = {method.name: method for method in _METHODS}
