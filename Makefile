@@ -77,6 +77,7 @@ bench: ## the benchmarks under bench/
 	$(BIN)/python -m bench.asr
 	$(BIN)/python -m bench.diarization
 	$(BIN)/python -m bench.rag
+	$(BIN)/python -m bench.analytics
 	$(BIN)/python -m bench.wire
 
 clean: ## remove the virtual environment and caches

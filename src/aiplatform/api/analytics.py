@@ -10,7 +10,7 @@ import msgspec
 
 from aiplatform.api.ids import Id
 from aiplatform.api.openai import ErrorBody
-from aiplatform.engines.analytics.method import Records, Seed
+from aiplatform.api.tables import Records, Seed
 
 if TYPE_CHECKING:
     from aiplatform.engines.analytics.method import Method
@@ -153,7 +153,8 @@ class JobRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class JobRef(msgspec.Struct, kw_only=True):
-    job_id: Id
+    #: From the path (so a POST body may leave it out).
+    job_id: Id = ""
 
 
 class JobListRequest(msgspec.Struct, kw_only=True):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from aiplatform.engines.analytics.methods.chaos import METHOD
-from aiplatform.errors import InvalidRequestError
+from aiplatform.errors import InvalidRequestError, UnprocessableEntityError
 from tests.analytics import assert_valid_charts, run_direct
 
 
@@ -193,6 +193,8 @@ def test_same_seed_same_result_and_rising_progress() -> None:
         ("exp + a", "must be called"),
         ("a / 0", "not a finite real number"),
         ("log(-1) * a", "not a finite real number"),
+        ("9**9**9**9 + a", "not a finite real number"),
+        ("10**400 * a", "not a finite real number"),
         ("2 * 3", "names no column"),
     ],
 )
@@ -211,6 +213,17 @@ def test_an_expression_is_never_executed(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequestError):
         run_direct("chaos", data, {"expression": f"__import__('pathlib').Path('{marker}').touch()"})
     assert not marker.exists()
+
+
+def test_huge_values_are_refused_quickly_not_computed_exactly() -> None:
+    """Constant parts are float64: nothing grows as an exact number, however it is nested."""
+    data = _records(a=np.arange(1.0, 21.0), b=np.arange(21.0, 1.0, -1))
+    with pytest.raises(UnprocessableEntityError) as caught:
+        run_direct("chaos", data, {"expression": "exp(exp(exp(b - b + 100))) + a"})
+    assert caught.value.code == "no_finite_values"
+    with pytest.raises(UnprocessableEntityError) as caught:
+        run_direct("chaos", data, {"expression": "exp(exp(a))"})
+    assert caught.value.code == "overflow"
 
 
 def test_an_expression_naming_an_unknown_column_names_it() -> None:

@@ -149,8 +149,10 @@ def test_auto_reads_few_whole_numbers_as_classes_and_many_as_a_quantity() -> Non
 
 def test_the_example_answers_the_same_for_the_same_seed_with_rising_progress() -> None:
     method = METHODS["titan"]
-    first = run_direct("titan", method.example.data, method.example.params, seed=5)
-    again = run_direct("titan", method.example.data, method.example.params, seed=5)
+    params = method.example.params
+    tables = {"predict": params.predict}
+    first = run_direct("titan", method.example.data, params, seed=5, tables=tables)
+    again = run_direct("titan", method.example.data, params, seed=5, tables=tables)
     assert msgspec.json.encode(first.result) == msgspec.json.encode(again.result)
     assert first.summary == again.summary
     assert not first.result.budget_spent
@@ -159,6 +161,9 @@ def test_the_example_answers_the_same_for_the_same_seed_with_rising_progress() -
     assert "area" in first.result.selected_features
     assert "noise" not in first.result.selected_features
     assert first.result.metrics.r2 > first.result.baseline_metrics.r2 + 0.5
+    # price = 2 area - 1.2 age + district premium (centre +40, south -20), noise sd 12
+    values = [p.value for p in first.result.predictions]
+    assert values == pytest.approx([178.0, 172.0], abs=25.0)
     fractions = [fraction for fraction, _ in first.progress]
     assert fractions == sorted(fractions)
     assert fractions[-1] == 1.0

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import msgspec
 
-from aiplatform.api.ids import Id
+from aiplatform.api.tables import Cell, Records, Seed, TableInput
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,21 +40,11 @@ __all__ = [
     "TableInput",
 ]
 
-#: One value of an inline record.
-Cell: TypeAlias = str | int | float | bool | None
-#: A table given inline: one object per row, column name to value.
-Records: TypeAlias = list[dict[str, Cell]]
-#: A second table a method takes in its params (rows to predict, a reference set): inline
-#: records, or the id of a stored dataset.
-TableInput: TypeAlias = Records | Id
 #: A Vega-Lite specification with its data inline.
 Chart: TypeAlias = dict[str, Any]
 
 P = TypeVar("P", bound=msgspec.Struct)
 R = TypeVar("R", bound=msgspec.Struct)
-
-#: The seed every random choice of a run derives from.
-Seed = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 
 
 class Run:

@@ -97,12 +97,14 @@ def _read(request: ParseRequest) -> pd.DataFrame:
             warnings.simplefilter("ignore")
             if request.format == "csv":
                 separator = "\t" if request.filename.lower().endswith(".tsv") else ","
-                return pd.read_csv(source, sep=separator, low_memory=False)
+                return pd.read_csv(
+                    source, sep=separator, low_memory=False, float_precision="round_trip"
+                )
             if request.format == "parquet":
                 return pd.read_parquet(source)
             if request.format == "xlsx":
                 return pd.read_excel(source, engine="openpyxl")
-            return pd.read_json(source, lines=True, orient="records")
+            return pd.read_json(source, lines=True, orient="records", precise_float=True)
     except (ValueError, TypeError, KeyError, OSError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(
             f"'{request.filename[:100]}' cannot be read as {request.format}: "

@@ -14,7 +14,10 @@ from aiplatform.engines.analytics.methods.chaos import METHOD as CHAOS
 from aiplatform.engines.analytics.methods.chronos import METHOD as CHRONOS
 from aiplatform.engines.analytics.methods.clustering import METHOD as CLUSTERING
 from aiplatform.engines.analytics.methods.galileo import METHOD as GALILEO
+from aiplatform.engines.analytics.methods.mirror import METHOD as MIRROR
+from aiplatform.engines.analytics.methods.newton import METHOD as NEWTON
 from aiplatform.engines.analytics.methods.oracle import METHOD as ORACLE
+from aiplatform.engines.analytics.methods.scout import METHOD as SCOUT
 from aiplatform.engines.analytics.methods.statistical import METHOD as STATISTICAL
 from aiplatform.engines.analytics.methods.titan import METHOD as TITAN
 from aiplatform.engines.analytics.methods.trend import METHOD as TREND
@@ -27,7 +30,10 @@ _METHODS: tuple[Method[Any, Any], ...] = (
     CHRONOS,
     CLUSTERING,
     GALILEO,
+    MIRROR,
+    NEWTON,
     ORACLE,
+    SCOUT,
     STATISTICAL,
     TITAN,
     TREND,

@@ -207,6 +207,7 @@ def _numeric(frame: pd.DataFrame, params: AnomalyParams, run: Run) -> pd.DataFra
         for name in frame.columns
         if pd.api.types.is_numeric_dtype(frame[name])
         and not pd.api.types.is_bool_dtype(frame[name])
+        and bool(frame[name].notna().any())
     ]
     numeric = columns.numeric_columns(frame, names, "columns", allow_constant=True)
     constant = [name for name in names if numeric[name].dropna().nunique() <= 1]

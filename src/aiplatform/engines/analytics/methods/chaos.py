@@ -11,19 +11,23 @@ Pearson r sees less than half of it.
 Simulation: each column the expression names gets a fitted distribution (normal, logistic,
 uniform, lognormal, gamma or exponential, the lowest AIC; or the observed values themselves
 with ``bootstrap``); draws keep the columns' rank correlation through a Gaussian copula, and the
-expression is evaluated over the draws. The expression is parsed with Python's ``ast`` (never
-executed): only numbers, column names, + - * / ** and a few functions pass, and the accepted
-tree is built into a sympy expression that ``lambdify`` turns into numpy code.
+expression is evaluated over the draws. The expression is read by Python's parser into a syntax
+tree and never executed as code: only numbers, column names, + - * / ** and a few functions
+pass, and the accepted tree is compiled to numpy operations. (A computer-algebra tree is not
+used: sympy evaluates constant parts exactly, so ``exp(exp(exp(b - b + 100)))`` would grow
+without bound before any draw.)
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import math
+import operator
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, cast
 
 import msgspec
 
@@ -168,7 +172,7 @@ def compute(frame: pd.DataFrame, params: ChaosParams, run: Run) -> Outcome[Chaos
             code="nothing_to_compute",
         )
     run.progress(0.05, "measuring dependence")
-    role = "columns" if params.columns is not None else "expression"
+    role = "expression" if params.columns is None and formula is not None else "columns"
     dependence = _dependence(frame, pair_columns, role, run, 0.6 if formula else 0.9)
     simulation = None
     values = None
@@ -218,98 +222,128 @@ def _bad_expression(message: str) -> InvalidRequestError:
 
 
 def _parse(text: str, frame: pd.DataFrame) -> _Formula:
-    """Check ``text`` and build its sympy expression; a 400 naming what is not allowed."""
-    import sympy
+    """Check ``text`` and compile it; a 400 naming what is not allowed.
 
+    Python's parser reads the text into a syntax tree (nothing runs); every node must be a
+    number, a column name, + - * / **, or a call of an allowed function. Parts without a column
+    are folded to one float64 at once, so ``9**9**9**9`` is refused as an overflow rather than
+    grown as an exact number; the rest becomes numpy operations over the draws.
+    """
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
         raise _bad_expression(
             f"The expression is not a formula ({getattr(error, 'msg', error)})."
         ) from None
-    symbols: dict[str, sympy.Symbol] = {}
+    names: list[str] = []
     try:
-        expression = _build(tree.body, frame, symbols)
+        compiled = _build(tree.body, frame, names)
     except RecursionError:
         raise _bad_expression("The expression is nested too deeply.") from None
-    if not symbols:
+    if not names or isinstance(compiled, float):
         raise _bad_expression("The expression names no column; there is nothing to simulate.")
-    if expression.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan, sympy.I):
-        raise _bad_expression(
-            "A constant part of the expression is not a finite real number (a division by "
-            "zero, or the log or square root of a negative number)."
-        )
-    names = sorted(symbols)
     for name in names:
         columns.numeric(frame, name, "expression", allow_constant=True)
-    function = sympy.lambdify(
-        [symbols[name] for name in names], expression, modules="numpy", dummify=True
+    ordered = sorted(names)
+
+    def function(*values: np.ndarray) -> Any:
+        return compiled(dict(zip(ordered, values, strict=True)))
+
+    return _Formula(names=ordered, function=function)
+
+
+#: A compiled part of an expression: a constant, or a function of the columns' draws.
+_Part: TypeAlias = float | Callable[[dict[str, "np.ndarray"]], Any]
+
+
+def _not_finite() -> InvalidRequestError:
+    return _bad_expression(
+        "A constant part of the expression is not a finite real number (a division by zero, "
+        "an overflow, or the log or square root of a negative number)."
     )
-    return _Formula(names=names, function=function)
 
 
-_OPERATORS: dict[type[ast.operator], str] = {
-    ast.Add: "+",
-    ast.Sub: "-",
-    ast.Mult: "*",
-    ast.Div: "/",
-    ast.Pow: "**",
+def _folded(value: Any) -> float:
+    """A constant computed in float64; non-finite is refused."""
+    result = float(value)
+    if not math.isfinite(result):
+        raise _not_finite()
+    return result
+
+
+def _value(part: _Part, draws: dict[str, np.ndarray]) -> Any:
+    return part if isinstance(part, float) else part(draws)
+
+
+_OPERATORS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
 }
 
 
-def _build(node: ast.AST, frame: pd.DataFrame, symbols: dict[str, Any]) -> Any:
-    """The sympy expression of an accepted node; anything else is refused."""
-    import sympy
-
+def _build(node: ast.AST, frame: pd.DataFrame, names: list[str]) -> _Part:
+    """The node compiled; anything but numbers, column names, arithmetic and the allowed
+    functions is refused. ``names`` collects the columns it reads."""
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise _bad_expression(f"Only numbers may appear as constants, not {node.value!r}.")
-        return sympy.Float(node.value)
+        try:
+            return _folded(node.value)
+        except OverflowError:
+            raise _not_finite() from None
     if isinstance(node, ast.Name):
-        return _symbol(node.id, frame, symbols)
+        return _name(node.id, frame, names)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        operand = _build(node.operand, frame, symbols)
-        return -operand if isinstance(node.op, ast.USub) else operand
+        operand = _build(node.operand, frame, names)
+        if isinstance(node.op, ast.UAdd):
+            return operand
+        return _apply(operator.neg, [operand])
     if isinstance(node, ast.BinOp):
         if type(node.op) not in _OPERATORS:
             hint = " (powers are written **)" if isinstance(node.op, ast.BitXor) else ""
             raise _bad_expression(
                 f"The operator {type(node.op).__name__} is not allowed{hint}; use + - * / **."
             )
-        left = _build(node.left, frame, symbols)
-        right = _build(node.right, frame, symbols)
-        return _combine(_OPERATORS[type(node.op)], left, right)
+        left = _build(node.left, frame, names)
+        right = _build(node.right, frame, names)
+        if isinstance(right, float) and right == 0 and isinstance(node.op, ast.Div):
+            raise _not_finite()
+        return _apply(_OPERATORS[type(node.op)], [left, right])
     if isinstance(node, ast.Call):
-        return _call(node, frame, symbols)
+        return _call(node, frame, names)
     raise _bad_expression(
         f"{type(node).__name__} is not allowed in an expression: only numbers, column names, "
         "+ - * / **, parentheses and the functions " + ", ".join(FUNCTIONS) + "."
     )
 
 
-def _combine(operator: str, left: Any, right: Any) -> Any:
-    if operator == "+":
-        return left + right
-    if operator == "-":
-        return left - right
-    if operator == "*":
-        return left * right
-    if operator == "/":
-        return left / right
-    return left**right
+def _apply(function: Callable[..., Any], parts: list[_Part]) -> _Part:
+    """``function`` over ``parts``: folded now when all are constants, else deferred to the
+    draws (numpy float64 arithmetic, element by element)."""
+    import numpy as np
+
+    if all(isinstance(part, float) for part in parts):
+        with np.errstate(all="ignore"):
+            return _folded(function(*[np.float64(cast(float, part)) for part in parts]))
+
+    def apply(draws: dict[str, np.ndarray]) -> Any:
+        return function(*[_value(part, draws) for part in parts])
+
+    return apply
 
 
-def _symbol(name: str, frame: pd.DataFrame, symbols: dict[str, Any]) -> Any:
-    import sympy
-
+def _name(name: str, frame: pd.DataFrame, names: list[str]) -> _Part:
     if name in frame.columns:
-        if name not in symbols:
-            symbols[name] = sympy.Symbol(name, real=True)
-        return symbols[name]
+        if name not in names:
+            names.append(name)
+        return lambda draws: draws[name]
     if name == "pi":
-        return sympy.pi
+        return math.pi
     if name == "e":
-        return sympy.E
+        return math.e
     if name in FUNCTIONS:
         raise _bad_expression(f"The function '{name}' must be called, e.g. {name}(x).")
     raise InvalidRequestError(
@@ -319,8 +353,8 @@ def _symbol(name: str, frame: pd.DataFrame, symbols: dict[str, Any]) -> Any:
     )
 
 
-def _call(node: ast.Call, frame: pd.DataFrame, symbols: dict[str, Any]) -> Any:
-    import sympy
+def _call(node: ast.Call, frame: pd.DataFrame, names: list[str]) -> _Part:
+    import numpy as np
 
     allowed = ", ".join(FUNCTIONS)
     if not isinstance(node.func, ast.Name):
@@ -336,16 +370,16 @@ def _call(node: ast.Call, frame: pd.DataFrame, symbols: dict[str, Any]) -> Any:
     if (wanted is None and len(node.args) < 2) or (wanted is not None and len(node.args) != wanted):
         count = "2 or more arguments" if wanted is None else f"{wanted} argument"
         raise _bad_expression(f"{name}() takes {count}; {len(node.args)} given.")
-    args = [_build(arg, frame, symbols) for arg in node.args]
+    args = [_build(arg, frame, names) for arg in node.args]
     functions: dict[str, Callable[..., Any]] = {
-        "exp": sympy.exp,
-        "log": sympy.log,
-        "sqrt": sympy.sqrt,
-        "abs": sympy.Abs,
-        "min": sympy.Min,
-        "max": sympy.Max,
+        "exp": np.exp,
+        "log": np.log,
+        "sqrt": np.sqrt,
+        "abs": np.abs,
+        "min": lambda *values: functools.reduce(np.minimum, values),
+        "max": lambda *values: functools.reduce(np.maximum, values),
     }
-    return functions[name](*args)
+    return _apply(functions[name], args)
 
 
 # -- dependence -----------------------------------------------------------------------------
@@ -507,18 +541,27 @@ def _simulate(
     if not finite.all():
         run.warn(
             f"{int((~finite).sum())} of {params.simulations} draws gave no finite value of the "
-            "expression (a division by zero, or the log or square root of a negative number) "
-            "and were left out."
+            "expression (a division by zero, an overflow, or the log or square root of a negative "
+            "number) and were left out."
         )
     values = values[finite]
     points = sorted(set(params.percentiles))
-    levels = np.percentile(values, points)
+    with np.errstate(all="ignore"):
+        levels = np.percentile(values, points)
+        mean = float(values.mean())
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise UnprocessableEntityError(
+            "The simulated values of the expression are too large to average (their mean or "
+            "standard deviation overflows).",
+            code="overflow",
+        )
     simulation = ChaosSimulation(
         expression=text.strip(),
         inputs=inputs,
         simulations=len(values),
-        mean=float(values.mean()),
-        std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        mean=mean,
+        std=std,
         percentiles=[
             ChaosPercentile(p=float(p), value=float(level))
             for p, level in zip(points, levels, strict=True)

@@ -43,6 +43,9 @@ SILHOUETTE_ROWS = 3_000
 CHART_ROWS = 5_000
 #: Default HDBSCAN min_cluster_size: this share of the rows, at least 5.
 DEFAULT_CLUSTER_SHARE = 0.02
+#: Below this many rows k-means runs on one thread: threads only add overhead (and, on a busy
+#: machine, OpenMP's waiting threads slow small fits down many times over).
+THREADED_ROWS = 100_000
 #: A profile lists the columns whose standardised mean is furthest from 0, up to this many.
 DISTINCT_COLUMNS = 3
 
@@ -125,6 +128,7 @@ def _numeric(frame: pd.DataFrame, params: ClusteringParams, run: Run) -> pd.Data
         for name in frame.columns
         if pd.api.types.is_numeric_dtype(frame[name])
         and not pd.api.types.is_bool_dtype(frame[name])
+        and bool(frame[name].notna().any())
     ]
     numeric = columns.numeric_columns(frame, names, "columns", allow_constant=True)
     constant = [name for name in names if numeric[name].dropna().nunique() <= 1]
@@ -210,6 +214,7 @@ def _kmeans(
     """The labels of the k with the best silhouette, and the silhouette of every k tried."""
     import numpy as np
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     distinct = len(np.unique(x, axis=0))
     k_max = min(params.k_max, distinct - 1)
@@ -225,9 +230,11 @@ def _kmeans(
     best: tuple[float, np.ndarray] | None = None
     by_k: list[KSilhouette] = []
     ks = range(params.k_min, k_max + 1)
+    threads = None if len(x) >= THREADED_ROWS else 1
     for step, k in enumerate(ks):
         run.progress(0.1 + 0.5 * step / len(ks), f"k-means with k = {k}")
-        labels = KMeans(n_clusters=k, n_init=4, random_state=run.seed).fit_predict(x)
+        with threadpool_limits(threads, user_api="openmp"):
+            labels = KMeans(n_clusters=k, n_init=4, random_state=run.seed).fit_predict(x)
         silhouette = score(labels)
         by_k.append(KSilhouette(k=k, silhouette=silhouette))
         if silhouette is not None and (best is None or silhouette > best[0]):
@@ -272,6 +279,17 @@ def _choose(
         f"({_fmt(density_score)}, noise counting 0)."
     )
     return "kmeans", kmeans, by_k, why, score
+
+
+def _by_size(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0, 1, ... from the largest cluster down (ties: the one seen first);
+    noise stays -1."""
+    import numpy as np
+
+    found, first, counts = np.unique(labels[labels >= 0], return_index=True, return_counts=True)
+    order = sorted(range(len(found)), key=lambda i: (-counts[i], first[i]))
+    mapping = {int(found[i]): rank for rank, i in enumerate(order)}
+    return np.array([mapping.get(int(value), -1) for value in labels], dtype=int)
 
 
 def _no_clusters() -> UnprocessableEntityError:
@@ -388,7 +406,8 @@ def compute(frame: pd.DataFrame, params: ClusteringParams, run: Run) -> Outcome[
     _check_params(params, len(frame))
     run.progress(0.05, "scaling columns")
     x = _matrix(numeric, params, run)
-    algorithm, labels, by_k, reason, score = _choose(x, params, run)
+    algorithm, found, by_k, reason, score = _choose(x, params, run)
+    labels = _by_size(found)
     run.progress(0.8, "profiling clusters")
     k = len({int(value) for value in labels if value >= 0})
     if k < 2:

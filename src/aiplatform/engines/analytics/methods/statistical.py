@@ -180,6 +180,7 @@ def _numeric_names(frame: pd.DataFrame, exclude: set[str]) -> list[str]:
         if name not in exclude
         and pd.api.types.is_numeric_dtype(frame[name])
         and not pd.api.types.is_bool_dtype(frame[name])
+        and bool(frame[name].notna().any())
     ]
 
 
@@ -232,9 +233,14 @@ def _correlate(a: pd.Series, b: pd.Series, name_a: str, name_b: str) -> Correlat
     n = len(x)
     if n < 3 or float(x.min()) == float(x.max()) or float(y.min()) == float(y.max()):
         return Correlation(
-            a=name_a, b=name_b, n=n, pearson_r=None, pearson_p=None, spearman_rho=None,
+            a=name_a,
+            b=name_b,
+            n=n,
+            pearson_r=None,
+            pearson_p=None,
+            spearman_rho=None,
             spearman_p=None,
-        )  # fmt: skip
+        )
     pearson = stats.pearsonr(x, y)
     spearman = stats.spearmanr(x, y)
     return Correlation(
@@ -752,7 +758,10 @@ def _test_sentence(test: HypothesisTest) -> str:
 
 
 def _summary(result: StatisticalResult) -> str:
-    parts = [f"Described {len(result.describe)} numeric columns over {result.rows} rows."]
+    count = len(result.describe)
+    parts = [
+        f"Described {count} numeric column{'' if count == 1 else 's'} over {result.rows} rows."
+    ]
     ranked = [item for item in result.correlations if item.pearson_r is not None]
     if ranked:
         top = max(ranked, key=lambda item: abs(item.pearson_r or 0.0))

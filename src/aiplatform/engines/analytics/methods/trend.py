@@ -1,12 +1,14 @@
 """trend: a series split into trend, season and remainder, its slope, and where its level shifts.
 
-STL (statsmodels, robust LOESS) separates the seasonal cycle when there is one; a series without
-a season gets a LOWESS trend. Change points are found on the seasonally adjusted series by binary
+STL (statsmodels, robust LOESS) separates the seasonal cycle when there is one, as one pattern
+held fixed across cycles (a season free to drift soaks up noise and steps); a series without a
+season gets a LOWESS trend. Change points are found on the seasonally adjusted series by binary
 segmentation (ruptures) with a linear cost, so a steady slope is not taken for a series of
-steps; the penalty is scaled to the noise, estimated robustly from the spread of successive
-differences. The slope is that of one line fit to the seasonally adjusted series with a level of
-its own in each segment between change points (a level shift does not bend the slope), with
-heteroscedasticity and autocorrelation consistent (Newey-West) errors.
+steps; the penalty is scaled to the noise, estimated robustly from successive differences and
+raised when the remainder is autocorrelated. The slope is that of one line through the series
+with a level of its own in each segment between change points (a level shift does not bend
+it) and one effect per position in the seasonal cycle, with Newey-West (heteroscedasticity
+and autocorrelation consistent) errors.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def compute(frame: pd.DataFrame, params: TrendParams, run: Run) -> Outcome[Trend
     )
     run.progress(0.75, "estimating the slope")
     x, unit = _elapsed(series, params.time)
-    fit = _slope_fit(adjusted, x, breaks)
+    fit = _slope_fit(y, x, breaks, season)
     result = TrendResult(
         slope=fit.slope,
         slope_ci=[fit.low, fit.high],
@@ -313,18 +315,23 @@ class _SlopeFit:
     shifts: list[float]
 
 
-def _slope_fit(adjusted: np.ndarray, x: np.ndarray, breaks: list[int]) -> _SlopeFit:
-    """OLS of the seasonally adjusted series on time with one level per segment, Newey-West
-    errors (lags: the usual 4 (n/100)^(2/9))."""
+def _slope_fit(y: np.ndarray, x: np.ndarray, breaks: list[int], season: int) -> _SlopeFit:
+    """OLS of the series on time with one level per segment and, for a seasonal series, one
+    effect per position in the cycle (so the season's estimation error counts in the slope's
+    interval); Newey-West errors (lags: the usual 4 (n/100)^(2/9)) with a t reference."""
     import numpy as np
     import statsmodels.api as sm
 
-    count = len(adjusted)
-    segment = np.searchsorted(np.asarray(breaks, dtype=int), np.arange(count), side="right")
+    count = len(y)
+    rows = np.arange(count)
+    segment = np.searchsorted(np.asarray(breaks, dtype=int), rows, side="right")
     levels = (segment[:, None] == np.arange(len(breaks) + 1)[None, :]).astype(float)
-    design = np.column_stack([x, levels])
+    cycle = (rows[:, None] % season == np.arange(1, season)[None, :]).astype(float)
+    design = np.column_stack([x, levels, cycle])
     lags = max(1, math.floor(4 * (count / 100) ** (2 / 9)))
-    fit = sm.OLS(adjusted, design).fit(cov_type="HAC", cov_kwds={"maxlags": lags})
+    fit = sm.OLS(y, design).fit(
+        cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True}, use_t=True
+    )
     low, high = fit.conf_int(alpha=1 - _CONFIDENCE)[0]
     params = np.asarray(fit.params)
     values = [float(params[0]), float(low), float(high), float(fit.pvalues[0])]

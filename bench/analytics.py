@@ -1,0 +1,705 @@
+"""Analytics benchmark: each analytic engine through a real server against the same computation
+called directly, and jobs throughput against synchronous calls.
+
+(a) For every registered analytic engine (``--engines`` to pick) and each table size
+    (``--rows``), a table built by a seeded generator that fits the engine's example params,
+    run three ways, interleaved, ``--repeats`` times each (median reported):
+
+    - direct: :func:`~aiplatform.engines.analytics.worker.run_method` in this process with the
+      request's :class:`~aiplatform.engines.analytics.worker.MethodCall` (records to DataFrame,
+      the engine's compute calling its library, the result encoded): the baseline;
+    - inline: ``POST /v1/analytics/<engine>`` to ``aiplatform serve --engines
+      analytics,datasets`` with the table inline (``data``), body encoded before the clock;
+    - dataset: the same request naming the table uploaded once (``POST /v1/datasets``,
+      Parquet) by ``dataset``.
+
+    Ratios are server / direct. Engines that cannot take a large table in reasonable time are
+    capped (rows or knobs) and the notes say so.
+(b) Jobs: ``--jobs`` quick runs submitted at once (``POST /v1/jobs``) and polled until every one
+    succeeded, against the same runs as synchronous calls back to back (``max_running_jobs`` at
+    its default).
+
+Every answer is checked (a 200 holding the engine's result, the same result as the direct call
+for the same seed; every job succeeded with the synchronous call's result) before a figure is
+printed; a failed check exits 1. Run: ``python -m bench.analytics [--rows 10000,100000]
+[--engines anomaly,trend] [--repeats 2] [--jobs 50]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import httpx
+import msgspec
+import numpy as np
+from tests.support import ServerProcess
+
+from aiplatform.engines.analytics.method import Cell, Method, Records
+from aiplatform.engines.analytics.methods import METHODS
+from aiplatform.engines.analytics.worker import MethodCall, TableData, run_method
+from bench.checks import fail, require, require_count, require_status, run_bench
+
+#: Columns of a generated table, by name.
+Columns = dict[str, list[Cell]]
+
+SEED = 0
+#: An HTTP call may compute this long (the server's own limit is run_timeout_s, 300 s).
+HTTP_TIMEOUT_S = 600.0
+
+
+@dataclass(slots=True)
+class Table:
+    """What a generator makes: the table, the params (column roles set, knobs from the engine's
+    example), the params' own tables (by params field) and a note when something was capped."""
+
+    columns: Columns
+    params: msgspec.Struct
+    tables: dict[str, Columns] = field(default_factory=dict)
+    note: str = ""
+
+
+#: A generator: (rows, rng) -> the table.
+Generator = Callable[[int, np.random.Generator], Table]
+
+
+# -- tables, one generator per engine ---------------------------------------------------------
+
+
+def _example(engine: str, **changes: Any) -> msgspec.Struct:
+    """The engine's example params (its knobs) with ``changes`` (the column roles, caps)."""
+    params: msgspec.Struct = METHODS[engine].example.params
+    return msgspec.structs.replace(params, **changes)
+
+
+def _hours(rows: int) -> list[Cell]:
+    """``rows`` unique, increasing hourly ISO 8601 times from 2000-01-01 (100k rows: 11 years)."""
+    start = np.datetime64("2000-01-01T00", "h")
+    times = start + np.arange(rows).astype("timedelta64[h]")
+    return list(np.datetime_as_string(times, unit="s").tolist())
+
+
+def _round(values: np.ndarray, digits: int = 3) -> list[Cell]:
+    return list(np.round(values, digits).tolist())
+
+
+def _capped(engine: str, rows: int, cap: int, why: str) -> tuple[int, str]:
+    """``rows`` cut to ``cap``, and the note saying so (empty when nothing was cut)."""
+    if rows <= cap:
+        return rows, ""
+    return cap, f"{engine}: capped at {cap:,} rows ({why})"
+
+
+def _anomaly(rows: int, rng: np.random.Generator) -> Table:
+    """Sensor readings: temperature and pressure move together; 0.1% of the rows do not."""
+    temperature = rng.normal(20.0, 3.0, rows)
+    pressure = 100.0 + 2.0 * (temperature - 20.0) + rng.normal(0.0, 1.5, rows)
+    odd = rng.choice(rows, size=max(3, rows // 1000), replace=False)
+    pressure[odd] += rng.choice([-25.0, 25.0], size=len(odd))
+    columns: Columns = {
+        "sensor": [f"s{i:06d}" for i in range(rows)],
+        "temperature": _round(temperature, 2),
+        "pressure": _round(pressure, 2),
+        "humidity": _round(rng.normal(50.0, 5.0, rows), 2),
+    }
+    return Table(columns, _example("anomaly", columns=["temperature", "pressure", "humidity"]))
+
+
+def _chaos(rows: int, rng: np.random.Generator) -> Table:
+    """y is x squared (no linear correlation), z rises with x."""
+    x = rng.uniform(-1.0, 1.0, rows)
+    columns: Columns = {
+        "x": _round(x, 4),
+        "y": _round(x * x + rng.normal(0.0, 0.03, rows), 4),
+        "z": _round(2.0 + 0.5 * x + rng.normal(0.0, 0.2, rows), 4),
+    }
+    return Table(columns, _example("chaos", columns=["x", "y", "z"], expression="z * exp(x) - y"))
+
+
+#: chronos fits ETS, ARIMA and Theta (season 24 on hourly data) on three backtest folds and
+#: again on the whole series: minutes past a few thousand points.
+CHRONOS_ROWS = 100_000
+
+
+def _chronos(rows: int, rng: np.random.Generator) -> Table:
+    """An hourly series: slow rise, a daily cycle (season 24, inferred), noise."""
+    used, note = _capped("chronos", rows, CHRONOS_ROWS, "AutoARIMA with season 24")
+    step = np.arange(used)
+    sales = 100.0 + 0.01 * step + 8.0 * np.sin(2 * np.pi * step / 24) + rng.normal(0, 1.5, used)
+    columns: Columns = {"hour": _hours(used), "sales": _round(sales, 2)}
+    return Table(columns, _example("chronos", time="hour", target="sales"), note=note)
+
+
+def _clustering(rows: int, rng: np.random.Generator) -> Table:
+    """Customers in three segments by spend and visits."""
+    centres = np.array([(200.0, 4.0), (800.0, 12.0), (450.0, 25.0)])
+    which = np.arange(rows) % 3
+    columns: Columns = {
+        "customer": [f"c{i:06d}" for i in range(rows)],
+        "spend": _round(centres[which, 0] + rng.normal(0.0, 60.0, rows), 1),
+        "visits": _round(centres[which, 1] + rng.normal(0.0, 2.0, rows), 1),
+    }
+    return Table(columns, _example("clustering", columns=["spend", "visits"]))
+
+
+def _galileo(rows: int, rng: np.random.Generator) -> Table:
+    """Seven columns driven by two hidden factors: a correlation graph of seven nodes (the
+    rows make the correlations; a graph of rows, k-NN, is limited to 10,000 nodes)."""
+    f, g = rng.normal(0, 1, rows), rng.normal(0, 1, rows)
+    mix = {
+        "sales": (1.0, 0.0, 0.4),
+        "visits": (0.8, 0.0, 0.4),
+        "orders": (-1.0, 0.0, 0.4),
+        "rain": (0.0, 1.0, 0.4),
+        "humidity": (0.0, 0.9, 0.4),
+        "clouds": (0.0, 1.0, 0.5),
+        "umbrellas": (0.7, 0.7, 0.3),
+    }
+    columns: Columns = {
+        name: _round(a * f + b * g + rng.normal(0, sd, rows)) for name, (a, b, sd) in mix.items()
+    }
+    return Table(columns, _example("galileo", graph="correlation", columns=list(mix)))
+
+
+#: Synthetic rows mirror is asked for (each is in the answer).
+MIRROR_SYNTHETIC = 10_000
+
+
+def _mirror(rows: int, rng: np.random.Generator) -> Table:
+    """Spend, visits and returns move together; the segment follows spend. The synthetic rows
+    asked for are capped: they all come back in the answer."""
+    f, g = rng.normal(0, 1, rows), rng.normal(0, 1, rows)
+    spend = np.exp(3.0 + 0.5 * f)
+    segment = np.where(spend > 30, "high", np.where(spend > 15, "mid", "low"))
+    columns: Columns = {
+        "spend": _round(spend, 2),
+        "visits": list(np.maximum(0, np.round(6 + 2 * (0.8 * f + 0.6 * g))).astype(int).tolist()),
+        "returns": _round(10 - 3 * (-0.5 * f + 0.87 * rng.normal(0, 1, rows)), 2),
+        "segment": list(segment.tolist()),
+    }
+    made = min(rows, MIRROR_SYNTHETIC)
+    params = _example("mirror", rows=made, columns=list(columns))
+    return Table(columns, params, note=f"mirror: {MIRROR_SYNTHETIC:,} synthetic rows asked for")
+
+
+#: gplearn evaluates every program of every generation on every row.
+NEWTON_ROWS = 10_000
+
+
+def _newton(rows: int, rng: np.random.Generator) -> Table:
+    """The ideal gas law: pressure from moles, temperature and volume."""
+    used, note = _capped("newton", rows, NEWTON_ROWS, "gplearn evaluates each program on each row")
+    moles = np.round(rng.uniform(1, 5, used), 2)
+    kelvin = np.round(rng.uniform(250, 400, used), 1)
+    litres = np.round(rng.uniform(10, 50, used), 1)
+    columns: Columns = {
+        "moles": _round(moles, 2),
+        "kelvin": _round(kelvin, 1),
+        "litres": _round(litres, 1),
+        "pressure": _round(moles * kelvin / litres, 6),
+    }
+    params = _example("newton", target="pressure", features=["moles", "kelvin", "litres"])
+    return Table(columns, params, note=note)
+
+
+#: oracle runs ADF tests (lags chosen by AIC) and VAR order selection on every series.
+ORACLE_ROWS = 100_000
+
+
+def _oracle(rows: int, rng: np.random.Generator) -> Table:
+    """Hourly series: demand follows ads three steps later; weather is unrelated."""
+    from scipy.signal import lfilter
+
+    used, note = _capped("oracle", rows, ORACLE_ROWS, "ADF with autolag on each series")
+    ads = lfilter([1.0], [1.0, -0.6], rng.normal(0, 1, used))
+    demand = rng.normal(0, 1, used)
+    demand[3:] += 0.8 * ads[:-3]
+    columns: Columns = {
+        "hour": _hours(used),
+        "ads": _round(ads, 4),
+        "demand": _round(demand, 4),
+        "weather": _round(lfilter([1.0], [1.0, -0.5], rng.normal(0, 1, used)), 4),
+    }
+    params = _example("oracle", columns=["ads", "demand", "weather"], time="hour")
+    return Table(columns, params, note=note)
+
+
+def _scout_month(rows: int, rng: np.random.Generator, extra: float, mobile: float) -> Columns:
+    minutes = rng.normal(12 + extra, 4, rows)
+    items = rng.integers(1, 9, rows)
+    return {
+        "minutes": _round(minutes, 1),
+        "items": list(items.tolist()),
+        "device": list(np.where(rng.random(rows) < mobile, "mobile", "desktop").tolist()),
+        "age": list(rng.integers(18, 71, rows).tolist()),
+        "spend": _round(3 * minutes + 9 * items + rng.normal(0, 6, rows), 2),
+    }
+
+
+def _scout(rows: int, rng: np.random.Generator) -> Table:
+    """Spend grows with minutes and items; this month's visitors stay longer and more come
+    from mobile than in the reference month (a table of the same size)."""
+    current = _scout_month(rows, rng, 5.0, 0.75)
+    reference = _scout_month(rows, rng, 0.0, 0.4)
+    params = _example("scout", target="spend", features=None, reference=None)
+    return Table(current, params, tables={"reference": reference})
+
+
+def _statistical(rows: int, rng: np.random.Generator) -> Table:
+    """Three teams; team C scores higher; hours and score go together."""
+    team = np.array(list("ABC"))[np.arange(rows) % 3]
+    hours = np.round(rng.uniform(2.0, 10.0, rows), 2)
+    score = 50.0 + 3.0 * hours + 12.0 * (team == "C") + rng.normal(0.0, 4.0, rows)
+    columns: Columns = {
+        "team": list(team.tolist()),
+        "hours": _round(hours, 2),
+        "score": _round(score, 2),
+        "age": list((20 + np.arange(rows) % 17).tolist()),
+    }
+    params = _example("statistical", columns=["score", "hours", "age"], value="score", group="team")
+    return Table(columns, params)
+
+
+def _titan(rows: int, rng: np.random.Generator) -> Table:
+    """Floor area and age drive a price; the district adds a premium; one column is noise. The
+    search must end on ``max_candidates`` (1, as the example), not on the clock, for the server
+    and the direct call to do the same work: the budget is raised (and ``budget_spent`` is
+    checked false)."""
+    area = np.round(rng.uniform(40, 160, rows), 1)
+    age = rng.integers(0, 61, rows)
+    district = rng.choice(np.array(["north", "south", "centre"]), rows)
+    premium = np.select([district == "south", district == "centre"], [-20.0, 40.0], 0.0)
+    columns: Columns = {
+        "area": _round(area, 1),
+        "age": list(age.tolist()),
+        "district": list(district.tolist()),
+        "noise": _round(rng.uniform(0, 1, rows)),
+        "price": _round(2.0 * area - 1.2 * age + premium + rng.normal(0, 12, rows), 1),
+    }
+    params = _example("titan", target="price", time_budget_s=600.0)
+    return Table(columns, params, note="titan: time_budget_s 600 so that max_candidates ends it")
+
+
+#: trend runs STL and a binary-segmentation search for level shifts.
+TREND_ROWS = 100_000
+
+
+def _trend(rows: int, rng: np.random.Generator) -> Table:
+    """An hourly series: slow rise, a daily cycle, noise, a level shift of +6 at 55%."""
+    used, note = _capped("trend", rows, TREND_ROWS, "STL and binary segmentation")
+    step = np.arange(used)
+    level = 50.0 + 0.001 * step + 4.0 * np.sin(2 * np.pi * step / 24) + rng.normal(0, 1, used)
+    level += 6.0 * (step >= int(0.55 * used))
+    columns: Columns = {"hour": _hours(used), "level": _round(level, 3)}
+    return Table(columns, _example("trend", time="hour", target="level"), note=note)
+
+
+GENERATORS: dict[str, Generator] = {
+    "anomaly": _anomaly,
+    "chaos": _chaos,
+    "chronos": _chronos,
+    "clustering": _clustering,
+    "galileo": _galileo,
+    "mirror": _mirror,
+    "newton": _newton,
+    "oracle": _oracle,
+    "scout": _scout,
+    "statistical": _statistical,
+    "titan": _titan,
+    "trend": _trend,
+}
+
+
+def _example_table(engine: str) -> Table:
+    """An engine the bench has no generator for: its own example, at its own size."""
+    method = METHODS[engine]
+    data = method.example.data
+    names = list(dict.fromkeys(key for row in data for key in row))
+    columns: Columns = {name: [row.get(name) for row in data] for name in names}
+    params = method.example.params
+    tables: dict[str, Columns] = {}
+    for name in method.tables:
+        value = getattr(params, name)
+        if isinstance(value, list):
+            keys = list(dict.fromkeys(key for row in value for key in row))
+            tables[name] = {key: [row.get(key) for row in value] for key in keys}
+            params = msgspec.structs.replace(params, **{name: None})
+    note = f"{engine}: no generator here; its example ({len(data)} rows) at every size"
+    return Table(columns, params, tables=tables, note=note)
+
+
+# -- one case: a table, its params, the bodies ----------------------------------------------
+
+
+def _records(columns: Columns) -> Records:
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _parquet(columns: Columns) -> bytes:
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame(columns).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+@dataclass(slots=True)
+class Case:
+    engine: str
+    #: Rows asked for.
+    asked: int
+    table: Table
+    records: Records = field(init=False)
+    #: The params' own tables as records, by params field.
+    tables: dict[str, Records] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.records = _records(self.table.columns)
+        self.tables = {name: _records(columns) for name, columns in self.table.tables.items()}
+
+    @property
+    def rows(self) -> int:
+        return len(self.records)
+
+    @property
+    def params(self) -> msgspec.Struct:
+        return self.table.params
+
+    def call(self) -> MethodCall:
+        """The worker's call for the inline request, as the server builds it: the params'
+        tables travel beside the params, not in them."""
+        return MethodCall(
+            method=self.engine,
+            params=msgspec.msgpack.encode(self.params),
+            seed=SEED,
+            table=TableData(records=self.records),
+            tables={name: TableData(records=records) for name, records in self.tables.items()},
+        )
+
+    def inline_body(self) -> bytes:
+        params = msgspec.structs.replace(self.params, **self.tables)
+        return msgspec.json.encode({"data": self.records, "params": params, "seed": SEED})
+
+    def dataset_body(self, ids: dict[str, str]) -> bytes:
+        """The request naming the uploaded tables: ``data`` under the key "data", the params'
+        tables under their field names."""
+        tables = {name: ids[name] for name in self.tables}
+        params = msgspec.structs.replace(self.params, **tables)
+        return msgspec.json.encode({"dataset": ids["data"], "params": params, "seed": SEED})
+
+    def parquet(self) -> dict[str, bytes]:
+        """Every table of the request as Parquet, by where it goes ("data" or a params field)."""
+        found = {"data": _parquet(self.table.columns)}
+        found.update({name: _parquet(columns) for name, columns in self.table.tables.items()})
+        return found
+
+
+def make_case(engine: str, rows: int) -> Case:
+    generator = GENERATORS.get(engine)
+    table = _example_table(engine) if generator is None else generator(rows, rng(rows))
+    return Case(engine=engine, asked=rows, table=table)
+
+
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+# -- the three ways, each checked -------------------------------------------------------------
+
+
+def direct(case: Case) -> tuple[float, Any]:
+    """Seconds for the computation in this process, and its result as plain values."""
+    call = case.call()
+    started = time.perf_counter()
+    output = run_method(call, lambda fraction, stage: None)
+    elapsed = time.perf_counter() - started
+    method: Method[Any, Any] = METHODS[case.engine]
+    result = msgspec.to_builtins(msgspec.msgpack.decode(output.result, type=method.result))
+    return elapsed, result
+
+
+def served(client: httpx.Client, case: Case, body: bytes, how: str) -> tuple[float, Any]:
+    """Seconds for one request to the server (body already encoded), and its result."""
+    started = time.perf_counter()
+    response = client.post(
+        f"/v1/analytics/{case.engine}", content=body, headers={"content-type": "application/json"}
+    )
+    elapsed = time.perf_counter() - started
+    what = f"{case.engine}, {case.rows} rows, {how}"
+    require_status(what, response.status_code, response.content)
+    answer = msgspec.json.decode(response.content)
+    require(answer.get("engine") == case.engine, f"{what}: answer for {answer.get('engine')}")
+    require(answer.get("result") is not None, f"{what}: no result in the answer")
+    return elapsed, answer["result"]
+
+
+def same(a: Any, b: Any, where: str = "result") -> None:
+    """Two results are the same, numbers to a relative 1e-6 (BLAS may sum in another order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        require(a.keys() == b.keys(), f"{where}: keys {sorted(a)} != {sorted(b)}")
+        for key in a:
+            same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        require_count(f"{where}: items", len(b), len(a))
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{where}[{index}]")
+    elif isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
+        require(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), f"{where}: {a} != {b}")
+    else:
+        require(a == b, f"{where}: {a!r} != {b!r}")
+
+
+def upload(client: httpx.Client, case: Case) -> tuple[dict[str, str], float]:
+    """Every table of the request uploaded as Parquet: the dataset ids (by where each table
+    goes) and the uploads' seconds."""
+    ids: dict[str, str] = {}
+    elapsed = 0.0
+    for name, data in case.parquet().items():
+        started = time.perf_counter()
+        response = client.post(
+            "/v1/datasets",
+            files={"file": (f"{case.engine}-{name}.parquet", data, "application/octet-stream")},
+        )
+        elapsed += time.perf_counter() - started
+        what = f"upload of the {case.engine} table '{name}'"
+        require_status(what, response.status_code, response.content)
+        dataset = response.json()
+        rows = case.rows if name == "data" else len(case.tables[name])
+        require_count(f"rows of the {what}", dataset["rows"], rows)
+        ids[name] = str(dataset["id"])
+    return ids, elapsed
+
+
+@dataclass(slots=True)
+class Figures:
+    case: Case
+    upload_s: float
+    body_mb: float
+    direct: list[float] = field(default_factory=list)
+    inline: list[float] = field(default_factory=list)
+    dataset: list[float] = field(default_factory=list)
+
+
+def measure(client: httpx.Client, case: Case, repeats: int) -> Figures:
+    """The three ways, interleaved (the order rotates each round), ``repeats`` times each; every
+    answer the same result as the first direct call."""
+    ids, upload_s = upload(client, case)
+    inline_body, dataset_body = case.inline_body(), case.dataset_body(ids)
+    figures = Figures(case, upload_s, len(inline_body) / 1e6)
+    results: list[tuple[Any, str]] = []
+
+    def run_direct() -> None:
+        elapsed, result = direct(case)
+        figures.direct.append(elapsed)
+        results.append((result, "direct"))
+
+    def run_inline() -> None:
+        elapsed, result = served(client, case, inline_body, "inline")
+        figures.inline.append(elapsed)
+        results.append((result, "inline"))
+
+    def run_dataset() -> None:
+        elapsed, result = served(client, case, dataset_body, "dataset")
+        figures.dataset.append(elapsed)
+        results.append((result, "dataset"))
+
+    ways = [run_direct, run_inline, run_dataset]
+    for round_ in range(repeats):
+        for way in ways[round_ % 3 :] + ways[: round_ % 3]:
+            way()
+    expected = next(result for result, how in results if how == "direct")
+    for result, how in results:
+        same(expected, result, f"{case.engine} {how} result")
+    if case.engine == "titan":
+        require(not expected["budget_spent"], "titan: the time budget ended the search")
+    for dataset_id in ids.values():
+        client.delete(f"/v1/datasets/{dataset_id}")
+    return figures
+
+
+def _post(client: httpx.Client, path: str, body: bytes) -> httpx.Response:
+    return client.post(path, content=body, headers={"content-type": "application/json"})
+
+
+def warm_up(client: httpx.Client, engines: list[str]) -> None:
+    """Each engine's example once in this process and twice at once on the server, so both of
+    its worker processes have imported the engine's libraries before anything is timed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for engine in engines:
+        case = Case(engine=engine, asked=0, table=_example_table(engine))
+        direct(case)
+        path, body = f"/v1/analytics/{engine}", case.inline_body()
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(partial(_post, client, path), [body, body]))
+        for answer in answers:
+            require_status(f"{engine} example", answer.status_code, answer.content)
+
+
+# -- (b) jobs ---------------------------------------------------------------------------------
+
+
+def jobs_throughput(client: httpx.Client, engine: str, count: int, rows: int) -> dict[str, Any]:
+    """``count`` jobs submitted at once and polled until all succeeded, against the same runs as
+    synchronous calls back to back; each job's result must be its synchronous call's."""
+    generator = GENERATORS.get(engine)
+    if generator is None:
+        fail(f"no table generator for the jobs engine {engine}")
+    bodies = []
+    for index in range(count):
+        case = Case(engine=engine, asked=rows, table=generator(rows, rng(index)))
+        params = msgspec.structs.replace(case.params, **case.tables)
+        bodies.append({"engine": engine, "data": case.records, "params": params, "seed": SEED})
+    sync_bodies = [
+        msgspec.json.encode({k: v for k, v in body.items() if k != "engine"}) for body in bodies
+    ]
+    job_bodies = [msgspec.json.encode(body) for body in bodies]
+    headers = {"content-type": "application/json"}
+
+    started = time.perf_counter()
+    sync_results = []
+    for body in sync_bodies:
+        response = client.post(f"/v1/analytics/{engine}", content=body, headers=headers)
+        require_status(f"synchronous {engine} call", response.status_code, response.content)
+        sync_results.append(msgspec.json.decode(response.content)["result"])
+    sync_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    ids = []
+    for body in job_bodies:
+        response = client.post("/v1/jobs", content=body, headers=headers)
+        require(response.status_code == 202, f"job submission: HTTP {response.status_code}")
+        ids.append(response.json()["id"])
+    submitted_s = time.perf_counter() - started
+    polls = 0
+    results: list[Any] = []
+    for job_id in ids:  # the runner starts them in order: wait for each in turn
+        while True:
+            polls += 1
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.01)
+        require(job["status"] == "succeeded", f"job {job_id} {job['status']}: {job.get('error')}")
+        results.append(job["result"]["result"])
+    jobs_s = time.perf_counter() - started
+    require_count("jobs that succeeded", len(results), count)
+    for index, (job_result, sync_result) in enumerate(zip(results, sync_results, strict=True)):
+        same(sync_result, job_result, f"job {index} result")
+    for job_id in ids:
+        client.delete(f"/v1/jobs/{job_id}")
+    return {"sync_s": sync_s, "jobs_s": jobs_s, "submitted_s": submitted_s, "polls": polls}
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}"
+
+
+def report(all_figures: list[Figures], repeats: int) -> None:
+    print(f"\n(a) server against direct: median of {repeats} runs each, seconds\n")
+    print(
+        "| engine | rows | body MB | direct s | inline s | inline / direct "
+        "| dataset s | dataset / direct | upload s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for figures in all_figures:
+        base = statistics.median(figures.direct)
+        inline = statistics.median(figures.inline)
+        dataset = statistics.median(figures.dataset)
+        rows = f"{figures.case.rows:,}"
+        if figures.case.rows != figures.case.asked:
+            rows += f" (of {figures.case.asked:,})"
+        print(
+            f"| {figures.case.engine} | {rows} | {figures.body_mb:.1f} | {base:.3f} "
+            f"| {inline:.3f} | {inline / base:.2f} | {dataset:.3f} | {dataset / base:.2f} "
+            f"| {figures.upload_s:.2f} |"
+        )
+    notes = list(dict.fromkeys(f.case.table.note for f in all_figures if f.case.table.note))
+    if notes:
+        print("\nNotes:")
+        for note in notes:
+            print(f"- {note}")
+
+
+def report_jobs(engine: str, count: int, rows: int, figures: dict[str, Any]) -> None:
+    sync_rate, jobs_rate = count / figures["sync_s"], count / figures["jobs_s"]
+    print(f"\n(b) jobs: {count} {engine} runs on {rows} rows each\n")
+    print("| | total s | runs/s | ratio |")
+    print("|---|---|---|---|")
+    print(f"| synchronous calls, back to back | {figures['sync_s']:.2f} | {sync_rate:.1f} | 1.00 |")
+    print(
+        f"| jobs, submitted at once, polled | {figures['jobs_s']:.2f} | {jobs_rate:.1f} "
+        f"| {jobs_rate / sync_rate:.2f} |"
+    )
+    print(
+        f"\nSubmitting all {count} took {figures['submitted_s']:.2f} s; "
+        f"{figures['polls']} polls (GET /v1/jobs/{{id}}, 10 ms apart)."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="10000,100000", help="table sizes, comma-separated")
+    parser.add_argument("--engines", default=",".join(METHODS), help="comma-separated")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each way (median)")
+    parser.add_argument("--jobs", type=int, default=50, help="jobs in (b); 0 skips it")
+    parser.add_argument("--jobs-engine", default="statistical")
+    parser.add_argument("--jobs-rows", type=int, default=200)
+    args = parser.parse_args()
+    engines = [name for name in args.engines.split(",") if name]
+    unknown = [name for name in engines if name not in METHODS]
+    require(not unknown, f"unknown engines {unknown}; registered: {', '.join(METHODS)}")
+    require(args.repeats >= 1, "--repeats must be at least 1")
+    sizes = [int(size) for size in args.rows.split(",") if size]
+    began = time.perf_counter()
+    print(f"Machine: {_machine()}")
+    print(f"Engines: {', '.join(engines)}; rows: {', '.join(f'{n:,}' for n in sizes)}")
+    server = ServerProcess(["--engines", "analytics,datasets"], {})
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT_S) as client:
+            warm_up(client, engines)
+            all_figures = []
+            for size in sizes:
+                for engine in engines:
+                    case = make_case(engine, size)
+                    figures = measure(client, case, args.repeats)
+                    all_figures.append(figures)
+                    print(
+                        f"  {engine} {case.rows:,} rows: direct "
+                        f"{statistics.median(figures.direct):.3f} s, inline "
+                        f"{statistics.median(figures.inline):.3f} s, dataset "
+                        f"{statistics.median(figures.dataset):.3f} s",
+                        flush=True,
+                    )
+            report(all_figures, args.repeats)
+            if args.jobs:
+                warm_up(client, [args.jobs_engine])
+                jobs = jobs_throughput(client, args.jobs_engine, args.jobs, args.jobs_rows)
+                report_jobs(args.jobs_engine, args.jobs, args.jobs_rows, jobs)
+    finally:
+        server.stop()
+    print(f"\nRun time: {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    run_bench(main)
