@@ -126,29 +126,34 @@ def _chaos(rows: int, rng: np.random.Generator) -> Table:
 
 
 #: chronos fits ETS, ARIMA and Theta (season 24 on hourly data) on three backtest folds and
-#: again on the whole series: minutes past a few thousand points.
-CHRONOS_ROWS = 100_000
+#: again on the whole series: 13 s for 500 values, 21 s for 1,000, minutes for 10,000.
+CHRONOS_ROWS = 500
 
 
 def _chronos(rows: int, rng: np.random.Generator) -> Table:
     """An hourly series: slow rise, a daily cycle (season 24, inferred), noise."""
-    used, note = _capped("chronos", rows, CHRONOS_ROWS, "AutoARIMA with season 24")
+    used, note = _capped("chronos", rows, CHRONOS_ROWS, "ETS, ARIMA, Theta with season 24")
     step = np.arange(used)
     sales = 100.0 + 0.01 * step + 8.0 * np.sin(2 * np.pi * step / 24) + rng.normal(0, 1.5, used)
     columns: Columns = {"hour": _hours(used), "sales": _round(sales, 2)}
     return Table(columns, _example("chronos", time="hour", target="sales"), note=note)
 
 
+#: clustering's "auto" runs HDBSCAN besides k-means: 7 s for 20,000 rows, 134 s for 100,000.
+CLUSTERING_ROWS = 20_000
+
+
 def _clustering(rows: int, rng: np.random.Generator) -> Table:
     """Customers in three segments by spend and visits."""
+    used, note = _capped("clustering", rows, CLUSTERING_ROWS, "HDBSCAN in algorithm auto")
     centres = np.array([(200.0, 4.0), (800.0, 12.0), (450.0, 25.0)])
-    which = np.arange(rows) % 3
+    which = np.arange(used) % 3
     columns: Columns = {
-        "customer": [f"c{i:06d}" for i in range(rows)],
-        "spend": _round(centres[which, 0] + rng.normal(0.0, 60.0, rows), 1),
-        "visits": _round(centres[which, 1] + rng.normal(0.0, 2.0, rows), 1),
+        "customer": [f"c{i:06d}" for i in range(used)],
+        "spend": _round(centres[which, 0] + rng.normal(0.0, 60.0, used), 1),
+        "visits": _round(centres[which, 1] + rng.normal(0.0, 2.0, used), 1),
     }
-    return Table(columns, _example("clustering", columns=["spend", "visits"]))
+    return Table(columns, _example("clustering", columns=["spend", "visits"]), note=note)
 
 
 def _galileo(rows: int, rng: np.random.Generator) -> Table:
@@ -186,21 +191,17 @@ def _mirror(rows: int, rng: np.random.Generator) -> Table:
         "returns": _round(10 - 3 * (-0.5 * f + 0.87 * rng.normal(0, 1, rows)), 2),
         "segment": list(segment.tolist()),
     }
-    made = min(rows, MIRROR_SYNTHETIC)
-    params = _example("mirror", rows=made, columns=list(columns))
-    return Table(columns, params, note=f"mirror: {MIRROR_SYNTHETIC:,} synthetic rows asked for")
-
-
-#: gplearn evaluates every program of every generation on every row.
-NEWTON_ROWS = 10_000
+    params = _example("mirror", rows=min(rows, MIRROR_SYNTHETIC), columns=list(columns))
+    note = f"mirror: {MIRROR_SYNTHETIC:,} synthetic rows asked for (all in the answer)"
+    return Table(columns, params, note=note)
 
 
 def _newton(rows: int, rng: np.random.Generator) -> Table:
-    """The ideal gas law: pressure from moles, temperature and volume."""
-    used, note = _capped("newton", rows, NEWTON_ROWS, "gplearn evaluates each program on each row")
-    moles = np.round(rng.uniform(1, 5, used), 2)
-    kelvin = np.round(rng.uniform(250, 400, used), 1)
-    litres = np.round(rng.uniform(10, 50, used), 1)
+    """The ideal gas law: pressure from moles, temperature and volume, without noise (as the
+    example): the search stops early once a program fits exactly."""
+    moles = np.round(rng.uniform(1, 5, rows), 2)
+    kelvin = np.round(rng.uniform(250, 400, rows), 1)
+    litres = np.round(rng.uniform(10, 50, rows), 1)
     columns: Columns = {
         "moles": _round(moles, 2),
         "kelvin": _round(kelvin, 1),
@@ -208,18 +209,19 @@ def _newton(rows: int, rng: np.random.Generator) -> Table:
         "pressure": _round(moles * kelvin / litres, 6),
     }
     params = _example("newton", target="pressure", features=["moles", "kelvin", "litres"])
-    return Table(columns, params, note=note)
+    return Table(columns, params)
 
 
-#: oracle runs ADF tests (lags chosen by AIC) and VAR order selection on every series.
-ORACLE_ROWS = 100_000
+#: oracle runs ADF tests (lags chosen by AIC, up to 12 (n/100)^(1/4)) on every series and VAR
+#: order selection on every pair: 11 s for 10,000 rows, 34 s for 30,000.
+ORACLE_ROWS = 10_000
 
 
 def _oracle(rows: int, rng: np.random.Generator) -> Table:
     """Hourly series: demand follows ads three steps later; weather is unrelated."""
     from scipy.signal import lfilter
 
-    used, note = _capped("oracle", rows, ORACLE_ROWS, "ADF with autolag on each series")
+    used, note = _capped("oracle", rows, ORACLE_ROWS, "ADF lag search on each series")
     ads = lfilter([1.0], [1.0, -0.6], rng.normal(0, 1, used))
     demand = rng.normal(0, 1, used)
     demand[3:] += 0.8 * ads[:-3]
@@ -245,13 +247,19 @@ def _scout_month(rows: int, rng: np.random.Generator, extra: float, mobile: floa
     }
 
 
+#: scout's nearest-neighbour mutual information and forest permutation importance: 8 s for
+#: 20,000 rows, 48 s for 100,000.
+SCOUT_ROWS = 20_000
+
+
 def _scout(rows: int, rng: np.random.Generator) -> Table:
     """Spend grows with minutes and items; this month's visitors stay longer and more come
     from mobile than in the reference month (a table of the same size)."""
-    current = _scout_month(rows, rng, 5.0, 0.75)
-    reference = _scout_month(rows, rng, 0.0, 0.4)
+    used, note = _capped("scout", rows, SCOUT_ROWS, "k-NN mutual information, forest importance")
+    current = _scout_month(used, rng, 5.0, 0.75)
+    reference = _scout_month(used, rng, 0.0, 0.4)
     params = _example("scout", target="spend", features=None, reference=None)
-    return Table(current, params, tables={"reference": reference})
+    return Table(current, params, tables={"reference": reference}, note=note)
 
 
 def _statistical(rows: int, rng: np.random.Generator) -> Table:
@@ -269,11 +277,17 @@ def _statistical(rows: int, rng: np.random.Generator) -> Table:
     return Table(columns, params)
 
 
+#: titan's nested cross-validation of every model family: 12 s for 30,000 rows, 38 s for
+#: 100,000.
+TITAN_ROWS = 30_000
+
+
 def _titan(rows: int, rng: np.random.Generator) -> Table:
     """Floor area and age drive a price; the district adds a premium; one column is noise. The
     search must end on ``max_candidates`` (1, as the example), not on the clock, for the server
     and the direct call to do the same work: the budget is raised (and ``budget_spent`` is
     checked false)."""
+    rows, note = _capped("titan", rows, TITAN_ROWS, "nested cross-validation of every family")
     area = np.round(rng.uniform(40, 160, rows), 1)
     age = rng.integers(0, 61, rows)
     district = rng.choice(np.array(["north", "south", "centre"]), rows)
@@ -286,16 +300,18 @@ def _titan(rows: int, rng: np.random.Generator) -> Table:
         "price": _round(2.0 * area - 1.2 * age + premium + rng.normal(0, 12, rows), 1),
     }
     params = _example("titan", target="price", time_budget_s=600.0)
-    return Table(columns, params, note="titan: time_budget_s 600 so that max_candidates ends it")
+    knob = "titan: time_budget_s 600, so that max_candidates (1, as the example) ends the search"
+    return Table(columns, params, note="; ".join(filter(None, [note, knob])))
 
 
-#: trend runs STL and a binary-segmentation search for level shifts.
-TREND_ROWS = 100_000
+#: trend's binary segmentation with a linear cost grows about as the square of the rows: 6 s
+#: for 10,000, 25 s for 20,000, over 4 minutes for 100,000.
+TREND_ROWS = 10_000
 
 
 def _trend(rows: int, rng: np.random.Generator) -> Table:
     """An hourly series: slow rise, a daily cycle, noise, a level shift of +6 at 55%."""
-    used, note = _capped("trend", rows, TREND_ROWS, "STL and binary segmentation")
+    used, note = _capped("trend", rows, TREND_ROWS, "binary segmentation, linear cost")
     step = np.arange(used)
     level = 50.0 + 0.001 * step + 4.0 * np.sin(2 * np.pi * step / 24) + rng.normal(0, 1, used)
     level += 6.0 * (step >= int(0.55 * used))
@@ -319,22 +335,17 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
+def _columns(records: Records) -> Columns:
+    names = list(dict.fromkeys(key for row in records for key in row))
+    return {name: [row.get(name) for row in records] for name in names}
+
+
 def _example_table(engine: str) -> Table:
     """An engine the bench has no generator for: its own example, at its own size."""
     method = METHODS[engine]
     data = method.example.data
-    names = list(dict.fromkeys(key for row in data for key in row))
-    columns: Columns = {name: [row.get(name) for row in data] for name in names}
-    params = method.example.params
-    tables: dict[str, Columns] = {}
-    for name in method.tables:
-        value = getattr(params, name)
-        if isinstance(value, list):
-            keys = list(dict.fromkeys(key for row in value for key in row))
-            tables[name] = {key: [row.get(key) for row in value] for key in keys}
-            params = msgspec.structs.replace(params, **{name: None})
     note = f"{engine}: no generator here; its example ({len(data)} rows) at every size"
-    return Table(columns, params, tables=tables, note=note)
+    return Table(_columns(data), method.example.params, note=note)
 
 
 # -- one case: a table, its params, the bodies ----------------------------------------------
@@ -364,6 +375,12 @@ class Case:
     tables: dict[str, Records] = field(init=False)
 
     def __post_init__(self) -> None:
+        # A params table given inline (the example's rows to predict ...) travels as a table.
+        for name in METHODS[self.engine].tables:
+            value = getattr(self.table.params, name)
+            if isinstance(value, list):
+                self.table.tables[name] = _columns(value)
+                self.table.params = msgspec.structs.replace(self.table.params, **{name: None})
         self.records = _records(self.table.columns)
         self.tables = {name: _records(columns) for name, columns in self.table.tables.items()}
 
@@ -428,19 +445,34 @@ def direct(case: Case) -> tuple[float, Any]:
     return elapsed, result
 
 
-def served(client: httpx.Client, case: Case, body: bytes, how: str) -> tuple[float, Any]:
-    """Seconds for one request to the server (body already encoded), and its result."""
+def served(client: httpx.Client, case: Case, body: bytes, how: str) -> tuple[float, Any, bytes]:
+    """Seconds for one request to the server (body already encoded, answer read whole), its
+    result and the answer."""
     started = time.perf_counter()
-    response = client.post(
-        f"/v1/analytics/{case.engine}", content=body, headers={"content-type": "application/json"}
-    )
+    response = _post(client, f"/v1/analytics/{case.engine}", body)
     elapsed = time.perf_counter() - started
     what = f"{case.engine}, {case.rows} rows, {how}"
     require_status(what, response.status_code, response.content)
     answer = msgspec.json.decode(response.content)
     require(answer.get("engine") == case.engine, f"{what}: answer for {answer.get('engine')}")
     require(answer.get("result") is not None, f"{what}: no result in the answer")
-    return elapsed, answer["result"]
+    return elapsed, answer["result"], response.content
+
+
+def codec_s(case: Case, body: bytes, answer: bytes) -> float:
+    """Seconds this process takes for the encoding a served inline call adds to a direct one:
+    the JSON body decoded to the engine's request type, the worker's call through msgpack and
+    back, the answer decoded and encoded as JSON. The server does this on its event loop and in
+    the worker; the rest of its overhead is the HTTP exchange, copies and scheduling."""
+    from aiplatform.api.analytics import request_type, response_type
+
+    method = METHODS[case.engine]
+    started = time.perf_counter()
+    msgspec.json.decode(body, type=request_type(method))
+    msgspec.msgpack.decode(msgspec.msgpack.encode(case.call()), type=MethodCall)
+    response = msgspec.json.decode(answer, type=response_type(method))
+    msgspec.json.encode(response)
+    return time.perf_counter() - started
 
 
 def same(a: Any, b: Any, where: str = "result") -> None:
@@ -485,6 +517,8 @@ class Figures:
     case: Case
     upload_s: float
     body_mb: float
+    answer_mb: float = 0.0
+    codec_s: float = 0.0
     direct: list[float] = field(default_factory=list)
     inline: list[float] = field(default_factory=list)
     dataset: list[float] = field(default_factory=list)
@@ -504,14 +538,17 @@ def measure(client: httpx.Client, case: Case, repeats: int) -> Figures:
         results.append((result, "direct"))
 
     def run_inline() -> None:
-        elapsed, result = served(client, case, inline_body, "inline")
+        elapsed, result, answer = served(client, case, inline_body, "inline")
         figures.inline.append(elapsed)
         results.append((result, "inline"))
+        answers.append(answer)
 
     def run_dataset() -> None:
-        elapsed, result = served(client, case, dataset_body, "dataset")
+        elapsed, result, _ = served(client, case, dataset_body, "dataset")
         figures.dataset.append(elapsed)
         results.append((result, "dataset"))
+
+    answers: list[bytes] = []
 
     ways = [run_direct, run_inline, run_dataset]
     for round_ in range(repeats):
@@ -522,6 +559,8 @@ def measure(client: httpx.Client, case: Case, repeats: int) -> Figures:
         same(expected, result, f"{case.engine} {how} result")
     if case.engine == "titan":
         require(not expected["budget_spent"], "titan: the time budget ended the search")
+    figures.answer_mb = len(answers[-1]) / 1e6
+    figures.codec_s = codec_s(case, inline_body, answers[-1])
     for dataset_id in ids.values():
         client.delete(f"/v1/datasets/{dataset_id}")
     return figures
@@ -564,12 +603,11 @@ def jobs_throughput(client: httpx.Client, engine: str, count: int, rows: int) ->
         msgspec.json.encode({k: v for k, v in body.items() if k != "engine"}) for body in bodies
     ]
     job_bodies = [msgspec.json.encode(body) for body in bodies]
-    headers = {"content-type": "application/json"}
 
     started = time.perf_counter()
     sync_results = []
     for body in sync_bodies:
-        response = client.post(f"/v1/analytics/{engine}", content=body, headers=headers)
+        response = _post(client, f"/v1/analytics/{engine}", body)
         require_status(f"synchronous {engine} call", response.status_code, response.content)
         sync_results.append(msgspec.json.decode(response.content)["result"])
     sync_s = time.perf_counter() - started
@@ -577,7 +615,7 @@ def jobs_throughput(client: httpx.Client, engine: str, count: int, rows: int) ->
     started = time.perf_counter()
     ids = []
     for body in job_bodies:
-        response = client.post("/v1/jobs", content=body, headers=headers)
+        response = _post(client, "/v1/jobs", body)
         require(response.status_code == 202, f"job submission: HTTP {response.status_code}")
         ids.append(response.json()["id"])
     submitted_s = time.perf_counter() - started
@@ -614,13 +652,13 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}"
 
 
-def report(all_figures: list[Figures], repeats: int) -> None:
+def report(all_figures: list[Figures], repeats: int, notes: list[str]) -> None:
     print(f"\n(a) server against direct: median of {repeats} runs each, seconds\n")
     print(
-        "| engine | rows | body MB | direct s | inline s | inline / direct "
-        "| dataset s | dataset / direct | upload s |"
+        "| engine | rows | body MB | answer MB | direct s | inline s | inline / direct "
+        "| inline added s | dataset s | dataset / direct | codec s | upload s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for figures in all_figures:
         base = statistics.median(figures.direct)
         inline = statistics.median(figures.inline)
@@ -629,11 +667,17 @@ def report(all_figures: list[Figures], repeats: int) -> None:
         if figures.case.rows != figures.case.asked:
             rows += f" (of {figures.case.asked:,})"
         print(
-            f"| {figures.case.engine} | {rows} | {figures.body_mb:.1f} | {base:.3f} "
-            f"| {inline:.3f} | {inline / base:.2f} | {dataset:.3f} | {dataset / base:.2f} "
+            f"| {figures.case.engine} | {rows} | {figures.body_mb:.1f} | {figures.answer_mb:.2f} "
+            f"| {base:.3f} | {inline:.3f} | {inline / base:.2f} | {inline - base:+.3f} "
+            f"| {dataset:.3f} | {dataset / base:.2f} | {figures.codec_s:.3f} "
             f"| {figures.upload_s:.2f} |"
         )
-    notes = list(dict.fromkeys(f.case.table.note for f in all_figures if f.case.table.note))
+    notes = [*dict.fromkeys(f.case.table.note for f in all_figures if f.case.table.note), *notes]
+    print(
+        "\nbody: the inline request's JSON; answer: the response's JSON; codec: this process "
+        "decoding the body as the server does, the worker call through msgpack and back, the "
+        "answer decoded and encoded; upload: the table as Parquet to POST /v1/datasets, once."
+    )
     if notes:
         print("\nNotes:")
         for note in notes:
@@ -678,10 +722,20 @@ def main() -> None:
     try:
         with httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT_S) as client:
             warm_up(client, engines)
-            all_figures = []
+            all_figures: list[Figures] = []
+            skipped: list[str] = []
+            measured: dict[tuple[str, int], int] = {}
             for size in sizes:
                 for engine in engines:
                     case = make_case(engine, size)
+                    if (engine, case.rows) in measured:
+                        first = measured[engine, case.rows]
+                        skipped.append(
+                            f"{engine} at {size:,} rows: the same capped table as at "
+                            f"{first:,}, not measured again"
+                        )
+                        continue
+                    measured[engine, case.rows] = size
                     figures = measure(client, case, args.repeats)
                     all_figures.append(figures)
                     print(
@@ -691,7 +745,7 @@ def main() -> None:
                         f"{statistics.median(figures.dataset):.3f} s",
                         flush=True,
                     )
-            report(all_figures, args.repeats)
+            report(all_figures, args.repeats, skipped)
             if args.jobs:
                 warm_up(client, [args.jobs_engine])
                 jobs = jobs_throughput(client, args.jobs_engine, args.jobs, args.jobs_rows)

@@ -31,6 +31,21 @@ def test_the_engine_reference_is_current() -> None:
     assert docs.render(text) == text, "run: make docs"
 
 
+def _documents(output: str) -> list[dict[str, object]]:
+    """The JSON objects curl printed one after another (without newlines between them), and
+    the SSE events of a streamed answer."""
+    decoder = json.JSONDecoder()
+    found = []
+    text = "\n".join(
+        line.removeprefix("data: ") for line in output.splitlines() if line != "data: [DONE]"
+    )
+    index = 0
+    while (start := text.find("{", index)) != -1:
+        value, index = decoder.raw_decode(text, start)
+        found.append(value)
+    return found
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     process = ServerProcess(["--engines", "analytics,datasets"], {})
@@ -56,15 +71,14 @@ def test_every_curl_example_answers_without_an_error(server: ServerProcess, tmp_
         )
         assert done.returncode == 0, f"{code[:300]}\n{done.stderr}"
         assert done.stdout.strip(), code[:300]
-        assert '"error"' not in done.stdout, f"{code[:300]}\n{done.stdout[:2000]}"
-        for line in done.stdout.splitlines():
-            if line.startswith("{"):
-                answer = json.loads(line)
-                assert answer.get("object") in (
-                    "analytics.result",
-                    "analytics.job",
-                    "dataset.deleted",
-                ), line[:300]
+        for answer in _documents(done.stdout):
+            assert answer.get("object") in (
+                "analytics.result",
+                "analytics.progress",
+                "analytics.job",
+                "dataset.deleted",
+            ), str(answer)[:300]
+            assert answer.get("error") is None, str(answer)[:2000]
 
 
 @pytest.mark.slow

@@ -74,7 +74,27 @@ def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHa
         "request": Request,
         "return": ASGIResponse,
     }
-    return _mount(handler, engine, op, dto=strict_json(op.request))
+    route = _mount(handler, engine, op, dto=strict_json(op.request))
+    if _empty_is_valid(op.request):
+        route.before_request = _empty_body_as_empty_object
+    return route
+
+
+def _empty_is_valid(request_type: type[Any]) -> bool:
+    """Whether ``{}`` is a whole request (every field has a default or comes from the path)."""
+    try:
+        msgspec.convert({}, request_type)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+async def _empty_body_as_empty_object(request: Request[Any, Any, Any]) -> None:
+    """A request that needs no body (``POST /v1/jobs/{id}/cancel``) may come without one, as
+    OpenAI's cancel endpoints do: an empty body reads as ``{}``. litestar hands the DTO no
+    body at all otherwise, so the cached body is set before the handler's data is read."""
+    if not await request.body():
+        request._body = request._connection_state.body = b"{}"
 
 
 def _form_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:

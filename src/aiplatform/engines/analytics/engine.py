@@ -381,7 +381,7 @@ def _public_job(job: Job) -> AnalyticsJob:
         engine=str((job.summary or {}).get("engine", "")),
         status=status,
         progress=job.progress,
-        stage=job.message,
+        stage=job.message if status in ("queued", "running") else None,
         created_at=int(job.created_at),
         started_at=int(job.started_at) if job.started_at is not None else None,
         finished_at=int(job.finished_at) if job.finished_at is not None else None,
