@@ -217,9 +217,15 @@ def test_jobs_outlive_a_restart_and_a_crash_is_reported(server: ServerProcess) -
             assert time.monotonic() < deadline
             time.sleep(0.1)
     assert server._proc is not None
+    workers = {child for child in _children(server._proc.pid) if _alive(child)}
+    assert workers
     server._proc.kill()
     server._proc.wait()
     server._proc = None
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in workers):  # they die with the server
+        assert time.monotonic() < deadline, "worker processes outlived their server"
+        time.sleep(0.05)
     server.start()
     with httpx.Client(base_url=server.url, timeout=60) as client:
         crashed = client.get(f"/v1/jobs/{running_id}").json()

@@ -6,7 +6,24 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["torch", "transformers", "sentence_transformers", "faiss", "llama_cpp", "nemo"]
+HEAVY = [
+    "torch",
+    "transformers",
+    "sentence_transformers",
+    "faiss",
+    "llama_cpp",
+    "nemo",
+    # the analytic engines compute with these in worker processes only
+    "pandas",
+    "sklearn",
+    "scipy",
+    "statsmodels",
+    "statsforecast",
+    "networkx",
+    "sympy",
+    "gplearn",
+    "pyarrow",
+]
 
 
 def test_server_and_remote_adapter_import_nothing_heavy() -> None:

@@ -120,7 +120,7 @@ async def test_progress_reports_are_at_most_ten_a_second(workers: WorkerPool) ->
     await workers.call(
         spam_progress, Job(seconds=0.5), progress=lambda fraction, _: reports.append(fraction)
     )
-    assert 3 <= len(reports) <= 7  # 0.5 s of reports sent as fast as possible
+    assert 2 <= len(reports) <= 7  # 0.5 s of reports sent as fast as possible
     assert reports == sorted(reports)
 
 

@@ -8,10 +8,12 @@ import msgspec
 
 from aiplatform.api.ids import Id
 
-__all__ = ["Cell", "Records", "Seed", "TableInput"]
+__all__ = ["Cell", "Records", "Seed", "TableInput", "TableInt"]
 
+#: An integer a table can hold (64 bits, as Parquet and the libraries store it).
+TableInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 #: One value of an inline record.
-Cell: TypeAlias = str | int | float | bool | None
+Cell: TypeAlias = str | TableInt | float | bool | None
 #: A table given inline: one object per row, column name to value.
 Records: TypeAlias = list[dict[str, Cell]]
 #: A second table an analytic engine takes in its params (rows to predict, a reference set):

@@ -296,9 +296,9 @@ async def _spawn() -> _Worker:
     # The worker finds what this process finds: the same import path.
     path = [entry or os.getcwd() for entry in sys.path]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-    process = await anyio.open_process(
-        [sys.executable, "-c", _WORKER_COMMAND], stdin=PIPE, stdout=PIPE, stderr=None, env=env
-    )
+    # The server's pid travels as an argument: the worker checks it is still its parent.
+    command = [sys.executable, "-c", _WORKER_COMMAND, str(os.getpid())]
+    process = await anyio.open_process(command, stdin=PIPE, stdout=PIPE, stderr=None, env=env)
     return _Worker(process)
 
 
@@ -373,13 +373,13 @@ def _die_with_parent() -> None:
         return
     import ctypes
 
-    parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent:  # the server died before the request took effect
+    server = sys.argv[1] if len(sys.argv) > 1 else ""
+    if server.isdigit() and os.getppid() != int(server):  # it died before prctl took effect
         os._exit(1)
 
 

@@ -113,9 +113,15 @@ async def test_every_example_answers_with_a_summary_and_valid_charts(
 async def test_a_streamed_run_reports_progress_then_the_same_result(
     engine: LocalAnalyticsEngine,
 ) -> None:
-    op = METHOD_OPERATIONS[QUICK]
-    answer = await engine.invoke(op, _example(QUICK))
-    events = [event async for event in engine.stream(op, _example(QUICK, stream=True))]
+    op = METHOD_OPERATIONS["titan"]
+    request = msgspec.structs.replace(
+        _slow_titan(3),
+        params=METHODS["titan"].params(target="y", time_budget_s=3, max_candidates=4),
+    )
+    answer = await engine.invoke(op, request)
+    events = [
+        event async for event in engine.stream(op, msgspec.structs.replace(request, stream=True))
+    ]
     assert [event.object for event in events[:-1]] == ["analytics.progress"] * (len(events) - 1)
     fractions = [event.fraction for event in events[:-1]]
     assert fractions
@@ -174,18 +180,65 @@ async def test_one_engine_is_forwarded_while_the_others_compute_here(
         assert local.value.code == "dataset_too_large"
 
 
+async def test_a_job_of_a_forwarded_engine_runs_on_its_pod(
+    tmp_path: Path, datasets: LocalDatasetsEngine
+) -> None:
+    pod = LocalAnalyticsEngine(_settings(tmp_path / "pod", max_concurrency=1), datasets=datasets)
+    remote = asgi_remote(pod, AnalyticsSettings())
+    gateway = LocalAnalyticsEngine(
+        _settings(tmp_path / "gateway", max_rows=1, max_concurrency=1),
+        datasets=datasets,
+        forwarded={QUICK: remote},
+    )
+    example = _example(QUICK)
+    async with pod, gateway:
+        submitted = await gateway.invoke(
+            SUBMIT_JOB,
+            JobRequest(engine=QUICK, data=example.data, params=msgspec.to_builtins(example.params)),
+        )
+        job = await _finished(gateway, submitted.id)
+        assert job.status == "succeeded", job.error
+        direct = await pod.invoke(METHOD_OPERATIONS[QUICK], example)
+        assert job.result == msgspec.to_builtins(direct)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+async def test_a_streamed_run_with_a_bad_column_is_refused_before_it_streams(
+    engine: LocalAnalyticsEngine, name: str
+) -> None:
+    """The error comes as the first thing the stream yields, so the route answers with its
+    status (400), not a 200 whose stream then carries the error."""
+    from tests.unit.analytics.test_bad_input import MISSING, _column_param
+
+    found = _column_param(METHODS[name])
+    assert found is not None
+    field, value = found
+    request = _example(name, stream=True)
+    request = msgspec.structs.replace(
+        request, params=msgspec.structs.replace(request.params, **{field: value})
+    )
+    events = engine.stream(METHOD_OPERATIONS[name], request)
+    with pytest.raises(InvalidRequestError) as refused:
+        await anext(aiter(events))
+    assert refused.value.code == "unknown_column"
+    assert MISSING in refused.value.message
+
+
 def test_forwarding_an_unknown_engine_is_refused_at_start_up(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nope"):
         LocalAnalyticsEngine(_settings(tmp_path, forward={"nope": "http://x"}))
 
 
 async def _wait_for_workers_busy(engine: LocalAnalyticsEngine) -> list[int]:
+    """The pids of the workers computing now (once one is)."""
     workers = engine._workers
     assert workers is not None
     with anyio.fail_after(30):
-        while workers.running == 0:  # noqa: ASYNC110  # polled: the pool has no event for it
+        while not workers._busy:  # noqa: ASYNC110  # polled: the pool has no event for it
             await anyio.sleep(0.02)
-    return workers.pids
+    busy = [worker.pid for worker in workers._busy]
+    assert busy
+    return busy
 
 
 async def test_a_worker_that_dies_mid_run_fails_that_call_alone(
@@ -202,9 +255,12 @@ async def test_a_worker_that_dies_mid_run_fails_that_call_alone(
 
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(run)
-        before = await _wait_for_workers_busy(engine)
+        busy = await _wait_for_workers_busy(engine)
         await anyio.sleep(1.0)
-        for pid in before:
+        # the other worker answers meanwhile
+        beside = await engine.invoke(METHOD_OPERATIONS[QUICK], _example(QUICK))
+        assert beside.engine == QUICK
+        for pid in busy:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
     assert failure
@@ -220,10 +276,7 @@ async def test_a_cancelled_run_stops_its_worker_within_a_second(
     op = METHOD_OPERATIONS["titan"]
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(engine.invoke, op, _slow_titan(30))
-        await _wait_for_workers_busy(engine)
-        workers = engine._workers
-        assert workers is not None
-        busy = [worker.pid for worker in workers._busy]
+        busy = await _wait_for_workers_busy(engine)
         await anyio.sleep(1.0)
         started = time.monotonic()
         task_group.cancel_scope.cancel()
@@ -289,10 +342,7 @@ async def test_a_cancelled_job_stops_its_worker_and_says_cancelled(
         SUBMIT_JOB,
         JobRequest(engine="titan", data=slow.data, params=msgspec.to_builtins(slow.params)),
     )
-    await _wait_for_workers_busy(engine)
-    workers = engine._workers
-    assert workers is not None
-    busy = [worker.pid for worker in workers._busy]
+    busy = await _wait_for_workers_busy(engine)
     with anyio.fail_after(30):
         while (await engine.invoke(GET_JOB, JobRef(job_id=submitted.id))).progress == 0:  # noqa: ASYNC110
             await anyio.sleep(0.1)

@@ -1,23 +1,33 @@
 """Column roles checked against the data: each rule broken is a 400 naming the column and the rule.
 
 Computations call these before they compute: ``numeric(frame, params.target, "target")``
-returns the column as floats or refuses it (unknown, not numeric, all missing, constant), so
-no method falls back silently or computes on what it was not meant to. The ``role`` is the
-params field that named the column; errors point at it (``param="params.target"``).
+returns the column as floats or refuses it (unknown, not numeric, not finite, too large, all
+missing, constant), so no method falls back silently or computes on what it was not meant to.
+The ``role`` is the params field that named the column; errors point at it
+(``param="params.target"``).
+
+Numbers must be finite and smaller in magnitude than :data:`MAX_MAGNITUDE`: an infinity, or a
+value whose square or sum overflows a float, breaks the libraries the engines compute with
+(scikit-learn refuses it, statsmodels raises ``OverflowError``, a sum of squares turns into
+infinity) and would otherwise end as an engine failure rather than a 400 naming the cell.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiplatform.errors import InvalidRequestError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 __all__ = [
+    "MAX_MAGNITUDE",
     "categorical",
+    "check_finite",
+    "check_finite_table",
     "column",
     "columns",
     "numeric",
@@ -28,6 +38,9 @@ __all__ = [
 
 #: How many column names an error lists before it says "..."
 _LISTED = 20
+#: The largest magnitude a number may have (exclusive): squares and sums of squares of numbers
+#: below it stay far inside the float range.
+MAX_MAGNITUDE = 1e150
 
 
 def _known(frame: pd.DataFrame) -> str:
@@ -68,8 +81,9 @@ def numeric(
     """The column ``name`` as floats.
 
     400s: ``unknown_column``; ``not_numeric`` when a present value is not a number (booleans
-    count as 0/1); ``all_missing`` when no value is present; ``constant_column`` when every
-    present value is the same (unless ``allow_constant``).
+    count as 0/1); ``not_finite`` / ``value_too_large`` for an infinity or a huge number (see
+    :func:`check_finite`); ``all_missing`` when no value is present; ``constant_column`` when
+    every present value is the same (unless ``allow_constant``).
     """
     import pandas as pd
 
@@ -87,6 +101,7 @@ def numeric(
             code="not_numeric",
         )
     values = values.astype(float)
+    check_finite(values, name, role)
     present = values.dropna()
     if present.empty:
         raise InvalidRequestError(
@@ -117,6 +132,62 @@ def numeric_columns(
     )
 
 
+def check_finite(values: pd.Series, name: str, role: str) -> None:
+    """Refuse a float column ``name`` (given as ``role``) that holds an infinity (400
+    ``not_finite``) or a number of magnitude :data:`MAX_MAGNITUDE` or more (400
+    ``value_too_large``); missing values (NaN) pass."""
+    _refuse_unsafe(
+        values.to_numpy(dtype=float), f"Column '{name}' given as {role}", f"params.{role}"
+    )
+
+
+def check_finite_table(frame: pd.DataFrame, where: str) -> None:
+    """Refuse a table whose numeric columns (booleans aside) hold an infinity or a number of
+    magnitude :data:`MAX_MAGNITUDE` or more, as :func:`check_finite` does; ``where`` names the
+    table (``"data"``, ``"params.reference"``) and is the error's ``param``. Text columns are
+    left to :func:`numeric`, which checks the numbers it reads from them."""
+    import numpy as np
+    import pandas as pd
+
+    for name in frame.columns:
+        series = frame[name]
+        dtype = series.dtype
+        if (
+            not pd.api.types.is_numeric_dtype(dtype)
+            or pd.api.types.is_bool_dtype(dtype)
+            or pd.api.types.is_complex_dtype(dtype)
+        ):
+            continue
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        _refuse_unsafe(values, f"Column '{name}' in '{where}'", where)
+
+
+def _refuse_unsafe(values: np.ndarray[Any, Any], described: str, param: str) -> None:
+    """The 400 for the first infinite value, else for the first too large one (rows counted
+    from 0 in the table's order)."""
+    import numpy as np
+
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = int(infinite.argmax())
+        raise InvalidRequestError(
+            f"{described} holds {values[row]} at row {row}; numbers must be finite (a missing "
+            "value is null).",
+            param=param,
+            code="not_finite",
+        )
+    with np.errstate(invalid="ignore"):
+        large = np.abs(values) >= MAX_MAGNITUDE
+    if large.any():
+        row = int(large.argmax())
+        raise InvalidRequestError(
+            f"{described} holds {values[row]:g} at row {row}; numbers beyond ±{MAX_MAGNITUDE:g} "
+            "cannot be computed with safely.",
+            param=param,
+            code="value_too_large",
+        )
+
+
 def categorical(frame: pd.DataFrame, name: str, role: str) -> pd.Series:
     """The column ``name`` as strings (missing values stay missing); 400 ``all_missing`` when
     it has no value and ``constant_column`` when it has only one."""
@@ -138,9 +209,14 @@ def categorical(frame: pd.DataFrame, name: str, role: str) -> pd.Series:
 
 
 def time_column(frame: pd.DataFrame, name: str, role: str = "time") -> pd.Series:
-    """The column ``name`` as datetimes (ISO 8601 text, or datetimes as stored); numbers are
-    taken as they are (a period index). 400 ``not_a_time`` when a value is neither, and
-    ``all_missing`` / ``duplicate_time`` when the times are missing or repeat."""
+    """The column ``name`` as naive UTC datetimes (ISO 8601 text, or datetimes as stored);
+    numbers are taken as they are (a period index), checked as :func:`check_finite` does.
+
+    Times with a UTC offset or a time zone are converted to UTC and the zone dropped, so
+    offsets that differ between rows (as across a daylight-saving change) still make one
+    datetime column that orders and subtracts; text without an offset is read as UTC.
+    400 ``not_a_time`` when a value is neither a time nor a number, and ``all_missing`` /
+    ``missing_time`` / ``duplicate_time`` when the times are missing or repeat."""
     import pandas as pd
 
     series = column(frame, name, role)
@@ -152,23 +228,38 @@ def time_column(frame: pd.DataFrame, name: str, role: str = "time") -> pd.Series
         )
     if pd.api.types.is_numeric_dtype(series) and series.dtype != bool:
         times = series.astype(float)
-    elif pd.api.types.is_datetime64_any_dtype(series):
-        times = series
+        check_finite(times, name, role)
     else:
-        try:
-            times = pd.to_datetime(series.astype(str), format="ISO8601", utc=False)
-        except (ValueError, TypeError):
-            raise InvalidRequestError(
-                f"Column '{name}' given as {role} must hold ISO 8601 times or numbers.",
-                param=f"params.{role}",
-                code="not_a_time",
-            ) from None
+        times = _naive_utc(series, name, role)
     repeated = times.duplicated()
     if repeated.any():
         raise InvalidRequestError(
             f"Column '{name}' given as {role} repeats a time ({times[repeated].iloc[0]}).",
             param=f"params.{role}",
             code="duplicate_time",
+        )
+    return times
+
+
+def _naive_utc(series: pd.Series, name: str, role: str) -> pd.Series:
+    """Datetimes, or ISO 8601 text, as naive UTC datetimes; a 400 ``not_a_time`` otherwise."""
+    import pandas as pd
+
+    times: pd.Series | None = None
+    if pd.api.types.is_datetime64_any_dtype(series):
+        times = series
+    else:
+        try:
+            times = pd.to_datetime(series.astype(str), format="ISO8601", utc=True)
+        except (ValueError, TypeError, OverflowError):
+            times = None
+    if times is not None and isinstance(times.dtype, pd.DatetimeTZDtype):
+        times = times.dt.tz_convert(None)
+    if times is None or not pd.api.types.is_datetime64_dtype(times):
+        raise InvalidRequestError(
+            f"Column '{name}' given as {role} must hold ISO 8601 times or numbers.",
+            param=f"params.{role}",
+            code="not_a_time",
         )
     return times
 

@@ -11,11 +11,11 @@ consumes the engine's event stream whichever side computes it.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import AsyncExitStack, aclosing
 from functools import partial
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import anyio
 import anyio.abc
@@ -132,6 +132,7 @@ class LocalAnalyticsEngine(LocalEngine):
         try:
             await super().__aexit__(*exc_info)
         finally:
+            self._task_group = None
             stack, self._remote_stack = self._remote_stack, None
             if stack is not None:
                 await stack.aclose()
@@ -171,17 +172,22 @@ class LocalAnalyticsEngine(LocalEngine):
         return _response(method, output)
 
     async def _stream(self, method: Method[Any, Any], request: Any) -> AsyncIterator[Any]:
-        async for event in self._events(method, request, self._settings.run_timeout_s):
-            yield event
+        async with aclosing(self._events(method, request, self._settings.run_timeout_s)) as events:
+            async for event in events:
+                yield event
 
     async def _events(
         self, method: Method[Any, Any], request: Any, timeout_s: float | None
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Progress events while the run computes, then its result event."""
         forwarded = self._forwarded.get(method.name)
-        if forwarded is not None:
-            async for event in forwarded.stream(METHOD_OPERATIONS[method.name], request):
-                yield event
+        if forwarded is not None:  # a job's request may not ask for a stream itself
+            streamed = msgspec.structs.replace(request, stream=True)
+            op = METHOD_OPERATIONS[method.name]
+            stream = cast(AsyncGenerator[Any, None], forwarded.stream(op, streamed))
+            async with aclosing(stream) as events:
+                async for forwarded_event in events:
+                    yield forwarded_event
             return
         event = event_type(method)
         call = await self._method_call(method, request)
@@ -211,8 +217,14 @@ class LocalAnalyticsEngine(LocalEngine):
         # inside a generator does not allow.
         self._task_group.start_soon(compute)
         try:
+            # The first report is not sent: a computation reports its start before it checks
+            # its column roles, and a stream that has begun can no longer answer with the
+            # error's own status (a 400 for an unknown column, not a 200 and an error event).
+            seen = 0
             while (report := await progress.get()) is not None:
-                yield event(object="analytics.progress", fraction=report[0], stage=report[1])
+                seen += 1
+                if seen > 1:
+                    yield event(object="analytics.progress", fraction=report[0], stage=report[1])
         finally:
             if not finished.is_set():  # the reader left: stop the run (its worker is killed)
                 scope.cancel()
@@ -227,13 +239,7 @@ class LocalAnalyticsEngine(LocalEngine):
     async def _method_call(self, method: Method[Any, Any], request: Any) -> MethodCall:
         """The worker's call: the tables resolved (inline, or read from the datasets engine),
         sizes checked before anything crosses to a worker."""
-        if (request.data is None) == (request.dataset is None):
-            raise InvalidRequestError(
-                "Send the table as either 'data' (a list of records) or 'dataset' (a dataset "
-                "id), not both and not neither.",
-                param="data",
-                code="missing_data" if request.data is None else "ambiguous_data",
-            )
+        _check_one_table(request)
         params = request.params
         tables: dict[str, TableData] = {}
         for name in method.tables:
@@ -291,7 +297,10 @@ class LocalAnalyticsEngine(LocalEngine):
             raise InvalidRequestError(
                 f"Invalid request for engine '{method.name}': {exc}", param="params"
             ) from None
-        await self._method_call(method, run)  # refuse bad tables now, not in the job
+        if method.name in self._forwarded:  # the pod reads and checks the tables itself
+            _check_one_table(run)
+        else:
+            await self._method_call(method, run)  # refuse bad tables now, not in the job
         job = await self._runner.submit(
             JOB_TYPE,
             current_tenant(),
@@ -305,7 +314,15 @@ class LocalAnalyticsEngine(LocalEngine):
 
     async def list_jobs(self, request: JobListRequest) -> AnalyticsJobList:
         jobs = await self._runner.owned(current_tenant(), limit=request.limit)
-        return AnalyticsJobList(data=[_public_job(job) for job in jobs if job.type == JOB_TYPE])
+        # Results can be large (rows, charts): a listing leaves them out; GET /v1/jobs/{id}
+        # returns one.
+        return AnalyticsJobList(
+            data=[
+                msgspec.structs.replace(_public_job(job), result=None)
+                for job in jobs
+                if job.type == JOB_TYPE
+            ]
+        )
 
     async def cancel_job(self, request: JobRef) -> AnalyticsJob:
         return _public_job(await self._runner.cancel(current_tenant(), request.job_id))
@@ -319,11 +336,12 @@ class LocalAnalyticsEngine(LocalEngine):
         request = msgspec.json.decode(context.payload, type=request_type(method))
         response = None
         with acting_as(context.job.owner):
-            async for event in self._events(method, request, timeout_s=None):
-                if event.object == "analytics.progress":
-                    context.progress(event.fraction or 0.0, event.stage)
-                else:
-                    response = event.response
+            async with aclosing(self._events(method, request, timeout_s=None)) as events:
+                async for event in events:
+                    if event.object == "analytics.progress":
+                        context.progress(event.fraction or 0.0, event.stage)
+                    else:
+                        response = event.response
         if response is None:
             raise InternalError("The run ended without a result.")
         return msgspec.to_builtins(response)
@@ -353,6 +371,16 @@ class _LatestProgress:
             self._changed = anyio.Event()
         report, self._report = self._report, None
         return report
+
+
+def _check_one_table(request: Any) -> None:
+    if (request.data is None) == (request.dataset is None):
+        raise InvalidRequestError(
+            "Send the table as either 'data' (a list of records) or 'dataset' (a dataset "
+            "id), not both and not neither.",
+            param="data",
+            code="missing_data" if request.data is None else "ambiguous_data",
+        )
 
 
 def _remote_engines(settings: AnalyticsSettings) -> dict[str, Engine]:

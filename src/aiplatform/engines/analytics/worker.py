@@ -69,7 +69,6 @@ def run_method(call: MethodCall, progress: Callable[[float, str], None]) -> Meth
             code="too_few_rows",
         )
     run = Run(seed=call.seed, progress=progress, tables=tables)
-    run.progress(0.0, "starting")
     outcome = method.compute(frame, params, run)
     if not isinstance(outcome.result, method.result):
         raise TypeError(f"{method.name} returned {type(outcome.result).__name__}")

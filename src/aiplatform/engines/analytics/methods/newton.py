@@ -7,6 +7,12 @@ their plain meaning: ``div(a, b)`` to ``a/b``, ``sqrt(a)`` to ``sqrt(|a|)``, ``l
 where that costs no accuracy on the held-out quarter, so ``x**2 + x`` comes out exactly. The
 held-out rows score the formula (R², RMSE), and a Pareto front of accuracy against complexity
 is read off the final population.
+
+gplearn's protected operators keep every program finite (a division by nearly zero gives 1);
+their plain meaning does not: ``div(x, sub(y, y))`` becomes ``x/0``, sympy's complex infinity.
+A formula that is infinite, undefined or not finite on a held-out row is never returned: the
+next best program of the final population is tried instead, and the front leaves such formulas
+out.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ _SIMPLIFY_OPS = 20
 _SNAP_TRIALS = 8
 #: Most formulas on the Pareto front.
 _FRONT = 8
+#: Most programs of the final population tried, best first, for a finite formula.
+_CANDIDATES = 10
 
 
 class NewtonParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -181,27 +189,53 @@ def _simplify(expr: Any) -> Any:
     return expanded if sympy.count_ops(expanded) <= sympy.count_ops(simple) else simple
 
 
+def _is_finite(expr: Any) -> bool:
+    """Whether the expression holds no infinity and no undefined value (``x/0`` is ``zoo*x``,
+    ``0/0`` is ``nan``)."""
+    sympy = _sympy()
+
+    return not expr.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan)
+
+
 def _predict(expr: Any, symbols: list[Any], x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The expression's values on the rows of ``x``; NaN throughout when it is not finite or
+    cannot be evaluated as real numbers (numpy has no printer for sympy's infinities)."""
     import numpy as np
 
     sympy = _sympy()
 
-    function = sympy.lambdify(symbols, expr, modules="numpy")
-    with np.errstate(all="ignore"):
-        values = function(*[x[:, i] for i in range(x.shape[1])])
-    return np.broadcast_to(np.asarray(values, dtype=float), (x.shape[0],)).copy()
+    undefined = np.full(x.shape[0], np.nan)
+    if not _is_finite(expr):
+        return undefined
+    try:
+        function = sympy.lambdify(symbols, expr, modules="numpy")
+        with np.errstate(all="ignore"):
+            values = np.asarray(function(*[x[:, i] for i in range(x.shape[1])]))
+    except (ArithmeticError, KeyError, NameError, TypeError, ValueError):
+        return undefined
+    if np.iscomplexobj(values) or values.dtype == object:
+        return undefined
+    return np.broadcast_to(values.astype(float), (x.shape[0],)).copy()
 
 
 def _scores(y: np.ndarray[Any, Any], predicted: np.ndarray[Any, Any]) -> tuple[float | None, float]:
-    """(R², RMSE); infinite RMSE when a prediction is not finite."""
+    """(R², RMSE); infinite RMSE when a prediction or the error is not finite.
+
+    The sums run on values scaled by the largest target, so that squares of large numbers do
+    not overflow where the RMSE itself is a float."""
     import numpy as np
 
     if not np.isfinite(predicted).all():
         return None, math.inf
-    residual = float(np.sum((y - predicted) ** 2))
-    total = float(np.sum((y - y.mean()) ** 2))
+    scale = float(np.max(np.abs(y))) or 1.0
+    with np.errstate(all="ignore"):
+        residual = float(np.sum(((y - predicted) / scale) ** 2))
+        total = float(np.sum(((y - y.mean()) / scale) ** 2))
+    if not (math.isfinite(residual) and math.isfinite(total)):
+        return None, math.inf
     r2 = 1.0 - residual / total if total > 0 else None
-    return r2, math.sqrt(residual / len(y))
+    rmse = scale * math.sqrt(residual / len(y))
+    return r2, rmse if math.isfinite(rmse) else math.inf
 
 
 def _snap_value(value: float) -> Any:
@@ -232,7 +266,10 @@ def _snap(expr: Any, symbols: list[Any], split: _Split) -> Any:
     snaps = {f: near for f, near in snaps.items() if near is not None}
     if not snaps:
         return expr
-    limit = rmse(expr) * 1.01 + 1e-9 * (float(np.std(split.y_hold)) + 1.0)
+    before = rmse(expr)
+    if not math.isfinite(before):
+        return expr
+    limit = before * 1.01 + 1e-9 * (float(np.std(split.y_hold)) + 1.0)
     snapped = expr.xreplace(snaps)
     if rmse(snapped) > limit:
         snapped = expr
@@ -251,14 +288,14 @@ def _formula(expr: Any) -> str:
     return str(rounded)
 
 
-def _front(est: Any, split: _Split) -> list[Any]:
-    """The final population's programs no longer than the best that no shorter program beats
+def _front(est: Any, best: Any, split: _Split) -> list[Any]:
+    """The final population's programs no longer than ``best`` that no shorter program beats
     on the held-out rows, shortest first, at most ``_FRONT`` (the most accurate)."""
     import numpy as np
 
     seen: dict[str, tuple[int, float, Any]] = {}
-    for program in [est._program, *est._programs[-1]]:  # gplearn keeps its population here
-        if program is None or str(program) in seen or program.length_ > est._program.length_:
+    for program in [best, *est._programs[-1]]:  # gplearn keeps its population here
+        if program is None or str(program) in seen or program.length_ > best.length_:
             continue
         with np.errstate(all="ignore"):
             r2 = _scores(split.y_hold, program.execute(split.x_hold))[0]
@@ -289,7 +326,6 @@ def _prepare(frame: pd.DataFrame, params: NewtonParams, run: Run) -> tuple[Any, 
 
 
 def compute(frame: pd.DataFrame, params: NewtonParams, run: Run) -> Outcome[NewtonResult]:
-    import numpy as np
     from sklearn.model_selection import train_test_split
 
     x, y, features = _prepare(frame, params, run)
@@ -300,17 +336,10 @@ def compute(frame: pd.DataFrame, params: NewtonParams, run: Run) -> Outcome[Newt
     run.progress(0.85, "simplifying the best formula")
     names = _symbol_names(features)
     symbols = [sympy.Symbol(names[column]) for column in features]
-    expr = _snap(_simplify(_to_sympy(est._program.program, symbols)), symbols, split)
-    predicted = _predict(expr, symbols, x_hold)
-    if not np.isfinite(predicted).all():
-        raise UnprocessableEntityError(
-            "The best formula found is not finite on some held-out rows (it divides by zero "
-            "or leaves its domain there); try another function_set or more generations.",
-            code="formula_not_finite",
-        )
+    program, expr, predicted = _best_finite(est, symbols, split)
     r2, rmse = _scores(y_hold, predicted)
     run.progress(0.92, "the Pareto front of accuracy against complexity")
-    pareto = _pareto(est, split, symbols)
+    pareto = _pareto(est, program, split, symbols)
     result = NewtonResult(
         formula=_formula(expr),
         r2=r2,
@@ -319,12 +348,44 @@ def compute(frame: pd.DataFrame, params: NewtonParams, run: Run) -> Outcome[Newt
         pareto=pareto,
         symbols={name: column for column, name in names.items()},
         holdout_rows=len(y_hold),
-        program=str(est._program),
+        program=str(program),
         generations_run=len(est.run_details_["generation"]),
     )
     run.progress(1.0, "done")
     rows = [{"actual": a, "predicted": p} for a, p in zip(y_hold, predicted, strict=True)]
     return Outcome(result=result, summary=_summary(result), charts=_charts(result, rows))
+
+
+def _candidates(est: Any) -> list[Any]:
+    """The best program, then the rest of the final population by fitness (distinct programs,
+    at most ``_CANDIDATES`` in all)."""
+    sign = -1.0 if est._metric.greater_is_better else 1.0
+    population = [program for program in est._programs[-1] if program is not None]
+    ranked = sorted(population, key=lambda program: sign * program.raw_fitness_)
+    found: dict[str, Any] = {}
+    for program in [est._program, *ranked]:
+        found.setdefault(str(program), program)
+        if len(found) == _CANDIDATES:
+            break
+    return list(found.values())
+
+
+def _best_finite(
+    est: Any, symbols: list[Any], split: _Split
+) -> tuple[Any, Any, np.ndarray[Any, Any]]:
+    """(program, its formula simplified and snapped, its held-out predictions) for the best
+    program whose formula is finite with a finite error on the held-out rows; a 422
+    ``formula_not_finite`` when none of the candidates is."""
+    for program in _candidates(est):
+        expr = _snap(_simplify(_to_sympy(program.program, symbols)), symbols, split)
+        predicted = _predict(expr, symbols, split.x_hold)
+        if math.isfinite(_scores(split.y_hold, predicted)[1]):
+            return program, expr, predicted
+    raise UnprocessableEntityError(
+        "No formula found is finite on every held-out row (each divides by zero, leaves its "
+        "domain or overflows there); try another function_set or more generations.",
+        code="formula_not_finite",
+    )
 
 
 def _evolve(split: _Split, params: NewtonParams, run: Run) -> Any:
@@ -358,12 +419,15 @@ def _evolve(split: _Split, params: NewtonParams, run: Run) -> Any:
     return est
 
 
-def _pareto(est: Any, split: _Split, symbols: list[Any]) -> list[NewtonFormula]:
-    """The front's programs simplified; those a simpler formula matches are dropped."""
+def _pareto(est: Any, best: Any, split: _Split, symbols: list[Any]) -> list[NewtonFormula]:
+    """The front's programs simplified; those not finite on the held-out rows, and those a
+    simpler formula matches, are dropped."""
     formulas: dict[str, NewtonFormula] = {}
-    for program in _front(est, split):
+    for program in _front(est, best, split):
         expr = _snap(_simplify(_to_sympy(program.program, symbols)), symbols, split)
-        r2 = _scores(split.y_hold, _predict(expr, symbols, split.x_hold))[0]
+        r2, rmse = _scores(split.y_hold, _predict(expr, symbols, split.x_hold))
+        if not math.isfinite(rmse):
+            continue
         item = NewtonFormula(formula=_formula(expr), complexity=_count(expr), r2=r2)
         formulas.setdefault(item.formula, item)
     ordered = sorted(formulas.values(), key=lambda f: (f.complexity, -_accuracy(f)))
