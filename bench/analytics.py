@@ -2,19 +2,25 @@
 called directly, and jobs throughput against synchronous calls.
 
 (a) For every registered analytic engine (``--engines`` to pick) and each table size
-    (``--rows``), a table built by a seeded generator that fits the engine's example params,
-    run three ways, interleaved, ``--repeats`` times each (median reported):
+    (``--rows``), a table built by a seeded generator that fits the engine's example params
+    (column roles set, the example's knobs), run three ways, interleaved (the order rotates
+    each round), at least ``--repeats`` rounds; the median of each way is reported:
 
     - direct: :func:`~aiplatform.engines.analytics.worker.run_method` in this process with the
-      request's :class:`~aiplatform.engines.analytics.worker.MethodCall` (records to DataFrame,
-      the engine's compute calling its library, the result encoded): the baseline;
+      inline request's :class:`~aiplatform.engines.analytics.worker.MethodCall` (records to a
+      DataFrame, the engine's compute calling its library, the result encoded): the baseline;
     - inline: ``POST /v1/analytics/<engine>`` to ``aiplatform serve --engines
-      analytics,datasets`` with the table inline (``data``), body encoded before the clock;
+      analytics,datasets`` (defaults: two worker processes) with the table inline (``data``),
+      the body encoded before the clock starts and the answer read whole before it stops;
     - dataset: the same request naming the table uploaded once (``POST /v1/datasets``,
       Parquet) by ``dataset``.
 
-    Ratios are server / direct. Engines that cannot take a large table in reasonable time are
-    capped (rows or knobs) and the notes say so.
+    Ratios are server / direct. A case whose direct call is short (under :data:`CHEAP_S`) gets
+    an untimed round first and more rounds. Engines that cannot take a large table in
+    reasonable time on a small machine are capped (rows or knobs; the notes say which and why);
+    a capped case identical to one already measured is not measured again. A second table
+    says where the difference comes from: the JSON sizes, the encoding the server adds, the
+    DataFrame built from records or from Parquet, the upload.
 (b) Jobs: ``--jobs`` quick runs submitted at once (``POST /v1/jobs``) and polled until every one
     succeeded, against the same runs as synchronous calls back to back (``max_running_jobs`` at
     its default).
@@ -126,7 +132,7 @@ def _chaos(rows: int, rng: np.random.Generator) -> Table:
 
 
 #: chronos fits ETS, ARIMA and Theta (season 24 on hourly data) on three backtest folds and
-#: again on the whole series: 13 s for 500 values, 21 s for 1,000, minutes for 10,000.
+#: again on the whole series: 13 s for 500 values, 21 s for 1,000, 72 s for 2,000.
 CHRONOS_ROWS = 500
 
 
@@ -727,7 +733,7 @@ def report(all_figures: list[Figures], notes: list[str]) -> None:
         "\nbody: the inline request; answer: the response; codec: decoding the body as the "
         "server does, the worker call through msgpack and back, the answer decoded and encoded; "
         "DataFrame from records / Parquet: the worker's first step for an inline / a dataset "
-        "request (both in direct: it takes the inline request's call); upload: every table of "
+        "request (direct takes the inline request's call: records); upload: every table of "
         "the request as Parquet to POST /v1/datasets, once."
     )
     if notes:

@@ -1,7 +1,8 @@
 """The newton engine: with a fixed seed it recovers planted formulas exactly (symbolic equality
 after simplification), snaps evolved constants to the simple numbers they stand for, writes
 formulas sympy parses back in the feature names, and returns a Pareto front that trades
-complexity for accuracy."""
+complexity for accuracy. A formula that divides by zero once gplearn's protected operators
+take their plain meaning is never returned, and no score is NaN or infinite."""
 
 from __future__ import annotations
 
@@ -16,8 +17,17 @@ import sympy
 
 from aiplatform.engines.analytics.method import Records
 from aiplatform.engines.analytics.methods import METHODS
-from aiplatform.engines.analytics.methods.newton import NewtonParams, _to_sympy
-from aiplatform.errors import InvalidRequestError
+from aiplatform.engines.analytics.methods.newton import (
+    NewtonParams,
+    _best_finite,
+    _pareto,
+    _predict,
+    _scores,
+    _snap,
+    _Split,
+    _to_sympy,
+)
+from aiplatform.errors import AIPlatformError, InvalidRequestError, UnprocessableEntityError
 from tests.analytics import assert_valid_charts, run_direct
 
 ARITHMETIC = ["add", "sub", "mul"]
@@ -167,3 +177,171 @@ def test_search_knobs_outside_their_bounds_are_refused() -> None:
     ):
         with pytest.raises(msgspec.ValidationError):
             msgspec.convert({**base, **bad}, NewtonParams)
+
+
+# --- formulas that are not finite ------------------------------------------------------------
+
+
+def _program(nodes: list[Any], fitness: float = 0.0) -> Any:
+    """A gplearn program made of ``nodes`` (function names, feature indices, constants)."""
+    from gplearn._program import _Program
+    from gplearn.fitness import _fitness_map
+    from gplearn.functions import _function_map
+
+    program = [_function_map[node] if isinstance(node, str) else node for node in nodes]
+    made = _Program(
+        function_set=[],
+        arities={},
+        init_depth=(2, 6),
+        init_method="half and half",
+        n_features=2,
+        const_range=(-1.0, 1.0),
+        metric=_fitness_map["mean absolute error"],
+        p_point_replace=0.05,
+        parsimony_coefficient=0.001,
+        random_state=np.random.RandomState(0),
+        program=program,
+    )
+    made.raw_fitness_ = fitness
+    return made
+
+
+class _Search(msgspec.Struct):
+    """What newton reads of a fitted ``SymbolicRegressor``: its best program and its last
+    population (lower fitness is better, as for gplearn's mean absolute error)."""
+
+    _program: Any
+    _programs: list[list[Any]]
+    _metric: Any
+
+
+def _search_of(best: Any, population: list[Any]) -> Any:
+    from gplearn.fitness import _fitness_map
+
+    return _Search(best, [population], _fitness_map["mean absolute error"])
+
+
+def _split(target: Any) -> _Split:
+    """Held-out rows of two uniform(1, 2) features and ``target(x0, x1)``."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(1, 2, size=(40, 2))
+    y = target(x[:, 0], x[:, 1])
+    return _Split(x[:20], y[:20], x[20:], y[20:])
+
+
+X0, X1 = sympy.symbols("x0 x1")
+#: div(X0, sub(X1, X1)): gplearn's protected division gives 1, plain division x0/0
+ZERO_DENOMINATOR = ["div", 0, "sub", 1, 1]
+
+
+def test_a_zero_denominator_predicts_nothing_and_scores_not_finite() -> None:
+    from gplearn.functions import _function_map
+
+    program = [_function_map[node] if isinstance(node, str) else node for node in ZERO_DENOMINATOR]
+    expr = _to_sympy(program, [X0, X1])
+    assert expr.has(sympy.zoo)
+    split = _split(lambda a, b: a)
+    predicted = _predict(expr, [X0, X1], split.x_hold)
+    assert predicted.shape == (20,)
+    assert np.isnan(predicted).all()
+    assert _scores(split.y_hold, predicted) == (None, float("inf"))
+    # gplearn's own execution of it is finite: only the plain formula divides by zero
+    assert np.isfinite(_program(ZERO_DENOMINATOR).execute(split.x_hold)).all()
+
+
+def test_a_denominator_constant_is_not_snapped_to_zero() -> None:
+    """x0 / (1e-9*x1 + 1e-9): snapping both constants to 0 would divide by zero."""
+    split = _split(lambda a, b: a / (1e-9 * b + 1e-9))
+    expr = X0 / (sympy.Float(1e-9) * X1 + sympy.Float(1e-9))
+    snapped = _snap(expr, [X0, X1], split)
+    assert not snapped.has(sympy.zoo, sympy.nan)
+    assert np.isfinite(_predict(snapped, [X0, X1], split.x_hold)).all()
+
+
+def test_an_overflowing_error_is_not_finite_and_large_targets_do_not_overflow() -> None:
+    y = np.array([1.0, 2.0, 3.0])
+    assert _scores(y, np.array([1e300, -1e300, 1e300])) == (None, float("inf"))
+    # an error of 1e160 squares to more than a float holds; the scores are finite all the same
+    big = np.tile([1e150, -1e150], 500)
+    r2, rmse = _scores(big, big + 1e160)
+    assert rmse == pytest.approx(1e160)
+    assert r2 == pytest.approx(1 - 1e20)
+    r2, rmse = _scores(big, 0.9 * big)
+    assert r2 == pytest.approx(0.99)
+    assert rmse == pytest.approx(1e149)
+
+
+def test_the_next_finite_program_stands_in_for_a_best_one_that_divides_by_zero() -> None:
+    split = _split(lambda a, b: a * b)
+    bad = _program(ZERO_DENOMINATOR, fitness=0.0)
+    good = _program(["mul", 0, 1], fitness=0.1)
+    worse = _program([0], fitness=0.5)
+    program, expr, predicted = _best_finite(_search_of(bad, [worse, bad, good]), [X0, X1], split)
+    assert program is good
+    assert expr == X0 * X1
+    assert predicted == pytest.approx(split.x_hold[:, 0] * split.x_hold[:, 1])
+
+
+def test_no_finite_program_is_a_422() -> None:
+    split = _split(lambda a, b: a)
+    bad = _program(ZERO_DENOMINATOR)
+    also_bad = _program(["inv", "sub", 0, 0], fitness=0.2)
+    with pytest.raises(UnprocessableEntityError) as refused:
+        _best_finite(_search_of(bad, [bad, also_bad]), [X0, X1], split)
+    assert refused.value.code == "formula_not_finite"
+    assert refused.value.status_code == 422
+
+
+def test_the_pareto_front_leaves_out_formulas_that_divide_by_zero() -> None:
+    """x0 + div(x1, x1 - x1) is exact under protected division (x0 + 1) and on the front."""
+    split = _split(lambda a, b: a + 1)
+    simple = _program([0], fitness=1.0)
+    exact_but_infinite = _program(["add", 0, "div", 1, "sub", 1, 1], fitness=0.0)
+    front = _pareto(
+        _search_of(exact_but_infinite, [simple, exact_but_infinite]),
+        exact_but_infinite,
+        split,
+        [X0, X1],
+    )
+    assert [item.formula for item in front] == ["x0"]
+    assert front[0].r2 is not None
+    assert np.isfinite(front[0].r2)
+
+
+def _outcome(data: Records, params: Any) -> Any:
+    """The computation's outcome, or the platform error it answered with (any other
+    exception propagates)."""
+    try:
+        return run_direct("newton", data, params)
+    except AIPlatformError as refused:
+        return refused
+
+
+@pytest.mark.parametrize("column", ["pressure", "litres"])
+def test_a_huge_value_in_the_example_answers_finite_or_is_refused(column: str) -> None:
+    """One cell of 1e140 (below the 1e150 limit, so it reaches the search): a result whose
+    numbers are all finite, or a 4xx; never another exception."""
+    method = METHODS["newton"]
+    data = [dict(row) for row in method.example.data]
+    data[3][column] = 1e140
+    outcome = _outcome(data, method.example.params)
+    if isinstance(outcome, AIPlatformError):
+        assert 400 <= outcome.status_code < 500
+        return
+    result = outcome.result
+    assert np.isfinite(result.rmse)
+    assert result.r2 is None or np.isfinite(result.r2)
+    assert all(item.r2 is None or np.isfinite(item.r2) for item in result.pareto)
+    assert not sympy.parse_expr(result.formula).has(sympy.zoo, sympy.oo, sympy.nan)
+
+
+def test_infinity_or_a_number_beyond_1e150_in_a_feature_is_a_400() -> None:
+    method = METHODS["newton"]
+    for value, code in (("inf", "not_finite"), (1e305, "value_too_large")):
+        data = [dict(row) for row in method.example.data]
+        data[5]["kelvin"] = value
+        with pytest.raises(InvalidRequestError) as refused:
+            run_direct("newton", data, method.example.params)
+        assert (refused.value.code, refused.value.param) == (code, "params.features")
+        assert "'kelvin'" in refused.value.message
+        assert "row 5" in refused.value.message

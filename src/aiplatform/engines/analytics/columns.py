@@ -76,14 +76,20 @@ def columns(frame: pd.DataFrame, names: Sequence[str], role: str) -> list[str]:
 
 
 def numeric(
-    frame: pd.DataFrame, name: str, role: str, *, allow_constant: bool = False
+    frame: pd.DataFrame,
+    name: str,
+    role: str,
+    *,
+    allow_constant: bool = False,
+    largest: float = MAX_MAGNITUDE,
 ) -> pd.Series:
     """The column ``name`` as floats.
 
     400s: ``unknown_column``; ``not_numeric`` when a present value is not a number (booleans
     count as 0/1); ``not_finite`` / ``value_too_large`` for an infinity or a huge number (see
     :func:`check_finite`); ``all_missing`` when no value is present; ``constant_column`` when
-    every present value is the same (unless ``allow_constant``).
+    every present value is the same (unless ``allow_constant``). ``largest``: a lower limit
+    than :data:`MAX_MAGNITUDE` for a computation that needs one (float32 in a library).
     """
     import pandas as pd
 
@@ -101,7 +107,7 @@ def numeric(
             code="not_numeric",
         )
     values = values.astype(float)
-    check_finite(values, name, role)
+    check_finite(values, name, role, largest=largest)
     present = values.dropna()
     if present.empty:
         raise InvalidRequestError(
@@ -120,24 +126,39 @@ def numeric(
 
 
 def numeric_columns(
-    frame: pd.DataFrame, names: Sequence[str], role: str, *, allow_constant: bool = False
+    frame: pd.DataFrame,
+    names: Sequence[str],
+    role: str,
+    *,
+    allow_constant: bool = False,
+    largest: float = MAX_MAGNITUDE,
 ) -> pd.DataFrame:
     """The columns ``names`` as a float DataFrame, each checked as :func:`numeric` does."""
     import pandas as pd
 
     columns(frame, names, role)
     return pd.DataFrame(
-        {name: numeric(frame, name, role, allow_constant=allow_constant) for name in names},
+        {
+            name: numeric(frame, name, role, allow_constant=allow_constant, largest=largest)
+            for name in names
+        },
         index=frame.index,
     )
 
 
-def check_finite(values: pd.Series, name: str, role: str) -> None:
-    """Refuse a float column ``name`` (given as ``role``) that holds an infinity (400
-    ``not_finite``) or a number of magnitude :data:`MAX_MAGNITUDE` or more (400
-    ``value_too_large``); missing values (NaN) pass."""
+def check_finite(
+    values: pd.Series, name: str, role: str, *, largest: float = MAX_MAGNITUDE
+) -> None:
+    """Refuse a numeric column ``name`` (given as ``role``) that holds an infinity (400
+    ``not_finite``) or a number of magnitude ``largest`` (:data:`MAX_MAGNITUDE`) or more
+    (400 ``value_too_large``); missing values (NaN) pass."""
+    import numpy as np
+
     _refuse_unsafe(
-        values.to_numpy(dtype=float), f"Column '{name}' given as {role}", f"params.{role}"
+        values.to_numpy(dtype=float, na_value=np.nan),
+        f"Column '{name}' given as {role}",
+        f"params.{role}",
+        largest,
     )
 
 
@@ -159,10 +180,12 @@ def check_finite_table(frame: pd.DataFrame, where: str) -> None:
         ):
             continue
         values = series.to_numpy(dtype=float, na_value=np.nan)
-        _refuse_unsafe(values, f"Column '{name}' in '{where}'", where)
+        _refuse_unsafe(values, f"Column '{name}' in '{where}'", where, MAX_MAGNITUDE)
 
 
-def _refuse_unsafe(values: np.ndarray[Any, Any], described: str, param: str) -> None:
+def _refuse_unsafe(
+    values: np.ndarray[Any, Any], described: str, param: str, largest: float
+) -> None:
     """The 400 for the first infinite value, else for the first too large one (rows counted
     from 0 in the table's order)."""
     import numpy as np
@@ -177,12 +200,13 @@ def _refuse_unsafe(values: np.ndarray[Any, Any], described: str, param: str) -> 
             code="not_finite",
         )
     with np.errstate(invalid="ignore"):
-        large = np.abs(values) >= MAX_MAGNITUDE
+        large = np.abs(values) >= largest
     if large.any():
         row = int(large.argmax())
+        value, limit = (f"{number:.3g}".replace("e+", "e") for number in (values[row], largest))
         raise InvalidRequestError(
-            f"{described} holds {values[row]:g} at row {row}; numbers beyond ±{MAX_MAGNITUDE:g} "
-            "cannot be computed with safely.",
+            f"{described} holds {value} at row {row}; numbers beyond ±{limit} cannot be "
+            "computed with safely.",
             param=param,
             code="value_too_large",
         )

@@ -143,14 +143,18 @@ class DatasetStore:
                 .fetchone()
             )
         if row is None:
-            raise NotFoundError(
-                f"No dataset '{dataset_id}' exists.", param="dataset_id", code="dataset_not_found"
-            )
+            raise _not_found(dataset_id)
         return _dataset(row)
 
     def table(self, owner: str, dataset_id: str) -> tuple[Dataset, bytes]:
+        """The dataset and its Parquet bytes; 404 also when a delete removed the file between
+        reading the catalogue and reading the file."""
         dataset = self.get(owner, dataset_id)
-        return dataset, self._path(dataset.id).read_bytes()
+        try:
+            parquet = self._path(dataset.id).read_bytes()
+        except FileNotFoundError:
+            raise _not_found(dataset_id) from None
+        return dataset, parquet
 
     def delete(self, owner: str, dataset_id: str) -> None:
         dataset = self.get(owner, dataset_id)
@@ -162,6 +166,12 @@ class DatasetStore:
 
     def _path(self, dataset_id: str) -> Path:
         return self._tables / f"{dataset_id}.parquet"
+
+
+def _not_found(dataset_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"No dataset '{dataset_id}' exists.", param="dataset_id", code="dataset_not_found"
+    )
 
 
 def _dataset(row: tuple[object, ...]) -> Dataset:

@@ -187,7 +187,9 @@ def _replaced(table: pd.DataFrame, rows: np.ndarray, new: pd.DataFrame) -> pd.Da
 
 
 def _chosen(frame: pd.DataFrame, params: MirrorParams, run: Run) -> list[str]:
-    """The columns to synthesise, checked; identifier-like text columns left out unless named."""
+    """The columns to synthesise, checked (numbers finite and below ±1e150, as
+    :func:`columns.check_finite` has them); identifier-like text columns left out unless
+    named."""
     if params.columns is not None:
         names = columns.columns(frame, params.columns, "columns")
     else:
@@ -202,6 +204,7 @@ def _chosen(frame: pd.DataFrame, params: MirrorParams, run: Run) -> list[str]:
                 code="all_missing",
             )
         if _is_numeric(series):
+            columns.check_finite(series, name, "columns")
             kept.append(name)
             continue
         distinct = series.dropna().astype(str).nunique()
@@ -455,7 +458,10 @@ def _fidelity(
             a = _category_keys(real[column.name]).value_counts(normalize=True, dropna=False)
             b = _category_keys(synthetic[column.name]).value_counts(normalize=True, dropna=False)
             keys = set(a.index) | set(b.index)
-            tvd = 0.5 * sum(abs(float(a.get(key, 0.0)) - float(b.get(key, 0.0))) for key in keys)
+            # fsum is exact whatever the order, and a set's order follows the hash seed
+            tvd = 0.5 * math.fsum(
+                abs(float(a.get(key, 0.0)) - float(b.get(key, 0.0))) for key in keys
+            )
             found.append(
                 MirrorColumn(column=column.name, kind="categorical", ks_statistic=None, tvd=tvd)
             )

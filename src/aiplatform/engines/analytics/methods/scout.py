@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = ["METHOD", "ScoutDrift", "ScoutParams", "ScoutRank", "ScoutResult"]
 
+#: The largest magnitude a float32 holds (random forests compute in float32).
+_FLOAT32_MAX = 3.4028234663852886e38
+
 _MIN_ROWS = 20
 _MAX_LABELS = 10
 #: Verdicts: adjusted p-value below this, or PSI above ``_PSI``.
@@ -137,7 +140,10 @@ def _encoded(frame: pd.DataFrame, features: list[str]) -> tuple[np.ndarray[Any, 
     table, discrete = {}, []
     for name in features:
         if _numeric_like(frame[name]):
-            values = columns.numeric(frame, name, "features", allow_constant=True)
+            # forests compute in float32: larger magnitudes would overflow there
+            values = columns.numeric(
+                frame, name, "features", allow_constant=True, largest=_FLOAT32_MAX
+            )
             table[name] = values.fillna(values.median())
             discrete.append(False)
         else:
@@ -230,12 +236,17 @@ def _psi(reference: np.ndarray[Any, Any], current: np.ndarray[Any, Any]) -> floa
 
 
 def _numbers(reference: pd.Series, current: pd.Series) -> tuple[float, float, float]:
-    """(KS distance, its p-value, PSI)."""
+    """(KS distance, its p-value, PSI); an infinity or a huge number in either table is a
+    400 naming the column."""
     import pandas as pd
     from scipy.stats import ks_2samp
 
-    ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype=float)
-    cur = pd.to_numeric(current, errors="coerce").dropna().to_numpy(dtype=float)
+    reference_values = pd.to_numeric(reference, errors="coerce")
+    current_values = pd.to_numeric(current, errors="coerce")
+    columns.check_finite(reference_values, str(reference.name), "reference")
+    columns.check_finite(current_values, str(current.name), "data")
+    ref = reference_values.dropna().to_numpy(dtype=float)
+    cur = current_values.dropna().to_numpy(dtype=float)
     found = ks_2samp(ref, cur)
     return float(found.statistic), float(found.pvalue), _psi(ref, cur)
 
