@@ -66,12 +66,13 @@ HTTP_TIMEOUT_S = 600.0
 @dataclass(slots=True)
 class Table:
     """What a generator makes: the table, the params (column roles set, knobs from the engine's
-    example), the params' own tables (by params field) and a note when something was capped."""
+    example), the params' own tables (by params field) and notes on what was capped (empty
+    ones are left out)."""
 
     columns: Columns
     params: msgspec.Struct
     tables: dict[str, Columns] = field(default_factory=dict)
-    note: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 #: A generator: (rows, rng) -> the table.
@@ -142,7 +143,7 @@ def _chronos(rows: int, rng: np.random.Generator) -> Table:
     step = np.arange(used)
     sales = 100.0 + 0.01 * step + 8.0 * np.sin(2 * np.pi * step / 24) + rng.normal(0, 1.5, used)
     columns: Columns = {"hour": _hours(used), "sales": _round(sales, 2)}
-    return Table(columns, _example("chronos", time="hour", target="sales"), note=note)
+    return Table(columns, _example("chronos", time="hour", target="sales"), notes=[note])
 
 
 #: clustering's "auto" runs HDBSCAN besides k-means: 7 s for 20,000 rows, 134 s for 100,000.
@@ -159,7 +160,7 @@ def _clustering(rows: int, rng: np.random.Generator) -> Table:
         "spend": _round(centres[which, 0] + rng.normal(0.0, 60.0, used), 1),
         "visits": _round(centres[which, 1] + rng.normal(0.0, 2.0, used), 1),
     }
-    return Table(columns, _example("clustering", columns=["spend", "visits"]), note=note)
+    return Table(columns, _example("clustering", columns=["spend", "visits"]), notes=[note])
 
 
 def _galileo(rows: int, rng: np.random.Generator) -> Table:
@@ -199,7 +200,7 @@ def _mirror(rows: int, rng: np.random.Generator) -> Table:
     }
     params = _example("mirror", rows=min(rows, MIRROR_SYNTHETIC), columns=list(columns))
     note = f"mirror: {MIRROR_SYNTHETIC:,} synthetic rows asked for (all in the answer)"
-    return Table(columns, params, note=note)
+    return Table(columns, params, notes=[note])
 
 
 def _newton(rows: int, rng: np.random.Generator) -> Table:
@@ -238,7 +239,7 @@ def _oracle(rows: int, rng: np.random.Generator) -> Table:
         "weather": _round(lfilter([1.0], [1.0, -0.5], rng.normal(0, 1, used)), 4),
     }
     params = _example("oracle", columns=["ads", "demand", "weather"], time="hour")
-    return Table(columns, params, note=note)
+    return Table(columns, params, notes=[note])
 
 
 def _scout_month(rows: int, rng: np.random.Generator, extra: float, mobile: float) -> Columns:
@@ -265,7 +266,7 @@ def _scout(rows: int, rng: np.random.Generator) -> Table:
     current = _scout_month(used, rng, 5.0, 0.75)
     reference = _scout_month(used, rng, 0.0, 0.4)
     params = _example("scout", target="spend", features=None, reference=None)
-    return Table(current, params, tables={"reference": reference}, note=note)
+    return Table(current, params, tables={"reference": reference}, notes=[note])
 
 
 def _statistical(rows: int, rng: np.random.Generator) -> Table:
@@ -307,7 +308,7 @@ def _titan(rows: int, rng: np.random.Generator) -> Table:
     }
     params = _example("titan", target="price", time_budget_s=600.0)
     knob = "titan: time_budget_s 600, so that max_candidates (1, as the example) ends the search"
-    return Table(columns, params, note="; ".join(filter(None, [note, knob])))
+    return Table(columns, params, notes=[note, knob])
 
 
 #: trend's binary segmentation with a linear cost grows about as the square of the rows: 6 s
@@ -322,7 +323,7 @@ def _trend(rows: int, rng: np.random.Generator) -> Table:
     level = 50.0 + 0.001 * step + 4.0 * np.sin(2 * np.pi * step / 24) + rng.normal(0, 1, used)
     level += 6.0 * (step >= int(0.55 * used))
     columns: Columns = {"hour": _hours(used), "level": _round(level, 3)}
-    return Table(columns, _example("trend", time="hour", target="level"), note=note)
+    return Table(columns, _example("trend", time="hour", target="level"), notes=[note])
 
 
 GENERATORS: dict[str, Generator] = {
@@ -351,7 +352,7 @@ def _example_table(engine: str) -> Table:
     method = METHODS[engine]
     data = method.example.data
     note = f"{engine}: no generator here; its example ({len(data)} rows) at every size"
-    return Table(_columns(data), method.example.params, note=note)
+    return Table(_columns(data), method.example.params, notes=[note])
 
 
 # -- one case: a table, its params, the bodies ----------------------------------------------
@@ -536,7 +537,7 @@ class Figures:
 
 #: A case whose first direct run is shorter than this gets an untimed round first (a first
 #: call on new data is slower, on either side) and more rounds: its figures are the noisiest.
-CHEAP_S = 2.0
+CHEAP_S = 5.0
 #: A cheap case runs rounds until each way has taken about this long in all ...
 CHEAP_TOTAL_S = 4.0
 #: ... and at most this many.
@@ -728,7 +729,10 @@ def report(all_figures: list[Figures], notes: list[str]) -> None:
             f"| {figures.answer_mb:.2f} | {figures.codec_s:.3f} | {figures.frame_records_s:.3f} "
             f"| {figures.frame_parquet_s:.3f} | {figures.upload_s:.2f} |"
         )
-    notes = [*dict.fromkeys(f.case.table.note for f in all_figures if f.case.table.note), *notes]
+    notes = [
+        *dict.fromkeys(note for f in all_figures for note in f.case.table.notes if note),
+        *notes,
+    ]
     print(
         "\nbody: the inline request; answer: the response; codec: decoding the body as the "
         "server does, the worker call through msgpack and back, the answer decoded and encoded; "

@@ -64,7 +64,6 @@ def request_type(method: Method[Any, Any]) -> type[msgspec.Struct]:
         [field if field[2] is not msgspec.NODEFAULT else field[:2] for field in fields],
         kw_only=True,
         omit_defaults=True,
-        forbid_unknown_fields=True,
         module=__name__,
     )
     made.__doc__ = (
@@ -140,7 +139,7 @@ class EngineList(msgspec.Struct, kw_only=True):
     object: Literal["list"] = "list"
 
 
-class JobRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class JobRequest(msgspec.Struct, kw_only=True):
     """``POST /v1/jobs``: an analytic run in the background."""
 
     #: The analytic engine (``GET /v1/analytics/engines`` lists them).
