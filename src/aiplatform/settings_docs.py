@@ -19,14 +19,22 @@ import inspect
 import re
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-__all__ = ["documented_kinds", "documented_structs", "field_docs", "main", "render", "table"]
+__all__ = [
+    "documented_kinds",
+    "documented_structs",
+    "field_docs",
+    "main",
+    "regenerate",
+    "render",
+    "table",
+]
 
 _BLOCK = re.compile(
     r"(<!-- settings (?P<target>[\w.]+:\w+) -->\n)(?P<body>.*?)(<!-- /settings -->)", re.S
@@ -147,7 +155,15 @@ def render(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    return regenerate(argv, render, module=__spec__.name, description=__doc__)
+
+
+def regenerate(
+    argv: Sequence[str] | None, render: Callable[[str], str], *, module: str, description: str
+) -> int:
+    """The command line of a generated document: rewrite the file given as ``path`` with
+    ``render``, or with ``--check`` only report (exit status 1) that it differs."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("path", type=Path, help="the Markdown file to regenerate")
     parser.add_argument("--check", action="store_true", help="only report a difference")
     args = parser.parse_args(argv)
@@ -156,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rendered == text:
         return 0
     if args.check:
-        print(f"{args.path} is out of date: python -m aiplatform.settings_docs {args.path}")
+        print(f"{args.path} is out of date: python -m {module} {args.path}")
         return 1
     args.path.write_text(rendered, encoding="utf-8")
     return 0

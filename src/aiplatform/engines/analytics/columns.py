@@ -14,7 +14,7 @@ infinity) and would otherwise end as an engine failure rather than a 400 naming 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiplatform.errors import InvalidRequestError
@@ -210,6 +210,37 @@ def _refuse_unsafe(
             param=param,
             code="value_too_large",
         )
+
+
+def varying_numeric_columns(
+    frame: pd.DataFrame, names: Sequence[str] | None, role: str, warn: Callable[[str], None]
+) -> pd.DataFrame:
+    """The columns ``names`` as floats (each checked as :func:`numeric` does); unset: every
+    numeric column that has a value, less the constant ones (left out with a warning). A 400
+    ``no_numeric_columns`` when none is left."""
+    import pandas as pd
+
+    if names is not None:
+        return numeric_columns(frame, names, role)
+    found = [
+        str(name)
+        for name in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[name])
+        and not pd.api.types.is_bool_dtype(frame[name])
+        and bool(frame[name].notna().any())
+    ]
+    numeric = numeric_columns(frame, found, role, allow_constant=True)
+    constant = [name for name in found if numeric[name].dropna().nunique() <= 1]
+    if constant:
+        warn(f"Constant columns are left out: {', '.join(constant)}.")
+    numeric = numeric.drop(columns=constant)
+    if numeric.columns.empty:
+        raise InvalidRequestError(
+            f"The data have no numeric column that varies; name columns in params.{role}.",
+            param=f"params.{role}",
+            code="no_numeric_columns",
+        )
+    return numeric
 
 
 def categorical(frame: pd.DataFrame, name: str, role: str) -> pd.Series:

@@ -10,18 +10,16 @@ suite runs, which a test also runs from the document against a real server. Run
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from aiplatform.engines.analytics.method import Method
 from aiplatform.engines.analytics.methods import METHODS
-from aiplatform.settings_docs import field_docs, table
+from aiplatform.settings_docs import field_docs, regenerate, table
 
 __all__ = ["example_body", "main", "render", "section"]
 
@@ -92,19 +90,7 @@ def render(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path", type=Path)
-    parser.add_argument("--check", action="store_true", help="only report a difference")
-    args = parser.parse_args(argv)
-    text = args.path.read_text(encoding="utf-8")
-    rendered = render(text)
-    if rendered == text:
-        return 0
-    if args.check:
-        print(f"{args.path} is out of date: run python -m {__spec__.name} {args.path}")
-        return 1
-    args.path.write_text(rendered, encoding="utf-8")
-    return 0
+    return regenerate(argv, render, module=__spec__.name, description=__doc__)
 
 
 if __name__ == "__main__":

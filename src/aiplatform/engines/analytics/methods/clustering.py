@@ -119,29 +119,7 @@ class ClusteringResult(msgspec.Struct, kw_only=True):
 
 
 def _numeric(frame: pd.DataFrame, params: ClusteringParams, run: Run) -> pd.DataFrame:
-    import pandas as pd
-
-    if params.columns is not None:
-        return columns.numeric_columns(frame, params.columns, "columns")
-    names = [
-        str(name)
-        for name in frame.columns
-        if pd.api.types.is_numeric_dtype(frame[name])
-        and not pd.api.types.is_bool_dtype(frame[name])
-        and bool(frame[name].notna().any())
-    ]
-    numeric = columns.numeric_columns(frame, names, "columns", allow_constant=True)
-    constant = [name for name in names if numeric[name].dropna().nunique() <= 1]
-    if constant:
-        run.warn(f"Constant columns are left out: {', '.join(constant)}.")
-    numeric = numeric.drop(columns=constant)
-    if numeric.columns.empty:
-        raise InvalidRequestError(
-            "The data have no numeric column that varies; name columns in params.columns.",
-            param="params.columns",
-            code="no_numeric_columns",
-        )
-    return numeric
+    return columns.varying_numeric_columns(frame, params.columns, "columns", run.warn)
 
 
 def _matrix(numeric: pd.DataFrame, params: ClusteringParams, run: Run) -> np.ndarray:
