@@ -202,6 +202,29 @@ async def test_a_job_of_a_forwarded_engine_runs_on_its_pod(
         assert job.result == msgspec.to_builtins(direct)
 
 
+async def test_a_forwarded_job_that_outlasts_the_pod_fails_instead_of_waiting_again(
+    tmp_path: Path, datasets: LocalDatasetsEngine
+) -> None:
+    pod = LocalAnalyticsEngine(
+        _settings(tmp_path / "pod", max_concurrency=1, run_timeout_s=1.0), datasets=datasets
+    )
+    gateway = LocalAnalyticsEngine(
+        _settings(tmp_path / "gateway", max_concurrency=1),
+        datasets=datasets,
+        forwarded={"titan": asgi_remote(pod, AnalyticsSettings())},
+    )
+    slow = _slow_titan(30)
+    async with pod, gateway:
+        submitted = await gateway.invoke(
+            SUBMIT_JOB,
+            JobRequest(engine="titan", data=slow.data, params=msgspec.to_builtins(slow.params)),
+        )
+        job = await _finished(gateway, submitted.id, timeout_s=60)
+    assert job.status == "failed"
+    assert job.error is not None
+    assert job.error.code == "analytics_timeout"
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 async def test_a_streamed_run_with_a_bad_column_is_refused_before_it_streams(
     engine: LocalAnalyticsEngine, name: str

@@ -62,6 +62,7 @@ from aiplatform.errors import (
     InvalidRequestError,
     NotFoundError,
     RequestTooLargeError,
+    UpstreamTimeoutError,
 )
 from aiplatform.tenant import acting_as, current_tenant
 
@@ -336,12 +337,24 @@ class LocalAnalyticsEngine(LocalEngine):
         request = msgspec.json.decode(context.payload, type=request_type(method))
         response = None
         with acting_as(context.job.owner):
-            async with aclosing(self._events(method, request, timeout_s=None)) as events:
-                async for event in events:
-                    if event.object == "analytics.progress":
-                        context.progress(event.fraction or 0.0, event.stage)
-                    else:
-                        response = event.response
+            try:
+                async with aclosing(self._events(method, request, timeout_s=None)) as events:
+                    async for event in events:
+                        if event.object == "analytics.progress":
+                            context.progress(event.fraction or 0.0, event.stage)
+                        else:
+                            response = event.response
+            except UpstreamTimeoutError as exc:
+                # A forwarded run that outlasts the pod's run_timeout_s or this section's
+                # timeout_s would do so again: it fails (the runner would defer and retry an
+                # unavailable engine).
+                raise InternalError(
+                    f"The forwarded run did not finish in time: {exc.message} Raise the pod's "
+                    "engines.analytics.run_timeout_s and this server's engines.analytics."
+                    "timeout_s for longer jobs.",
+                    code="analytics_timeout",
+                    status_code=504,
+                ) from None
         if response is None:
             raise InternalError("The run ended without a result.")
         return msgspec.to_builtins(response)
