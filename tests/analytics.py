@@ -32,6 +32,7 @@ def run_direct(
     *,
     seed: int = 0,
     tables: dict[str, Records] | None = None,
+    max_rows: int = 1_000_000,
 ) -> Direct:
     """Run engine ``name`` on ``data`` in this process; errors raise as the engine raises them
     (``InvalidRequestError`` ...)."""
@@ -45,6 +46,7 @@ def run_direct(
             seed=seed,
             table=TableData(records=data),
             tables={key: TableData(records=value) for key, value in (tables or {}).items()},
+            max_rows=max_rows,
         ),
         lambda fraction, stage: reports.append((fraction, stage)),
     )

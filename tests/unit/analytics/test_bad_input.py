@@ -13,23 +13,14 @@ import pytest
 
 from aiplatform.engines.analytics.method import Method, Records
 from aiplatform.engines.analytics.methods import METHODS
-from aiplatform.engines.analytics.worker import MethodCall, TableData, run_method
 from aiplatform.errors import AIPlatformError
+from tests.analytics import run_direct
 
 MISSING = "no_such_column"
 
 
 def _run(method: Method[Any, Any], data: Records, params: Any, max_rows: int = 1000) -> None:
-    run_method(
-        MethodCall(
-            method=method.name,
-            params=msgspec.msgpack.encode(params),
-            seed=0,
-            table=TableData(records=data),
-            max_rows=max_rows,
-        ),
-        lambda fraction, stage: None,
-    )
+    run_direct(method.name, data, params, max_rows=max_rows)
 
 
 def _column_param(method: Method[Any, Any]) -> tuple[str, Any] | None:

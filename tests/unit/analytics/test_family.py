@@ -340,6 +340,26 @@ async def test_a_job_runs_in_the_background_and_keeps_its_result(
         await engine.invoke(GET_JOB, JobRef(job_id=submitted.id))
 
 
+async def test_a_job_reads_a_stored_dataset_and_an_unknown_one_is_refused_at_once(
+    engine: LocalAnalyticsEngine, datasets: LocalDatasetsEngine
+) -> None:
+    example = _example(QUICK)
+    lines = "\n".join(json.dumps(row) for row in example.data).encode()
+    stored = await datasets.invoke(
+        UPLOAD_DATASET, DatasetUpload(file=FilePart(filename="t.jsonl", data=lines))
+    )
+    params = msgspec.to_builtins(example.params)
+    submitted = await engine.invoke(
+        SUBMIT_JOB, JobRequest(engine=QUICK, dataset=stored.id, params=params)
+    )
+    job = await _finished(engine, submitted.id)
+    assert job.status == "succeeded", job.error
+    assert job.result == msgspec.to_builtins(await engine.invoke(METHOD_OPERATIONS[QUICK], example))
+    with pytest.raises(NotFoundError) as unknown:
+        await engine.invoke(SUBMIT_JOB, JobRequest(engine=QUICK, dataset="ds-nope", params=params))
+    assert unknown.value.param == "data"
+
+
 @pytest.mark.parametrize(
     ("request_", "code"),
     [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AsyncExitStack, aclosing
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Self, cast
 
@@ -51,8 +51,8 @@ from aiplatform.engines.analytics.operations import (
 )
 from aiplatform.engines.analytics.settings import AnalyticsSettings
 from aiplatform.engines.analytics.worker import MethodCall, MethodOutput, TableData, run_method
-from aiplatform.engines.base import Engine
-from aiplatform.engines.datasets.operations import DATASET_TABLE
+from aiplatform.engines.base import Engine, Operation
+from aiplatform.engines.datasets.operations import DATASET_TABLE, GET_DATASET
 from aiplatform.engines.jobs import Job, JobContext, JobRunner
 from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.settings import default_data_dir
@@ -148,18 +148,7 @@ class LocalAnalyticsEngine(LocalEngine):
     # -- runs ----------------------------------------------------------------------------------
 
     async def list_engines(self, request: EngineListRequest) -> EngineList:
-        return EngineList(
-            data=[
-                EngineInfo(
-                    name=name,
-                    summary=method.summary,
-                    path=METHOD_OPERATIONS[name].path,
-                    params_schema=msgspec.json.schema(method.params),
-                    result_schema=msgspec.json.schema(method.result),
-                )
-                for name, method in METHODS.items()
-            ]
-        )
+        return _engine_list()
 
     async def _invoke(self, method: Method[Any, Any], request: Any) -> Any:
         forwarded = self._forwarded.get(method.name)
@@ -267,15 +256,36 @@ class LocalAnalyticsEngine(LocalEngine):
             if len(value) > self._settings.max_rows:
                 raise _too_large(where, len(value), self._settings.max_rows)
             return TableData(records=value)
+        table = await self._dataset(DATASET_TABLE, value, where)
+        return TableData(parquet=table.parquet)
+
+    async def _check_tables(self, method: Method[Any, Any], request: Any) -> None:
+        """What :meth:`_method_call` refuses, without reading a stored table: a job is
+        checked when it is submitted and reads its tables once, when it runs."""
+        _check_one_table(request)
+        values = [getattr(request.params, name) for name in method.tables]
+        values.append(request.data if request.data is not None else request.dataset)
+        wheres = [f"params.{name}" for name in method.tables] + ["data"]
+        for value, where in zip(values, wheres, strict=True):
+            if isinstance(value, list) and len(value) > self._settings.max_rows:
+                raise _too_large(where, len(value), self._settings.max_rows)
+            if isinstance(value, str):
+                await self._dataset(GET_DATASET, value, where)
+
+    async def _dataset(
+        self, op: Operation[DatasetRef, Any, Any], dataset_id: str, where: str
+    ) -> Any:
+        """A stored dataset's description or table, within ``max_rows`` (404 names
+        ``where``)."""
         if self._datasets is None:
             raise EngineUnavailableError("No datasets engine is configured.", param=where)
         try:
-            table = await self._datasets.invoke(DATASET_TABLE, DatasetRef(dataset_id=value))
+            found = await self._datasets.invoke(op, DatasetRef(dataset_id=dataset_id))
         except NotFoundError as exc:
             raise NotFoundError(exc.message, param=where, code=exc.code) from None
-        if table.rows > self._settings.max_rows:
-            raise _too_large(where, table.rows, self._settings.max_rows)
-        return TableData(parquet=table.parquet)
+        if found.rows > self._settings.max_rows:
+            raise _too_large(where, found.rows, self._settings.max_rows)
+        return found
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -301,7 +311,7 @@ class LocalAnalyticsEngine(LocalEngine):
         if method.name in self._forwarded:  # the pod reads and checks the tables itself
             _check_one_table(run)
         else:
-            await self._method_call(method, run)  # refuse bad tables now, not in the job
+            await self._check_tables(method, run)  # refuse bad tables now, not in the job
         job = await self._runner.submit(
             JOB_TYPE,
             current_tenant(),
@@ -384,6 +394,23 @@ class _LatestProgress:
             self._changed = anyio.Event()
         report, self._report = self._report, None
         return report
+
+
+@cache
+def _engine_list() -> EngineList:
+    """The listing, made once: the registered engines and their schemas do not change."""
+    return EngineList(
+        data=[
+            EngineInfo(
+                name=name,
+                summary=method.summary,
+                path=METHOD_OPERATIONS[name].path,
+                params_schema=msgspec.json.schema(method.params),
+                result_schema=msgspec.json.schema(method.result),
+            )
+            for name, method in METHODS.items()
+        ]
+    )
 
 
 def _check_one_table(request: Any) -> None:

@@ -208,12 +208,7 @@ class JobRunner:
     async def get(self, owner: str, job_id: str) -> Job:
         """The owner's job (404 ``job_not_found`` otherwise), with the latest progress of a
         run in this process."""
-        job = await self.blocking(self.store.get, owner, job_id)
-        run = self._runs.get(job_id)
-        if job.status == "running" and run is not None and run.context is not None:
-            job.progress = run.context.job.progress
-            job.message = run.context.job.message
-        return job
+        return self._live(await self.blocking(self.store.get, owner, job_id))
 
     async def cancel(self, owner: str, job_id: str) -> Job:
         """Cancel the owner's job: a waiting one never starts, a running one is stopped (this
@@ -229,13 +224,15 @@ class JobRunner:
 
     async def owned(self, owner: str, *, limit: int = 100) -> list[Job]:
         """The owner's jobs, newest first (running ones with their latest progress)."""
-        jobs = await self.blocking(self.store.owned, owner, limit)
-        for job in jobs:
-            run = self._runs.get(job.id)
-            if job.status == "running" and run is not None and run.context is not None:
-                job.progress = run.context.job.progress
-                job.message = run.context.job.message
-        return jobs
+        return [self._live(job) for job in await self.blocking(self.store.owned, owner, limit)]
+
+    def _live(self, job: Job) -> Job:
+        """``job`` with the progress its run in this process has noted but not yet stored."""
+        run = self._runs.get(job.id)
+        if job.status == "running" and run is not None and run.context is not None:
+            job.progress = run.context.job.progress
+            job.message = run.context.job.message
+        return job
 
     async def delete(self, owner: str, job_id: str) -> Job:
         """Cancel the owner's job if it waits or runs, then drop it; the job as it ended."""
