@@ -16,6 +16,13 @@ async def embed(server: ServerProcess) -> httpx.Response:
         return await client.post("/v1/embeddings", json={"input": "hello"})
 
 
+async def wait_until_ready(server: ServerProcess, within_s: float = 10.0) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        with anyio.fail_after(within_s):
+            while (await client.get("/ready")).status_code != 200:  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+
+
 async def test_pod_down_is_503_and_a_pod_that_comes_back_is_used() -> None:
     pod_port = free_port()
     gateway = ServerProcess(
@@ -32,15 +39,24 @@ async def test_pod_down_is_503_and_a_pod_that_comes_back_is_used() -> None:
             assert (await client.get("/ready")).status_code == 503
             assert (await client.get("/health")).status_code == 200
 
+            # the circuit is open: the next call fails at once, without trying the pod
+            fast = await embed(gateway)
+            assert fast.status_code == 503
+            assert fast.json()["error"]["code"] == "upstream_circuit_open"
+            assert fast.headers["retry-after"] == "1"
+            engine = (await client.get("/ready")).json()["engines"]["embeddings"]
+            assert engine["ready"] is False
+            assert engine["circuit"] == "open"
+
         pod.start()
+        await wait_until_ready(gateway)  # the breaker's probe sees the pod ready again
         up = await embed(gateway)
         assert up.status_code == 200, up.text
-        async with httpx.AsyncClient(base_url=gateway.url) as client:
-            assert (await client.get("/ready")).status_code == 200
 
         pod.stop()
         assert (await embed(gateway)).status_code == 503
         pod.start()
+        await wait_until_ready(gateway)
         assert (await embed(gateway)).status_code == 200
     finally:
         pod.stop()

@@ -21,6 +21,9 @@ class EngineStatus(msgspec.Struct, kw_only=True):
     queued: int | None = None
     #: Model calls running in-process now: on its threads, processes or generation slots.
     running: int | None = None
+    #: A remote engine's circuit breaker: ``open`` while calls fail at once after the remote
+    #: failed, until a probe finds it ready (None for an in-process engine or with no breaker).
+    circuit: Literal["closed", "open"] | None = None
 
 
 class Readiness(msgspec.Struct, kw_only=True):

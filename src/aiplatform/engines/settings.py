@@ -45,6 +45,12 @@ class EngineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     connect_timeout_s: PositiveFloat = 3.0
     #: Remote readiness probe; unset tries ``/ready``, then ``/health``.
     ready_path: str | None = None
+    #: After a failure to reach the remote (refused, timed out, broken off), calls fail at once
+    #: with 503 ``upstream_circuit_open`` instead of waiting on it, until a readiness probe, sent
+    #: every ``probe_interval_s``, finds it ready again. Off: every call tries the remote.
+    circuit_breaker: bool = True
+    #: Seconds between readiness probes of a remote whose circuit is open.
+    probe_interval_s: PositiveFloat = 1.0
     #: Connection pool size to the remote.
     max_connections: PositiveInt = 64
     #: The largest response body taken from the remote, counted both as sent and decompressed;

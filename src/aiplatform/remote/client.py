@@ -7,7 +7,9 @@ our own pod (``aiplatform serve --engines NAME``) and to any OpenAI-compatible s
 
 An upstream that cannot be reached is a 503, and one that does not answer within the deadline a
 504; the connection pool reconnects on the next call, so an upstream that comes back is used
-again at once. An upstream that answers unusably (a 5xx of its own other than 503/504, a body
+again at once, once its circuit breaker (:mod:`aiplatform.remote.breaker`) has seen it ready:
+after a failure in transport, calls fail at once with 503 until a background probe finds the
+upstream ready. An upstream that answers unusably (a 5xx of its own other than 503/504, a body
 past ``max_response_bytes`` or malformed, a redirect, the wrong number of items) is a 502. The
 HTTP layer itself is :mod:`aiplatform.remote.wire`.
 """
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any, Self, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import anyio
 import msgspec
 
 from aiplatform import __version__
@@ -37,6 +41,7 @@ from aiplatform.errors import (
     status_for_type,
 )
 from aiplatform.forms import encode_form
+from aiplatform.remote.breaker import CircuitBreaker
 from aiplatform.remote.wire import AiohttpWire, Wire, WireError, WireOptions, WireResponse
 from aiplatform.sse import DONE, iter_data
 from aiplatform.tenant import TENANT_HEADER, current_tenant
@@ -76,6 +81,14 @@ class RemoteEngine:
         self._wire: Wire = wire if wire is not None else AiohttpWire()
         self._open = False
         self._encoder = msgspec.json.Encoder()
+        self._stack: AsyncExitStack | None = None
+        self._breaker = (
+            CircuitBreaker(
+                kind.name, self._base_url, self._probe, interval_s=settings.probe_interval_s
+            )
+            if settings.circuit_breaker
+            else None
+        )
 
     @property
     def kind(self) -> EngineKind[Any]:
@@ -106,9 +119,20 @@ class RemoteEngine:
             )
         )
         self._open = True
+        if self._breaker is not None:
+            stack = AsyncExitStack()
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(task_group.cancel_scope.cancel)
+            self._breaker.start(task_group)
+            self._stack = stack
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._breaker is not None:
+            self._breaker.stop()
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
         if self._open:
             self._open = False
             await self._wire.aclose()
@@ -133,6 +157,7 @@ class RemoteEngine:
         wire = self._require_wire()
         path, body, headers = self._encode(op, request)
         headers[TENANT_HEADER] = current_tenant()
+        self._check_circuit()
         try:
             async with wire.stream(op.method, path, body, headers) as response:
                 if response.status >= 400:
@@ -159,20 +184,37 @@ class RemoteEngine:
             raise self._bad_response(_MODELS_PATH, exc) from exc
 
     async def status(self) -> EngineStatus:
+        breaker = self._breaker
+        if breaker is None:
+            ready, detail = await self._probe()
+            return EngineStatus(mode="remote", ready=ready, detail=detail)
+        if breaker.state == "closed":
+            await breaker.probe_now()
+        if breaker.state == "open":
+            return EngineStatus(mode="remote", ready=False, detail=breaker.detail, circuit="open")
+        return EngineStatus(mode="remote", ready=True, detail=self._base_url, circuit="closed")
+
+    async def _probe(self) -> tuple[bool, str]:
+        """Whether the upstream answers its readiness path (``ready_path``, else ``/ready``
+        falling back to ``/health``) within ``connect_timeout_s``, and why not; a failure in
+        transport opens the circuit."""
         paths = [self._settings.ready_path] if self._settings.ready_path else ["/ready", "/health"]
+        wire = self._require_wire()
         detail = ""
         for path in paths:
             try:
-                response = await self._send("GET", path, None, self._settings.connect_timeout_s)
-            except (EngineUnavailableError, BadGatewayError) as exc:
-                return EngineStatus(mode="remote", ready=False, detail=exc.message)
+                response = await wire.request(
+                    "GET", path, None, {}, deadline_s=self._settings.connect_timeout_s
+                )
+            except WireError as exc:
+                return False, self._unavailable(exc).message
             if response.status == 404 and path != paths[-1]:
                 continue
             if response.status < 400:
-                return EngineStatus(mode="remote", ready=True, detail=self._base_url)
+                return True, self._base_url
             detail = f"{self._base_url}{path} answered {response.status}"
             break
-        return EngineStatus(mode="remote", ready=False, detail=detail)
+        return False, detail
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -215,6 +257,7 @@ class RemoteEngine:
         if headers is None:
             headers = dict(_JSON) if body is not None else {}
         headers[TENANT_HEADER] = current_tenant()
+        self._check_circuit()
         try:
             return await wire.request(
                 method, path, body, headers, deadline_s=deadline_s or self._settings.timeout_s
@@ -222,7 +265,18 @@ class RemoteEngine:
         except WireError as exc:
             raise self._unavailable(exc) from exc
 
+    def _check_circuit(self) -> None:
+        if self._breaker is not None:
+            self._breaker.check()
+
+    def _trip(self, exc: WireError) -> None:
+        """Open the circuit on a failure in transport (not on a response that was unusable:
+        the upstream is there and answering)."""
+        if self._breaker is not None and exc.kind != "invalid":
+            self._breaker.trip(f"{exc.kind}: {exc.reason}")
+
     def _unavailable(self, exc: WireError) -> AIPlatformError:
+        self._trip(exc)
         where = f"Engine '{self._kind.name}' at {self._base_url}"
         if exc.kind == "timeout":
             return UpstreamTimeoutError(f"{where} timed out: {exc.reason}", code="upstream_timeout")
