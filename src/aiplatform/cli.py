@@ -22,6 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "deploy":
+        return _deploy(args)
     try:
         settings = _settings(args)
     except SettingsError as exc:
@@ -61,6 +63,19 @@ def _parser() -> argparse.ArgumentParser:
         "engines", help="list engines and their mode", description="List engines and their mode."
     )
     _add_config(engines)
+
+    deploy = commands.add_parser(
+        "deploy", help="deployment files", description="Deployment files made from the engines."
+    )
+    deploy_commands = deploy.add_subparsers(dest="deploy_command", metavar="COMMAND", required=True)
+    render = deploy_commands.add_parser(
+        "render",
+        help="write the Kubernetes (kustomize) tree and the Compose files",
+        description="Write deploy/k8s and deploy/compose from the engine registry.",
+    )
+    render.add_argument(
+        "--out", metavar="DIR", default="deploy", help="the deploy directory (default: ./deploy)"
+    )
     return parser
 
 
@@ -89,6 +104,16 @@ def _settings(args: argparse.Namespace) -> Settings:
             settings, server=msgspec.structs.replace(server, **changes)
         )
     return settings
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aiplatform.deploy.render import render
+
+    for path in render(Path(args.out)):
+        print(path)
+    return 0
 
 
 def _print_engines(settings: Settings) -> int:

@@ -27,6 +27,7 @@ test can compare every operation of a kind across the modes.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -157,6 +158,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=15)
@@ -164,6 +166,25 @@ class ServerProcess:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("the server is not running")
+        return self._proc.pid
+
+    def kill(self) -> None:
+        """End the process at once with SIGKILL, as a crash or an OOM kill would."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` (``signal.SIGSTOP`` hangs the server, ``SIGCONT`` resumes it)."""
+        if self._proc is None:
+            raise RuntimeError("the server is not running")
+        self._proc.send_signal(sig)
 
     def __enter__(self) -> ServerProcess:
         self.start()

@@ -1,0 +1,1 @@
+"""Deployment: what each engine kind needs as a container, and the manifests made from it."""

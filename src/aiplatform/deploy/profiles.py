@@ -1,0 +1,83 @@
+"""What each engine kind needs as a pod: the one table the deployment manifests are made from.
+
+Every registered kind must have a profile here (a test fails otherwise), so a new kind cannot
+ship without a deployment. Whether a kind keeps data is read from its settings (a ``data_dir``
+field), not declared again; sizes are measured with the shipped models (``bench/deploy.py``,
+docs/deploy.md) and rounded up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiplatform.engines.registry import ENGINE_KINDS
+
+__all__ = ["GATEWAY", "PORT", "EngineProfile", "Resources", "engine_profiles"]
+
+#: The port every container serves on.
+PORT = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Kubernetes requests and limits of one container (CPU in cores, memory in MiB)."""
+
+    cpu: str
+    memory_mib: int
+    cpu_limit: str
+    memory_limit_mib: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineProfile:
+    """One engine kind as a pod."""
+
+    name: str
+    summary: str
+    #: Keeps what it stores under ``data_dir``: a StatefulSet with a volume, not a Deployment.
+    keeps_data: bool
+    #: Gains from a GPU; the gpu overlay gives it one and configures it for CUDA.
+    accelerated: bool
+    resources: Resources
+    #: The kinds this kind's in-process engine calls (its pod is configured with their URLs
+    #: and their NetworkPolicies admit it).
+    uses: tuple[str, ...]
+
+
+#: The gateway: every engine forwarded, nothing loaded.
+GATEWAY = Resources(cpu="250m", memory_mib=256, cpu_limit="2", memory_limit_mib=1024)
+
+#: Kinds that gain from a GPU.
+_ACCELERATED = frozenset({"llm", "asr"})
+
+#: Requests and limits per kind, measured with the shipped models and rounded up.
+_RESOURCES: dict[str, Resources] = {
+    "embeddings": Resources(cpu="500m", memory_mib=1024, cpu_limit="2", memory_limit_mib=2048),
+    "llm": Resources(cpu="1", memory_mib=1024, cpu_limit="4", memory_limit_mib=3072),
+    "asr": Resources(cpu="1", memory_mib=1024, cpu_limit="4", memory_limit_mib=3072),
+    "speakers": Resources(cpu="500m", memory_mib=1024, cpu_limit="2", memory_limit_mib=2048),
+    "diarization": Resources(cpu="500m", memory_mib=1024, cpu_limit="2", memory_limit_mib=2048),
+    "emotion": Resources(cpu="500m", memory_mib=1024, cpu_limit="2", memory_limit_mib=2048),
+    "rag": Resources(cpu="500m", memory_mib=1024, cpu_limit="2", memory_limit_mib=2048),
+    "rerank": Resources(cpu="500m", memory_mib=1024, cpu_limit="2", memory_limit_mib=2048),
+    "datasets": Resources(cpu="250m", memory_mib=512, cpu_limit="2", memory_limit_mib=2048),
+    "analytics": Resources(cpu="1", memory_mib=1024, cpu_limit="2", memory_limit_mib=4096),
+}
+
+
+def engine_profiles() -> dict[str, EngineProfile]:
+    """Every registered kind's profile, in registry order; a kind without one is an error."""
+    missing = [name for name in ENGINE_KINDS if name not in _RESOURCES]
+    if missing:
+        raise LookupError(f"engine kind(s) without a deployment profile: {', '.join(missing)}")
+    return {
+        name: EngineProfile(
+            name=name,
+            summary=kind.summary,
+            keeps_data="data_dir" in kind.settings_type.__struct_fields__,
+            accelerated=name in _ACCELERATED,
+            resources=_RESOURCES[name],
+            uses=kind.uses,
+        )
+        for name, kind in ENGINE_KINDS.items()
+    }

@@ -1,0 +1,412 @@
+"""The kustomize tree and the Compose files: up to date, valid Kubernetes, one pod per engine.
+
+The overlays are built with ``kubectl kustomize`` and every object is validated against the
+Kubernetes 1.32 schemas, so what is checked here is what a cluster would be given.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from aiplatform import __version__
+from aiplatform.cli import main
+from aiplatform.deploy import profiles as profiles_module
+from aiplatform.deploy.profiles import engine_profiles
+from aiplatform.deploy.render import HEADER, generated_files, render, rendered
+from aiplatform.engines.registry import ENGINE_KINDS
+
+REPO = Path(__file__).resolve().parents[3]
+OVERLAYS = ("monolith", "microservices", "gpu")
+WORKLOADS = {"Deployment", "StatefulSet"}
+COMPONENT = "app.kubernetes.io/component"
+SECRET_NAME = re.compile("KEY|TOKEN|PASSWORD|SECRET", re.IGNORECASE)
+
+Doc = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def deploy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("deploy")
+    render(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(deploy_dir: Path) -> dict[str, list[Doc]]:
+    """Each overlay as ``kubectl kustomize`` builds it."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is not installed: the kustomize overlays cannot be built and checked")
+    outputs: dict[str, list[Doc]] = {}
+    for overlay in OVERLAYS:
+        done = subprocess.run(
+            [kubectl, "kustomize", str(deploy_dir / "k8s" / "overlays" / overlay)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"kubectl kustomize {overlay} failed:\n{done.stderr}"
+        outputs[overlay] = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def split(deploy_dir: Path) -> Doc:
+    content: Doc = yaml.safe_load((deploy_dir / "compose" / "split.yaml").read_text())
+    return content
+
+
+def _find(docs: list[Doc], kind: str, name: str) -> Doc | None:
+    return next((d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name), None)
+
+
+def _get(docs: list[Doc], kind: str, name: str) -> Doc:
+    doc = _find(docs, kind, name)
+    assert doc is not None, f"no {kind} {name}"
+    return doc
+
+
+def _workload(docs: list[Doc], name: str) -> Doc:
+    found = [d for d in docs if d["kind"] in WORKLOADS and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{len(found)} workloads named {name}"
+    return found[0]
+
+
+def _pod_specs(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
+    for doc in docs:
+        if doc["kind"] in WORKLOADS:
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+
+
+def _container(docs: list[Doc], name: str) -> Doc:
+    containers: list[Doc] = _workload(docs, name)["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _env(container: Doc) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
+
+
+def _urls(env: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in env.items() if key.endswith("__URL")}
+
+
+# --- the committed files ----------------------------------------------------------------------
+
+
+def test_committed_files_are_rendered_from_the_registry(deploy_dir: Path) -> None:
+    fresh = {path.relative_to(deploy_dir).as_posix() for path in generated_files(deploy_dir)}
+    committed = {
+        path.relative_to(REPO / "deploy").as_posix() for path in generated_files(REPO / "deploy")
+    }
+    hint = "the deploy files are out of date: run `aiplatform deploy render`"
+    assert committed == fresh, hint
+    for relative in sorted(fresh):
+        assert (REPO / "deploy" / relative).read_text() == (deploy_dir / relative).read_text(), (
+            f"deploy/{relative}: {hint}"
+        )
+
+
+def test_every_file_starts_with_the_header(deploy_dir: Path) -> None:
+    texts = rendered()
+    assert texts
+    for relative, text in texts.items():
+        assert text.startswith(HEADER + "\n"), relative
+        assert "&id0" not in text, f"{relative} holds YAML anchors"
+
+
+def test_render_replaces_stale_files_and_keeps_others(tmp_path: Path) -> None:
+    stale = tmp_path / "k8s" / "overlays" / "microservices" / "engine-gone.yaml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(HEADER + "\nkind: Service\n")
+    readme = tmp_path / "k8s" / "README.md"
+    kept = tmp_path / "compose" / "override.yaml"
+    kept.parent.mkdir(parents=True)
+    readme.write_text("# docs\n")
+    kept.write_text("services: {}\n")
+    written = render(tmp_path)
+    assert not stale.exists()
+    assert readme.exists()
+    assert kept.exists()
+    assert sorted(written) == sorted(generated_files(tmp_path))
+
+
+def test_cli_renders_and_prints_the_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["deploy", "render", "--out", str(tmp_path / "deploy")]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(path) for path in render(tmp_path / "deploy")]
+    assert str(tmp_path / "deploy" / "compose" / "split.yaml") in printed
+
+
+def test_a_kind_without_a_profile_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    kinds = {**ENGINE_KINDS, "teleport": ENGINE_KINDS["embeddings"]}
+    monkeypatch.setattr(profiles_module, "ENGINE_KINDS", kinds)
+    with pytest.raises(LookupError, match="teleport"):
+        engine_profiles()
+    with pytest.raises(LookupError, match="teleport"):
+        rendered()
+
+
+# --- Kubernetes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_objects_validate_against_kubernetes_1_32(
+    built: dict[str, list[Doc]], overlay: str
+) -> None:
+    docs = built[overlay]
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.32.0", strict=True)
+
+
+@pytest.mark.parametrize("overlay", ["microservices", "gpu"])
+def test_every_engine_has_its_pod_service_and_policy(
+    built: dict[str, list[Doc]], overlay: str
+) -> None:
+    docs = built[overlay]
+    for name, profile in engine_profiles().items():
+        resource = f"aiplatform-{name}"
+        workload = _workload(docs, resource)
+        assert workload["kind"] == ("StatefulSet" if profile.keeps_data else "Deployment"), name
+        assert _container(docs, resource)["args"] == ["serve", "--engines", name]
+        assert _get(docs, "Service", resource)["spec"]["selector"][COMPONENT] == name
+        assert _get(docs, "NetworkPolicy", resource)["spec"]["podSelector"]["matchLabels"] == {
+            "app.kubernetes.io/name": "aiplatform",
+            COMPONENT: name,
+        }
+        autoscaler = _find(docs, "HorizontalPodAutoscaler", resource)
+        if profile.keeps_data:
+            assert workload["spec"]["replicas"] == 1
+            assert autoscaler is None, f"{name} keeps data in one writer: no autoscaling"
+            claims = workload["spec"]["volumeClaimTemplates"]
+            assert [claim["metadata"]["name"] for claim in claims] == ["data"]
+            assert claims[0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+            mounts = _container(docs, resource)["volumeMounts"]
+            assert {"name": "data", "mountPath": "/data"} in mounts
+        else:
+            assert autoscaler is not None, name
+            assert (autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"]) == (1, 4)
+            assert autoscaler["spec"]["scaleTargetRef"]["name"] == resource
+
+
+def test_gateway_forwards_every_kind_and_stays_ready_without_them(
+    built: dict[str, list[Doc]],
+) -> None:
+    docs = built["microservices"]
+    gateway = _container(docs, "aiplatform")
+    assert _workload(docs, "aiplatform")["kind"] == "Deployment"
+    assert gateway["args"] == ["serve"]
+    assert _urls(_env(gateway)) == {
+        f"AIPLATFORM_ENGINES__{kind.upper()}__URL": f"http://aiplatform-{kind}:8000"
+        for kind in ENGINE_KINDS
+    }
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/health"
+    autoscaler = _get(docs, "HorizontalPodAutoscaler", "aiplatform")["spec"]
+    assert (autoscaler["minReplicas"], autoscaler["maxReplicas"]) == (2, 10)
+    assert _get(docs, "PodDisruptionBudget", "aiplatform")["spec"]["minAvailable"] == 1
+
+
+def test_engines_are_given_the_urls_of_the_kinds_they_use(built: dict[str, list[Doc]]) -> None:
+    docs = built["microservices"]
+    for name, profile in engine_profiles().items():
+        expected = {
+            f"AIPLATFORM_ENGINES__{kind.upper()}__URL": f"http://aiplatform-{kind}:8000"
+            for kind in profile.uses
+        }
+        assert _urls(_env(_container(docs, f"aiplatform-{name}"))) == expected, name
+    assert engine_profiles()["rag"].uses == ("embeddings",)
+
+
+def _admitted(policy: Doc) -> set[str]:
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    (source,) = rule["from"]
+    (expression,) = source["podSelector"]["matchExpressions"]
+    assert (expression["key"], expression["operator"]) == (COMPONENT, "In")
+    return set(expression["values"])
+
+
+def test_network_policies_admit_the_gateway_and_the_users_of_a_kind(
+    built: dict[str, list[Doc]],
+) -> None:
+    docs = built["microservices"]
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
+    assert _admitted(policies["aiplatform-embeddings"]) == {"gateway", "rag", "rerank"}
+    assert _admitted(policies["aiplatform-datasets"]) == {"gateway", "analytics"}
+    assert _admitted(policies["aiplatform-llm"]) == {"gateway"}
+    (gateway_rule,) = policies["aiplatform"]["spec"]["ingress"]
+    assert "from" not in gateway_rule, "the ingress controller reaches the gateway from anywhere"
+    assert all("egress" not in policy["spec"] for policy in policies.values())
+
+
+def test_monolith_is_one_pod_with_every_engine(built: dict[str, list[Doc]]) -> None:
+    docs = built["monolith"]
+    workloads = [d for d in docs if d["kind"] in WORKLOADS]
+    assert [(d["kind"], d["metadata"]["name"]) for d in workloads] == [
+        ("StatefulSet", "aiplatform")
+    ]
+    container = _container(docs, "aiplatform")
+    assert container["args"] == ["serve"]
+    assert _urls(_env(container)) == {}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert {d["kind"] for d in docs} == {"StatefulSet", "Service", "Ingress", "NetworkPolicy"}
+    assert all(d["metadata"]["labels"][COMPONENT] == "gateway" for d in docs)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_is_bounded_probed_and_unprivileged(
+    built: dict[str, list[Doc]], overlay: str
+) -> None:
+    pods = list(_pod_specs(built[overlay]))
+    assert pods
+    for name, pod in pods:
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"]["fsGroup"] == 10001, name
+        for container in pod["containers"]:
+            security = {**pod["securityContext"], **container.get("securityContext", {})}
+            assert security["runAsNonRoot"] is True, name
+            assert security["runAsUser"] == 10001, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            assert security["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][bound]), (name, bound)
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert container[probe]["httpGet"]["port"] == "http", (name, probe)
+            assert container["startupProbe"]["failureThreshold"] == 60, name
+            assert container["ports"] == [
+                {"name": "http", "containerPort": 8000, "protocol": "TCP"}
+            ], name
+            assert {"secretRef": {"name": "aiplatform-secrets", "optional": True}} in container[
+                "envFrom"
+            ], name
+
+
+def _secret_like_literals(env: dict[str, str]) -> list[str]:
+    return [name for name, value in env.items() if SECRET_NAME.search(name) and value]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_is_written_in_a_manifest(built: dict[str, list[Doc]], overlay: str) -> None:
+    docs = built[overlay]
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    for name, pod in _pod_specs(docs):
+        for container in pod["containers"]:
+            assert not _secret_like_literals(_env(container)), name
+
+
+def test_no_secret_is_written_in_a_compose_file(deploy_dir: Path) -> None:
+    for path in (deploy_dir / "compose").glob("*.yaml"):
+        content = yaml.safe_load(path.read_text())
+        assert "secrets" not in content, path.name
+        for name, service in content["services"].items():
+            env = service.get("environment", {})
+            assert isinstance(env, dict), name
+            assert not _secret_like_literals(env), (path.name, name)
+
+
+def test_gpu_goes_to_the_accelerated_engines_only(built: dict[str, list[Doc]]) -> None:
+    docs = built["gpu"]
+    profiles = engine_profiles()
+    assert {name for name, p in profiles.items() if p.accelerated} == {"llm", "asr"}
+    for name, pod in _pod_specs(docs):
+        component = _workload(docs, name)["metadata"]["labels"][COMPONENT]
+        (container,) = pod["containers"]
+        resources = container["resources"]
+        if component in ("llm", "asr"):
+            assert str(resources["requests"]["nvidia.com/gpu"]) == "1", name
+            assert str(resources["limits"]["nvidia.com/gpu"]) == "1", name
+            assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}, name
+            assert pod["tolerations"] == [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            ], name
+            assert container["image"] == f"aiplatform:{__version__}-cuda", name
+        else:
+            assert "nvidia.com/gpu" not in resources["requests"], name
+            assert "nvidia.com/gpu" not in resources["limits"], name
+            assert "nodeSelector" not in pod, name
+            assert "tolerations" not in pod, name
+            assert container["image"] == f"aiplatform:{__version__}", name
+            assert not any("CUDA" in v or v == "cuda" for v in _env(container).values()), name
+    asr = _env(_container(docs, "aiplatform-asr"))
+    assert asr["AIPLATFORM_ENGINES__ASR__DEVICE"] == "cuda"
+    assert asr["AIPLATFORM_ENGINES__ASR__COMPUTE_TYPE"] == "float16"
+    models = json.loads(_env(_container(docs, "aiplatform-llm"))["AIPLATFORM_ENGINES__LLM__MODELS"])
+    assert models == [
+        {
+            "name": "smollm2-135m-instruct",
+            "path": "shipped:smollm2-135m-instruct",
+            "gpu_layers": -1,
+        }
+    ]
+    # The patches add to the microservices pods; nothing else of theirs changes.
+    cpu = _container(built["microservices"], "aiplatform-llm")
+    assert (
+        _container(docs, "aiplatform-llm")["resources"]["limits"]["memory"]
+        == (cpu["resources"]["limits"]["memory"])
+    )
+    assert _env(_container(docs, "aiplatform-llm")).keys() >= _env(cpu).keys()
+
+
+def test_ingress_routes_to_the_gateway_service(built: dict[str, list[Doc]]) -> None:
+    for overlay in OVERLAYS:
+        (rule,) = _get(built[overlay], "Ingress", "aiplatform")["spec"]["rules"]
+        assert rule["host"] == "aiplatform.local"
+        (path,) = rule["http"]["paths"]
+        assert (path["path"], path["pathType"]) == ("/", "Prefix")
+        assert path["backend"]["service"] == {"name": "aiplatform", "port": {"name": "http"}}
+
+
+# --- Compose ----------------------------------------------------------------------------------
+
+
+def test_split_compose_has_the_gateway_and_one_service_per_kind(split: Doc) -> None:
+    services = split["services"]
+    assert set(services) == {"gateway", *ENGINE_KINDS}
+    gateway = services["gateway"]
+    assert gateway["ports"] == ["127.0.0.1:8000:8000"]
+    assert gateway["build"] == {"context": "../..", "dockerfile": "deploy/docker/Dockerfile"}
+    assert _urls(gateway["environment"]) == {
+        f"AIPLATFORM_ENGINES__{kind.upper()}__URL": f"http://{kind}:8000" for kind in ENGINE_KINDS
+    }
+    for name, profile in engine_profiles().items():
+        service = services[name]
+        assert service["image"] == gateway["image"], name
+        assert service["command"] == ["serve", "--engines", name], name
+        assert "ports" not in service, f"{name} is reached through the gateway only"
+        assert _urls(service.get("environment", {})) == {
+            f"AIPLATFORM_ENGINES__{kind.upper()}__URL": f"http://{kind}:8000"
+            for kind in profile.uses
+        }, name
+        assert (service.get("volumes") == [f"{name}-data:/data"]) is profile.keeps_data, name
+    keeping = {f"{name}-data" for name, p in engine_profiles().items() if p.keeps_data}
+    assert set(split["volumes"]) == keeping
+    for name, service in services.items():
+        assert "depends_on" not in service, f"{name}: the gateway must start without the engines"
+        assert service["restart"] == "unless-stopped", name
+
+
+def test_monolith_compose_is_one_service_on_localhost(deploy_dir: Path) -> None:
+    content = yaml.safe_load((deploy_dir / "compose" / "monolith.yaml").read_text())
+    (service,) = content["services"].values()
+    assert list(content["services"]) == ["aiplatform"]
+    assert service["image"] == "aiplatform:latest"
+    assert service["ports"] == ["127.0.0.1:8000:8000"]
+    assert service["volumes"] == ["aiplatform-data:/data"]
+    assert "aiplatform-data" in content["volumes"]
+    assert "command" not in service
