@@ -8,6 +8,8 @@ and at its peak (``VmHWM``, which includes loading) — with the CPU seconds it 
 and answering. Printed: a table per kind with its memory as a ratio to the gateway's, and the
 memory request and limit its manifests ask for (``aiplatform.deploy.profiles``); a kind whose
 measured peak exceeds its limit fails the run, so the manifests cannot fall behind the models.
+With every kind measured, the monolith is measured too: every engine in one process, each kind's
+request in turn.
 
 Run: ``python -m bench.deploy [--engines llm,asr]``.
 """
@@ -27,7 +29,7 @@ import httpx
 from tests.speech import SENTENCES, speak
 from tests.support import ServerProcess
 
-from aiplatform.deploy.profiles import GATEWAY, engine_profiles
+from aiplatform.deploy.profiles import GATEWAY, MONOLITH, engine_profiles
 from aiplatform.engines.analytics.docs import example_body
 from aiplatform.engines.analytics.methods import METHODS
 from aiplatform.engines.registry import ENGINE_KINDS
@@ -129,8 +131,8 @@ def _speakers(url: str) -> None:
 
 
 def _diarization(url: str) -> None:
-    segments = _json(url, "/v1/audio/diarizations", files=_wav(SENTENCES[0]))["segments"]
-    require(len(segments) > 0, "speaker segments")
+    turns = _json(url, "/v1/audio/diarizations", files=_wav(SENTENCES[0]))["turns"]
+    require(len(turns) > 0, "speaker turns")
 
 
 def _emotion(url: str) -> None:
@@ -176,7 +178,7 @@ WORK: dict[str, Callable[[str], None]] = {
 
 
 def measure(
-    args: list[str], env: dict[str, str], work: Callable[[str], None] | None
+    args: list[str], env: dict[str, str], work: list[Callable[[str], None]]
 ) -> tuple[float, Usage, Usage]:
     server = ServerProcess(args, env)
     began = time.monotonic()
@@ -184,8 +186,8 @@ def measure(
     cold_start_s = time.monotonic() - began
     try:
         started = usage(server.pid)
-        if work is not None:
-            work(server.url)
+        for request in work:
+            request(server.url)
         return cold_start_s, started, usage(server.pid)
     finally:
         server.stop()
@@ -216,17 +218,19 @@ def main() -> None:
     )
     print(header)
     too_small = []
-    for kind in kinds:
-        cold, started, done = measure(["--engines", kind], MODELS, WORK[kind])
-        resources = profiles[kind].resources
+    runs = [(kind, ["--engines", kind], [WORK[kind]], profiles[kind].resources) for kind in kinds]
+    if len(kinds) == len(ENGINE_KINDS):  # and every engine in one process, each request in turn
+        runs.append(("monolith", [], list(WORK.values()), MONOLITH))
+    for name, args, work, resources in runs:
+        cold, started, done = measure(args, MODELS, work)
         print(
-            f"{kind:<12}{cold:>13.1f}{done.rss_mib:>9.0f}{done.peak_mib:>10.0f}"
+            f"{name:<12}{cold:>13.1f}{done.rss_mib:>9.0f}{done.peak_mib:>10.0f}"
             f"{done.peak_mib / gateway.peak_mib:>10.1f}{started.cpu_s:>12.1f}"
             f"{done.cpu_s - started.cpu_s:>11.2f}{resources.memory_mib:>9}"
             f"{resources.memory_limit_mib:>7}"
         )
         if done.peak_mib > resources.memory_limit_mib:
-            too_small.append(f"{kind} peaked at {done.peak_mib:.0f} MiB")
+            too_small.append(f"{name} peaked at {done.peak_mib:.0f} MiB")
     require(not too_small, "memory limits below the measured peak: " + "; ".join(too_small))
 
 

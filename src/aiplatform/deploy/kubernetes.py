@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiplatform import __version__
-from aiplatform.deploy.profiles import GATEWAY, PORT, EngineProfile, Resources, engine_profiles
+from aiplatform.deploy.profiles import (
+    GATEWAY,
+    MONOLITH,
+    PORT,
+    EngineProfile,
+    Resources,
+    engine_profiles,
+)
 
 __all__ = [
     "CUDA_ENV",
@@ -381,7 +388,7 @@ def _monolith_pod(profiles: Mapping[str, EngineProfile]) -> PodRole:
         component=GATEWAY_COMPONENT,
         args=["serve"],
         env={},
-        resources=_monolith_resources([GATEWAY, *(p.resources for p in profiles.values())]),
+        resources=MONOLITH,
         ready_path="/ready",
         data_volume=True,
     )
@@ -395,24 +402,6 @@ def _engine_pod(profile: EngineProfile) -> PodRole:
         resources=profile.resources,
         ready_path="/ready",
         data_volume=profile.keeps_data,
-    )
-
-
-def _cpu_millis(value: str) -> int:
-    return int(value[:-1]) if value.endswith("m") else round(float(value) * 1000)
-
-
-def _monolith_resources(every: list[Resources]) -> Resources:
-    """One pod for the gateway and every engine.
-
-    Engines load their models on first use and keep them, so the pod reserves what the largest
-    one needs (requests) and may grow to hold all of them at once (the memory limits summed).
-    """
-    return Resources(
-        cpu=max((r.cpu for r in every), key=_cpu_millis),
-        memory_mib=max(r.memory_mib for r in every),
-        cpu_limit=max((r.cpu_limit for r in every), key=_cpu_millis),
-        memory_limit_mib=sum(r.memory_limit_mib for r in every),
     )
 
 

@@ -21,7 +21,7 @@ import yaml
 from aiplatform import __version__
 from aiplatform.cli import main
 from aiplatform.deploy import profiles as profiles_module
-from aiplatform.deploy.profiles import engine_profiles
+from aiplatform.deploy.profiles import MONOLITH, engine_profiles
 from aiplatform.deploy.render import HEADER, generated_files, render, rendered
 from aiplatform.engines.registry import ENGINE_KINDS
 
@@ -264,6 +264,8 @@ def test_monolith_is_one_pod_with_every_engine(built: dict[str, list[Doc]]) -> N
     assert container["args"] == ["serve"]
     assert _urls(_env(container)) == {}
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["resources"]["requests"]["memory"] == f"{MONOLITH.memory_mib}Mi"
+    assert container["resources"]["limits"]["memory"] == f"{MONOLITH.memory_limit_mib}Mi"
     assert {d["kind"] for d in docs} == {"StatefulSet", "Service", "Ingress", "NetworkPolicy"}
     assert all(d["metadata"]["labels"][COMPONENT] == "gateway" for d in docs)
 
