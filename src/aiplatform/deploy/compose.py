@@ -50,8 +50,9 @@ def monolith() -> ComposeFile:
     }
     note = (
         "Every engine in one container: docker compose -f deploy/compose/monolith.yaml up",
-        "Model files of your own: add a read-only bind under volumes, e.g.",
-        "  - ./models:/models:ro",
+        "Model files of your own: add a read-only bind under volumes (a relative path is",
+        "relative to this file's folder), e.g.",
+        "  - /srv/models:/models:ro",
     )
     return ComposeFile(
         "monolith.yaml",

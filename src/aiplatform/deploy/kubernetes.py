@@ -187,6 +187,8 @@ def _pod_template(pod: PodRole) -> Manifest:
                 "runAsUser": UID,
                 "runAsGroup": UID,
                 "fsGroup": UID,
+                # a large volume is not chowned file by file at every start
+                "fsGroupChangePolicy": "OnRootMismatch",
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [_container(pod)],
@@ -197,14 +199,14 @@ def _pod_template(pod: PodRole) -> Manifest:
 # --- objects ----------------------------------------------------------------------------------
 
 
-def deployment(pod: PodRole, replicas: int) -> Manifest:
-    """A Deployment of a stateless component."""
+def deployment(pod: PodRole) -> Manifest:
+    """A Deployment of a stateless component. It sets no ``replicas``: its
+    HorizontalPodAutoscaler owns the count, which an apply would otherwise reset."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(pod.component),
         "spec": {
-            "replicas": replicas,
             "selector": {"matchLabels": _selector(pod.component)},
             "template": _pod_template(pod),
         },
@@ -445,8 +447,8 @@ def _monolith(profiles: Mapping[str, EngineProfile], version: str) -> list[Manif
         ),
     )
     note = (
-        "Every engine in one pod. Set the image with:",
-        f"  kustomize edit set image {IMAGE}=REGISTRY/{IMAGE}:TAG",
+        "Every engine in one pod. Set the image in an overlay of your own that lists this",
+        "one in its resources (docs/deploy.md).",
     )
     return [
         ManifestFile(
@@ -464,7 +466,7 @@ def _engine_documents(profile: EngineProfile, users: list[str]) -> list[Manifest
     if profile.keeps_data:
         documents.append(statefulset(pod))
     else:
-        documents += [deployment(pod, replicas=1), hpa(profile.name, 1, 4)]
+        documents += [deployment(pod), hpa(profile.name, 1, 4)]
     documents.append(network_policy(profile.name, [GATEWAY_COMPONENT, *users]))
     return documents
 
@@ -476,7 +478,7 @@ def _microservices(profiles: Mapping[str, EngineProfile], version: str) -> list[
         ManifestFile(
             f"{here}/gateway.yaml",
             [
-                deployment(gateway, replicas=2),
+                deployment(gateway),
                 hpa(GATEWAY_COMPONENT, 2, 10),
                 pdb(GATEWAY_COMPONENT),
             ],
@@ -493,8 +495,8 @@ def _microservices(profiles: Mapping[str, EngineProfile], version: str) -> list[
         )
     names = ["../../base", *(file.path.removeprefix(f"{here}/") for file in files)]
     note = (
-        "The gateway and one pod per engine. Set the image with:",
-        f"  kustomize edit set image {IMAGE}=REGISTRY/{IMAGE}:TAG",
+        "The gateway and one pod per engine. Set the image in an overlay of your own that",
+        "lists this one in its resources (docs/deploy.md).",
     )
     root = kustomization(names, images=_images(IMAGE, version))
     return [ManifestFile(f"{here}/kustomization.yaml", [root], note), *files]
@@ -539,8 +541,8 @@ def _gpu(profiles: Mapping[str, EngineProfile], version: str) -> list[ManifestFi
     names = [file.path.removeprefix(f"{here}/") for file in patches]
     note = (
         "Microservices with a GPU for the accelerated engines, which run the CUDA image",
-        f"(named {CUDA_IMAGE} in the patches). Set it with:",
-        f"  kustomize edit set image {CUDA_IMAGE}=REGISTRY/{IMAGE}:TAG-cuda",
+        f"(named {CUDA_IMAGE} in the patches). Set both images in an overlay of your own",
+        "that lists this one in its resources (docs/deploy.md).",
     )
     root = kustomization(
         ["../microservices"],

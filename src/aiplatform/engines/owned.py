@@ -35,8 +35,16 @@ class OwningEngine(WrappedEngine):
             await stack.aclose()
 
     async def status(self) -> EngineStatus:
+        """The engine's own readiness, and that of the owned engines it runs in-process.
+
+        An owned engine forwarded to another service is not asked: that service reports its
+        own readiness, and a pod taken out of service because a service it calls is down (or
+        slow to answer a probe) would spread one outage to every pod that calls it.
+        """
         status = await self._inner.status()
         for engine in self._owned:
+            if engine.mode == "remote":
+                continue
             owned = await engine.status()
             if not owned.ready:
                 detail = f"{engine.kind.name} engine not ready: {owned.detail}"

@@ -43,13 +43,14 @@ class EngineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timeout_s: PositiveFloat = 60.0
     #: Connect deadline; also the deadline of readiness probes and model listing.
     connect_timeout_s: PositiveFloat = 3.0
-    #: Remote readiness probe; unset tries ``/ready``, then ``/health``.
-    ready_path: str | None = None
-    #: After a failure to reach the remote (refused, timed out, broken off), calls fail at once
-    #: with 503 ``upstream_circuit_open`` instead of waiting on it, until a readiness probe, sent
-    #: every ``probe_interval_s``, finds it ready again. Off: every call tries the remote.
+    #: Remote readiness probe (a path from ``/``); unset tries ``/ready``, then ``/health``.
+    ready_path: Annotated[str, msgspec.Meta(pattern="^/")] | None = None
+    #: Once the remote is found unreachable (a connection refused, or a call that timed out or
+    #: broke off followed by a probe that got no answer either), calls fail at once with 503
+    #: ``upstream_circuit_open`` instead of waiting on it, until it answers a probe of its
+    #: readiness path, sent every ``probe_interval_s``. Off: every call tries the remote.
     circuit_breaker: bool = True
-    #: Seconds between readiness probes of a remote whose circuit is open.
+    #: Seconds between probes of a remote whose circuit is open.
     probe_interval_s: PositiveFloat = 1.0
     #: Connection pool size to the remote.
     max_connections: PositiveInt = 64

@@ -41,7 +41,7 @@ from aiplatform.errors import (
     status_for_type,
 )
 from aiplatform.forms import encode_form
-from aiplatform.remote.breaker import CircuitBreaker
+from aiplatform.remote.breaker import CircuitBreaker, ProbeResult
 from aiplatform.remote.wire import AiohttpWire, Wire, WireError, WireOptions, WireResponse
 from aiplatform.sse import DONE, iter_data
 from aiplatform.tenant import TENANT_HEADER, current_tenant
@@ -72,10 +72,14 @@ class RemoteEngine:
         settings: EngineSettings,
         *,
         wire: Wire | None = None,
+        name: str | None = None,
     ) -> None:
         if not settings.url:
             raise ValueError(f"engine {kind.name!r} has no url to forward to")
         self._kind = kind
+        #: How errors and logs name it: the kind, or e.g. ``analytics/titan`` for one forwarded
+        #: analytic engine.
+        self._name = name or kind.name
         self._settings = settings
         self._base_url = _base_url(settings.url)
         self._wire: Wire = wire if wire is not None else AiohttpWire()
@@ -84,7 +88,7 @@ class RemoteEngine:
         self._stack: AsyncExitStack | None = None
         self._breaker = (
             CircuitBreaker(
-                kind.name, self._base_url, self._probe, interval_s=settings.probe_interval_s
+                self._name, self._base_url, self._probe, interval_s=settings.probe_interval_s
             )
             if settings.circuit_breaker
             else None
@@ -184,37 +188,40 @@ class RemoteEngine:
             raise self._bad_response(_MODELS_PATH, exc) from exc
 
     async def status(self) -> EngineStatus:
+        """Whether the upstream answers its readiness path ready; while the circuit is open,
+        the breaker's account at once, without waiting on the upstream again."""
         breaker = self._breaker
-        if breaker is None:
-            ready, detail = await self._probe()
-            return EngineStatus(mode="remote", ready=ready, detail=detail)
-        if breaker.state == "closed":
-            await breaker.probe_now()
-        if breaker.state == "open":
+        if breaker is not None and breaker.state == "open":
             return EngineStatus(mode="remote", ready=False, detail=breaker.detail, circuit="open")
-        return EngineStatus(mode="remote", ready=True, detail=self._base_url, circuit="closed")
+        result = await self._probe()
+        circuit = breaker.state if breaker is not None else None
+        return EngineStatus(
+            mode="remote", ready=result.ready, detail=result.detail, circuit=circuit
+        )
 
-    async def _probe(self) -> tuple[bool, str]:
-        """Whether the upstream answers its readiness path (``ready_path``, else ``/ready``
-        falling back to ``/health``) within ``connect_timeout_s``, and why not; a failure in
-        transport opens the circuit."""
+    async def _probe(self) -> ProbeResult:
+        """Ask the upstream's readiness path (``ready_path``, else ``/ready`` falling back to
+        ``/health``) within ``connect_timeout_s``. A refused connection opens the circuit; a
+        probe that times out is only reported (the upstream may be busy)."""
         paths = [self._settings.ready_path] if self._settings.ready_path else ["/ready", "/health"]
         wire = self._require_wire()
-        detail = ""
         for path in paths:
             try:
                 response = await wire.request(
                     "GET", path, None, {}, deadline_s=self._settings.connect_timeout_s
                 )
             except WireError as exc:
-                return False, self._unavailable(exc).message
+                if exc.kind == "connect" and self._breaker is not None:
+                    self._breaker.unreachable(exc.reason)
+                return ProbeResult(answered=False, ready=False, detail=self._error_of(exc).message)
             if response.status == 404 and path != paths[-1]:
                 continue
-            if response.status < 400:
-                return True, self._base_url
-            detail = f"{self._base_url}{path} answered {response.status}"
-            break
-        return False, detail
+            ready = response.status < 400
+            detail = (
+                self._base_url if ready else f"{self._base_url}{path} answered {response.status}"
+            )
+            return ProbeResult(answered=True, ready=ready, detail=detail)
+        return ProbeResult(answered=False, ready=False, detail="no readiness path to probe")
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -241,7 +248,7 @@ class RemoteEngine:
 
     def _require_wire(self) -> Wire:
         if not self._open:
-            raise EngineUnavailableError(f"Engine '{self._kind.name}' has not been started.")
+            raise EngineUnavailableError(f"Engine '{self._name}' has not been started.")
         return self._wire
 
     async def _send(
@@ -270,14 +277,22 @@ class RemoteEngine:
             self._breaker.check()
 
     def _trip(self, exc: WireError) -> None:
-        """Open the circuit on a failure in transport (not on a response that was unusable:
-        the upstream is there and answering)."""
-        if self._breaker is not None and exc.kind != "invalid":
-            self._breaker.trip(f"{exc.kind}: {exc.reason}")
+        """Tell the breaker of a failure in transport: a refused connection opens it, a call
+        that timed out or broke off has it probe (not a response that was unusable: the
+        upstream is there and answering)."""
+        if self._breaker is None or exc.kind == "invalid":
+            return
+        if exc.kind == "connect":
+            self._breaker.unreachable(exc.reason)
+        else:
+            self._breaker.suspect(f"{exc.kind}: {exc.reason}")
 
     def _unavailable(self, exc: WireError) -> AIPlatformError:
         self._trip(exc)
-        where = f"Engine '{self._kind.name}' at {self._base_url}"
+        return self._error_of(exc)
+
+    def _error_of(self, exc: WireError) -> AIPlatformError:
+        where = f"Engine '{self._name}' at {self._base_url}"
         if exc.kind == "timeout":
             return UpstreamTimeoutError(f"{where} timed out: {exc.reason}", code="upstream_timeout")
         if exc.kind == "invalid":
@@ -304,7 +319,7 @@ class RemoteEngine:
 
     def _bad_response(self, path: str, exc: Exception) -> AIPlatformError:
         return BadGatewayError(
-            f"Engine '{self._kind.name}' at {self._base_url} sent an unexpected response to "
+            f"Engine '{self._name}' at {self._base_url} sent an unexpected response to "
             f"{path}: {exc}",
             code="bad_upstream_response",
         )

@@ -202,6 +202,7 @@ def test_every_engine_has_its_pod_service_and_policy(
             assert autoscaler is not None, name
             assert (autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"]) == (1, 4)
             assert autoscaler["spec"]["scaleTargetRef"]["name"] == resource
+            assert "replicas" not in workload["spec"], f"{name}: its autoscaler owns the count"
 
 
 def test_gateway_forwards_every_kind_and_stays_ready_without_them(

@@ -427,7 +427,11 @@ def _remote_engines(settings: AnalyticsSettings) -> dict[str, Engine]:
     from aiplatform.remote.client import RemoteEngine
 
     return {
-        name: RemoteEngine(ANALYTICS, msgspec.structs.replace(settings, url=url, forward={}))
+        name: RemoteEngine(
+            ANALYTICS,
+            msgspec.structs.replace(settings, url=url, forward={}),
+            name=f"{ANALYTICS.name}/{name}",
+        )
         for name, url in settings.forward.items()
     }
 

@@ -10,6 +10,7 @@ from aiplatform.api.audio import TranscriptionSegment, TranscriptionWord
 from aiplatform.audio.decode import Samples
 from aiplatform.engines.asr.backend import AsrOptions, AsrRun, RecognizedSegment
 from aiplatform.engines.asr.shipped import resolve_whisper_path
+from aiplatform.engines.cpus import usable_cpus
 from aiplatform.errors import InvalidRequestError
 
 __all__ = ["FasterWhisperBackend"]
@@ -44,7 +45,7 @@ class FasterWhisperBackend:
             folder,
             device=self._device,
             compute_type=self._compute_type,
-            cpu_threads=self._threads or 0,
+            cpu_threads=self._threads or usable_cpus(),
         )
 
     def unload(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from aiplatform.engines.cpus import usable_cpus
 from aiplatform.engines.embeddings.backend import EncodedBatch
 
 __all__ = ["SentenceTransformersBackend", "shipped_model_path"]
@@ -70,8 +71,7 @@ class SentenceTransformersBackend:
         from sentence_transformers import SentenceTransformer
 
         transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        if self._threads:
-            torch.set_num_threads(self._threads)
+        torch.set_num_threads(self._threads or usable_cpus())
         model: Any = SentenceTransformer(str(folder), device=self._device, local_files_only=True)
         # renamed in sentence-transformers 6; the old name still works on older releases
         dimension_of = getattr(model, "get_embedding_dimension", None)

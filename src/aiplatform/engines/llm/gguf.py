@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import importlib.util
 import json
-import os
 import queue
 import random
 import threading
@@ -19,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from aiplatform.engines.cpus import usable_cpus
 from aiplatform.engines.llm.generation import (
     ConfiguredModel,
     FinishReason,
@@ -99,7 +99,7 @@ class LlamaCppModel(ConfiguredModel):
         self._configure_template()
 
     def _threads(self) -> int:
-        return self._settings.threads or os.cpu_count() or 1
+        return self._settings.threads or usable_cpus()
 
     def _configure_template(self) -> None:
         """The chat template: a configured named one, the GGUF's own, or the family's."""
