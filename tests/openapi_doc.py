@@ -2,8 +2,9 @@
 
 Regenerate after changing the API: ``python -m tests.openapi_doc`` (writes the file);
 ``tests/unit/test_openapi_snapshot.py`` fails while the two differ. The app is built with every
-kind's fake backend, so no model is needed; keys are sorted and nothing of the machine (paths,
-library versions) is in the document, so the file is the same wherever it is generated.
+kind's fake backend, so no model is needed, and with authentication on; keys are sorted and
+nothing of the machine (paths, library versions) is in the document, so the file is the same
+wherever it is generated.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar.serialization import encode_json
 
+from aiplatform.auth.settings import AuthSettings
 from aiplatform.server.app import create_app
 from aiplatform.testing import fake_settings
 
@@ -26,7 +29,10 @@ REGENERATE = "python -m tests.openapi_doc"
 def served_openapi() -> str:
     """The OpenAPI document the app serves at ``/docs/openapi.json``, as stable JSON text."""
     with tempfile.TemporaryDirectory() as folder:
-        app = create_app(fake_settings(folder))
+        settings = fake_settings(folder)
+        # with authentication on, so its routes (/v1/auth, /v1/keys, /v1/admin) are described
+        auth = AuthSettings(enabled=True, data_dir=str(Path(folder) / "auth"))
+        app = create_app(msgspec.structs.replace(settings, auth=auth))
         # encoded as the route encodes it (examples are wire Structs), then made canonical
         schema = canonical(json.loads(encode_json(app.openapi_schema.to_schema())))
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

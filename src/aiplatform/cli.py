@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import msgspec
 
 from aiplatform import __version__
+from aiplatform.auth.admin_cli import add_admin_commands
 from aiplatform.engines.llm.settings import LLMSettings
 from aiplatform.settings import Settings, SettingsError, engine_names, load_settings, select_engines
 
@@ -31,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "engines":
         return _print_engines(settings)
+    if args.command == "admin":
+        from aiplatform.auth.admin_cli import run_admin
+
+        return run_admin(args, settings)
     return _serve(settings)
 
 
@@ -76,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--out", metavar="DIR", default="deploy", help="the deploy directory (default: ./deploy)"
     )
+    _add_config(add_admin_commands(commands))
     return parser
 
 

@@ -78,6 +78,10 @@ class AuthenticationError(AIPlatformError):
     status_code = 401
     error_type = "authentication_error"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {**super().headers, "WWW-Authenticate": 'Bearer realm="aiplatform"'}
+
 
 class PermissionDeniedError(AIPlatformError):
     status_code = 403

@@ -21,8 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from aiplatform.auth.settings import AuthSettings
 from aiplatform.engines.registry import ENGINE_KINDS
 from aiplatform.engines.settings import EngineSettings, PositiveFloat, PositiveInt
+from aiplatform.limits.settings import RateLimitSettings
+from aiplatform.server.guard.hosts import is_loopback
+from aiplatform.server.http_settings import HttpSettings
+from aiplatform.storage.settings import StorageSettings
 
 if TYPE_CHECKING:
     from aiplatform.engines.base import EngineKind
@@ -93,7 +98,18 @@ def _engines_default() -> EnginesSettings:
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    limits: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+    storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     engines: EnginesSettings = msgspec.field(default_factory=_engines_default)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """``[auth] enabled``, or when unset: on unless the server binds to loopback only."""
+        if self.auth.enabled is not None:
+            return self.auth.enabled
+        return not is_loopback(self.server.host)
 
     def engine(self, name: str) -> EngineSettings:
         """The section of engine ``name``."""

@@ -17,10 +17,19 @@ from contextvars import ContextVar
 
 from aiplatform.errors import InvalidRequestError
 
-__all__ = ["DEFAULT_TENANT", "TENANT_HEADER", "acting_as", "check_tenant", "current_tenant"]
+__all__ = [
+    "DEFAULT_TENANT",
+    "SERVICE_TOKEN_HEADER",
+    "TENANT_HEADER",
+    "acting_as",
+    "check_tenant",
+    "current_tenant",
+]
 
 DEFAULT_TENANT = "default"
 TENANT_HEADER = "x-aiplatform-tenant"
+#: The shared secret a gateway presents to its pods; only with it is :data:`TENANT_HEADER` taken.
+SERVICE_TOKEN_HEADER = "x-aiplatform-service-token"
 
 _TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
 _current: ContextVar[str] = ContextVar("aiplatform_tenant", default=DEFAULT_TENANT)

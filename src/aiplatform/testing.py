@@ -49,6 +49,7 @@ from aiplatform.engines.settings import EngineSettings
 from aiplatform.errors import AIPlatformError
 from aiplatform.remote.client import RemoteEngine
 from aiplatform.remote.wire import HttpxWire
+from aiplatform.server.http_settings import HttpSettings
 from aiplatform.settings import Settings
 
 __all__ = [
@@ -228,7 +229,9 @@ def asgi_remote(local: Engine, settings: EngineSettings) -> RemoteEngine:
     from aiplatform.server.app import create_app
 
     kind = local.kind
-    app = create_app(Settings(), engines={kind.name: local})
+    # a pod: called by its service name, which any server bound beyond loopback answers to
+    pod_settings = Settings(http=HttpSettings(allowed_hosts=["*"]))
+    app = create_app(pod_settings, engines={kind.name: local})
     remote_settings = msgspec.structs.replace(settings, url=f"http://{kind.name}-pod")
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # litestar's narrower scopes
     return RemoteEngine(kind, remote_settings, wire=HttpxWire(transport))

@@ -36,7 +36,7 @@ async def http() -> AsyncIterator[tuple[httpx.AsyncClient, list[Operation[Any, A
         for engine in engines.values():
             await stack.enter_async_context(engine)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client, operations
 
 
@@ -90,7 +90,7 @@ async def test_a_recursion_error_anywhere_in_a_request_is_a_400() -> None:
 
     app = Litestar([deep], exception_handlers=EXCEPTION_HANDLERS)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         response = await client.post("/deep", json={})
     _assert_400(response)
     assert response.json()["error"]["code"] == "nested_too_deeply"

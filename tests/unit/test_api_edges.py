@@ -31,7 +31,7 @@ async def http(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         for engine in engines.values():
             await stack.enter_async_context(engine)
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client
 
 

@@ -108,11 +108,11 @@ async def pods(
             async with local:
                 recorder = Recorder(create_app(Settings(), engines={name: local}))
                 transport = httpx.ASGITransport(app=recorder)
-                remote_settings = msgspec.structs.replace(section, url=f"http://{name}-pod")
+                remote_settings = msgspec.structs.replace(section, url="http://localhost")
                 remote = RemoteEngine(local.kind, remote_settings, wire=HttpxWire(transport))
                 async with (
                     remote,
-                    httpx.AsyncClient(transport=transport, base_url=f"http://{name}-pod") as client,
+                    httpx.AsyncClient(transport=transport, base_url="http://localhost") as client,
                 ):
                     out[name] = (remote, recorder, client)
                     ready.set()

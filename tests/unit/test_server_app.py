@@ -34,7 +34,7 @@ async def client(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
         for engine in engines.values():
             await stack.enter_async_context(engine)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield http
 
 

@@ -117,7 +117,7 @@ ECHO_KIND: EngineKind[EngineSettings] = EngineKind(
 
 def client_for(engine: Engine) -> httpx.AsyncClient:
     app = create_app(Settings(), engines={"echo": engine})
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
 
 
 async def test_sse_wire_format() -> None:
@@ -145,7 +145,9 @@ async def test_remote_stream_equals_local_stream() -> None:
     async with EchoEngine() as local:
         pod = create_app(Settings(), engines={"echo": local})
         remote = RemoteEngine(
-            ECHO_KIND, EngineSettings(url="http://pod"), wire=HttpxWire(httpx.ASGITransport(pod))
+            ECHO_KIND,
+            EngineSettings(url="http://localhost"),
+            wire=HttpxWire(httpx.ASGITransport(pod)),
         )
         async with remote:
             request = EchoRequest(text="one two three", stream=True)
@@ -173,7 +175,9 @@ async def test_query_operations_in_both_modes() -> None:
     async with EchoEngine() as local:
         pod = create_app(Settings(), engines={"echo": local})
         remote = RemoteEngine(
-            ECHO_KIND, EngineSettings(url="http://pod"), wire=HttpxWire(httpx.ASGITransport(pod))
+            ECHO_KIND,
+            EngineSettings(url="http://localhost"),
+            wire=HttpxWire(httpx.ASGITransport(pod)),
         )
         async with remote, client_for(local) as http:
             for request in (CountRequest(text="a b a"), CountRequest(text="a b a", distinct=True)):
@@ -219,7 +223,9 @@ async def test_errors_in_the_middle_of_a_remote_stream_keep_their_status(
     async with EchoEngine() as local:
         pod = create_app(Settings(), engines={"echo": local})
         wire = HttpxWire(httpx.ASGITransport(pod))
-        async with RemoteEngine(ECHO_KIND, EngineSettings(url="http://pod"), wire=wire) as remote:
+        async with RemoteEngine(
+            ECHO_KIND, EngineSettings(url="http://localhost"), wire=wire
+        ) as remote:
             request = EchoRequest(text="a b c", stream=True, fail_at=2, fail_status=status)
             seen: list[str] = []
 

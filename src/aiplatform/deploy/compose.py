@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiplatform.deploy.profiles import PORT, EngineProfile, engine_profiles
+from aiplatform.deploy.profiles import PORT, SPLIT_ENV, EngineProfile, engine_profiles
 
 __all__ = ["ComposeFile", "compose_files"]
 
@@ -68,8 +68,7 @@ def _engine_service(profile: EngineProfile) -> dict[str, Any]:
         "pull_policy": "never",
         "command": ["serve", "--engines", profile.name],
     }
-    if profile.uses:
-        service["environment"] = _url_env(profile.uses)
+    service["environment"] = {**_url_env(profile.uses), **SPLIT_ENV}
     if profile.keeps_data:
         service["volumes"] = [f"{profile.name}-data:{DATA_PATH}"]
     service["restart"] = "unless-stopped"
@@ -81,7 +80,7 @@ def split(profiles: Mapping[str, EngineProfile]) -> ComposeFile:
     gateway: dict[str, Any] = {
         **_built(),
         "ports": [PUBLISHED],
-        "environment": _url_env(profiles),
+        "environment": {**_url_env(profiles), **SPLIT_ENV},
         "restart": "unless-stopped",
     }
     services = {"gateway": gateway}

@@ -17,6 +17,7 @@ from aiplatform.deploy.profiles import (
     GATEWAY,
     MONOLITH,
     PORT,
+    SPLIT_ENV,
     EngineProfile,
     Resources,
     engine_profiles,
@@ -377,7 +378,7 @@ def _gateway_pod(profiles: Mapping[str, EngineProfile]) -> PodRole:
     return PodRole(
         component=GATEWAY_COMPONENT,
         args=["serve"],
-        env=_url_env(profiles),
+        env={**_url_env(profiles), **SPLIT_ENV},
         resources=GATEWAY,
         ready_path="/health",
         data_volume=False,
@@ -400,7 +401,7 @@ def _engine_pod(profile: EngineProfile) -> PodRole:
     return PodRole(
         component=profile.name,
         args=["serve", "--engines", profile.name],
-        env=_url_env(profile.uses),
+        env={**_url_env(profile.uses), **SPLIT_ENV},
         resources=profile.resources,
         ready_path="/ready",
         data_volume=profile.keeps_data,

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 from aiplatform.engines.registry import ENGINE_KINDS
 
-__all__ = ["GATEWAY", "MONOLITH", "PORT", "EngineProfile", "Resources", "engine_profiles"]
+__all__ = [
+    "GATEWAY",
+    "MONOLITH",
+    "PORT",
+    "SPLIT_ENV",
+    "EngineProfile",
+    "Resources",
+    "engine_profiles",
+]
 
 #: The port every container serves on.
 PORT = 8000
@@ -43,6 +51,13 @@ class EngineProfile:
     #: and their NetworkPolicies admit it).
     uses: tuple[str, ...]
 
+
+#: Settings of every container of a split deployment (a gateway and pods). Users and API keys
+#: are kept in each gateway process's own store, which replicas do not share yet, so split
+#: deployments run without authentication (the server says so at start) behind the
+#: NetworkPolicies; put an authenticating proxy in front of the gateway. The monolith keeps
+#: authentication on (the default for a server bound to a non-loopback address).
+SPLIT_ENV = {"AIPLATFORM_AUTH__ENABLED": "false"}
 
 #: The gateway: every engine forwarded, nothing loaded (measured: 82 MiB).
 GATEWAY = Resources(cpu="250m", memory_mib=128, cpu_limit="2", memory_limit_mib=512)

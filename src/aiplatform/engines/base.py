@@ -202,6 +202,9 @@ class EngineKind(Generic[S]):
     operations: tuple[Operation[Any, Any, Any], ...]
     settings_type: type[S]
     build_local: Callable[[S, Needs], Engine]
+    #: For a kind whose in-process engine keeps databases: builds it as ``build_local`` does,
+    #: given also the storage key they are encrypted with (None: plain SQLite).
+    build_stored: Callable[[S, Needs, str | None], Engine] | None = None
     #: Every kind whose engine this kind's in-process engine may call. The registry orders
     #: kinds by it (each after those it uses).
     uses: tuple[str, ...] = ()

@@ -44,7 +44,7 @@ from aiplatform.forms import encode_form
 from aiplatform.remote.breaker import CircuitBreaker, ProbeResult
 from aiplatform.remote.wire import AiohttpWire, Wire, WireError, WireOptions, WireResponse
 from aiplatform.sse import DONE, iter_data
-from aiplatform.tenant import TENANT_HEADER, current_tenant
+from aiplatform.tenant import SERVICE_TOKEN_HEADER, TENANT_HEADER, current_tenant
 
 __all__ = ["RemoteEngine"]
 
@@ -73,6 +73,7 @@ class RemoteEngine:
         *,
         wire: Wire | None = None,
         name: str | None = None,
+        service_token: str | None = None,
     ) -> None:
         if not settings.url:
             raise ValueError(f"engine {kind.name!r} has no url to forward to")
@@ -86,6 +87,8 @@ class RemoteEngine:
         self._open = False
         self._encoder = msgspec.json.Encoder()
         self._stack: AsyncExitStack | None = None
+        #: Presented to our own pods, which then take the tenant this server names.
+        self._service_token = service_token
         self._breaker = (
             CircuitBreaker(
                 self._name, self._base_url, self._probe, interval_s=settings.probe_interval_s
@@ -111,6 +114,8 @@ class RemoteEngine:
         headers = {"user-agent": f"aiplatform/{__version__}"}
         if settings.api_key:
             headers["authorization"] = f"Bearer {settings.api_key}"
+        if self._service_token:
+            headers[SERVICE_TOKEN_HEADER] = self._service_token
         await self._wire.open(
             WireOptions(
                 base_url=self._base_url,

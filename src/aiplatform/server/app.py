@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -10,17 +11,24 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 
 from aiplatform import __version__
+from aiplatform.auth.service import AuthService
 from aiplatform.engines.base import Engine
+from aiplatform.limits.middleware import rate_limit_middleware
+from aiplatform.server.auth_routes import OPEN_PATHS, auth_routes
 from aiplatform.server.body_deadline import body_deadline_middleware
 from aiplatform.server.errors import EXCEPTION_HANDLERS
+from aiplatform.server.guard.hosts import is_loopback
+from aiplatform.server.guard.middleware import browser_guard_middleware
+from aiplatform.server.identity_middleware import identity_middleware
 from aiplatform.server.live import live_routes
 from aiplatform.server.routes import operation_route
 from aiplatform.server.system import system_routes
-from aiplatform.server.tenant_middleware import tenancy_middleware
 from aiplatform.server.wiring import build_engines
 from aiplatform.settings import Settings, load_settings
 
 __all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -35,19 +43,37 @@ def create_app(
     """
     settings = settings if settings is not None else load_settings()
     engines = dict(engines) if engines is not None else build_engines(settings)
+    auth = _auth_service(settings, engines)
+    limits = rate_limit_middleware(settings.limits, max_body_bytes=settings.server.max_body_bytes)
 
     @asynccontextmanager
     async def run_engines(_: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.push_async_callback(limits.aclose)
+            if auth is not None:
+                await auth.start()
+                stack.push_async_callback(auth.stop)
             for engine in engines.values():
                 await stack.enter_async_context(engine)
             yield
 
     app = Litestar(
-        route_handlers=[*system_routes(engines), *_engine_routes(engines), *live_routes(engines)],
+        route_handlers=[
+            *system_routes(engines),
+            *(auth_routes(auth) if auth is not None else []),
+            *_engine_routes(engines),
+            *live_routes(engines),
+        ],
         lifespan=[run_engines],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[body_deadline_middleware(settings.server.body_timeout_s), tenancy_middleware],
+        middleware=[
+            browser_guard_middleware(settings.http, settings.server.host),
+            body_deadline_middleware(settings.server.body_timeout_s),
+            identity_middleware(
+                auth, service_token=settings.auth.service_token, open_paths=OPEN_PATHS
+            ),
+            limits,
+        ],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="aiplatform", version=__version__, path="/docs"),
         logging_config=None,
@@ -55,6 +81,24 @@ def create_app(
     app.state.engines = engines
     app.state.settings = settings
     return app
+
+
+def _auth_service(settings: Settings, engines: Mapping[str, Engine]) -> AuthService | None:
+    """The identity service when authentication is on; off on a server others can reach is
+    said loudly."""
+    if settings.auth_enabled:
+        return AuthService(
+            settings.auth,
+            known_engines=tuple(engines),
+            storage_key=settings.storage.encryption_key,
+        )
+    if not is_loopback(settings.server.host):
+        logger.warning(
+            "AUTHENTICATION IS OFF on %s: anyone who can reach this server may use every "
+            "engine and read every tenant's data ([auth] enabled = false)",
+            settings.server.host,
+        )
+    return None
 
 
 def _engine_routes(engines: Mapping[str, Engine]) -> list[HTTPRouteHandler]:

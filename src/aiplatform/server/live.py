@@ -42,6 +42,7 @@ from aiplatform.api.audio import (
 )
 from aiplatform.audio.decode import SAMPLE_RATE, pcm16_to_float, to_wav
 from aiplatform.audio.live import LiveSegmenter, Utterance
+from aiplatform.auth.scope import check_engine_scope
 from aiplatform.engines.asr.operations import TRANSCRIBE
 from aiplatform.engines.base import Engine
 from aiplatform.engines.speakers.operations import EMBED_SPEAKER, IDENTIFY_SPEAKERS
@@ -81,6 +82,16 @@ class _Final(msgspec.Struct, kw_only=True):
     words: list[TranscriptionWord] | None = None
 
 
+#: The subprotocol a browser offers beside ``bearer.<token>`` (a browser cannot set headers on a
+#: WebSocket), which the server selects so the handshake completes without echoing the token.
+SUBPROTOCOL = "aiplatform"
+
+
+def _chosen_subprotocol(socket: WebSocket[Any, Any, Any]) -> str | None:
+    offered = socket.headers.get("sec-websocket-protocol", "")
+    return SUBPROTOCOL if SUBPROTOCOL in (p.strip() for p in offered.split(",")) else None
+
+
 def live_routes(engines: dict[str, Engine]) -> list[WebsocketRouteHandler]:
     asr = engines.get("asr")
     if asr is None:
@@ -89,7 +100,12 @@ def live_routes(engines: dict[str, Engine]) -> list[WebsocketRouteHandler]:
 
     @websocket("/v1/ws/transcribe", name="asr.live")
     async def transcribe_live(socket: WebSocket[Any, Any, Any]) -> None:
-        await socket.accept()
+        try:
+            check_engine_scope(asr.kind.name)
+        except AIPlatformError as exc:
+            await socket.close(code=CLOSE_POLICY, reason=exc.message[:120])
+            return
+        await socket.accept(subprotocols=_chosen_subprotocol(socket))
         try:
             query = convert_fields(dict(socket.query_params.items()), _Query, "query parameters")
         except InvalidRequestError as exc:

@@ -8,7 +8,7 @@ response type or, when the request asks for it, an SSE stream of chunk types.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -23,10 +23,12 @@ from litestar.response.streaming import ASGIStreamingResponse
 
 from aiplatform.api.ids import check_id
 from aiplatform.api.openai import ErrorBody, ErrorResponse
+from aiplatform.auth.scope import check_engine_scope
 from aiplatform.engines.base import Engine, Operation
 from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError
 from aiplatform.forms import FilePart, FormError, convert_fields, decode_form
 from aiplatform.server.disconnect import unless_disconnected
+from aiplatform.server.guard.json_body import check_json_body
 from aiplatform.server.openapi import documented_operation
 from aiplatform.server.strict import strict_json
 from aiplatform.sse import DONE_EVENT, encode_event
@@ -47,6 +49,14 @@ _ERROR_RESPONSES = {
         (502, "A forwarded engine answered badly (too large, malformed, a redirect)"),
         (503, "Engine unavailable (loading, failed, or remote unreachable)"),
         (504, "A forwarded engine did not answer in time"),
+    )
+}
+
+#: JSON routes refuse other bodies before reading them (see :mod:`aiplatform.server.guard`).
+_JSON_ONLY = {
+    415: ResponseSpec(
+        data_container=ErrorResponse,
+        description="The body is not sent as JSON (Content-Type: application/json)",
     )
 }
 
@@ -74,10 +84,24 @@ def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHa
         "request": Request,
         "return": ASGIResponse,
     }
-    route = _mount(handler, engine, op, dto=strict_json(op.request))
-    if _empty_is_valid(op.request):
-        route.before_request = _empty_body_as_empty_object
+    route = _mount(handler, engine, op, dto=strict_json(op.request), extra_responses=_JSON_ONLY)
+    route.before_request = _json_body_hook(op, _empty_is_valid(op.request))
     return route
+
+
+def _json_body_hook(
+    op: Operation[Any, Any, Any], empty_is_valid: bool
+) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """Refuse a body that is not JSON (415) before it is read; then, when ``{}`` is a whole
+    request, read an empty body as ``{}``."""
+    where = f"{op.method} {op.path}"
+
+    async def before_request(request: Request[Any, Any, Any]) -> None:
+        check_json_body(where, request.content_type, request.headers, empty_allowed=empty_is_valid)
+        if empty_is_valid:
+            await _empty_body_as_empty_object(request)
+
+    return before_request
 
 
 def _empty_is_valid(request_type: type[Any]) -> bool:
@@ -157,6 +181,7 @@ async def _answer(
     chunk) is ready. Responses are built as litestar's low-level ASGI responses (the route's
     return annotation says so), which skips the per-request conversion of a ``Response``: this
     is the path every forwarded call takes twice, on the gateway and on the pod."""
+    check_engine_scope(engine.kind.name)
     if op.wants_stream(data):
         stream = engine.stream(op, data)
         return await unless_disconnected(request.receive, lambda: _stream_response(stream, encoder))
@@ -171,7 +196,11 @@ async def _answer(
 
 
 def _mount(
-    handler: Any, engine: Engine, op: Operation[Any, Any, Any], dto: Any = None
+    handler: Any,
+    engine: Engine,
+    op: Operation[Any, Any, Any],
+    dto: Any = None,
+    extra_responses: dict[int, ResponseSpec] | None = None,
 ) -> HTTPRouteHandler:
     handler.__name__ = handler.__qualname__ = f"{engine.kind.name}_{op.name}"
     return route(
@@ -196,6 +225,7 @@ def _mount(
                 ),
             ),
             **_ERROR_RESPONSES,
+            **(extra_responses or {}),
         },
     )(handler)
 

@@ -23,16 +23,21 @@ def build_engine(
     *,
     needs: Needs | None = None,
     wire: Wire | None = None,
+    storage_key: str | None = None,
+    service_token: str | None = None,
 ) -> Engine:
     """The remote adapter when the section has a ``url`` (over ``wire``, the network unless
-    given), else the kind's in-process engine (given the engines it ``needs``)."""
+    given), else the kind's in-process engine (given the engines it ``needs``, and the
+    ``storage_key`` its databases are encrypted with when it keeps any)."""
     if settings.is_remote:
-        return RemoteEngine(kind, settings, wire=wire)
+        return RemoteEngine(kind, settings, wire=wire, service_token=service_token)
     if not isinstance(settings, kind.settings_type):
         raise TypeError(f"engine {kind.name!r} needs {kind.settings_type.__name__}")
     missing = set(kind.needs(settings)) - set(needs or {})
     if missing:
         raise TypeError(f"engine {kind.name!r} needs the {', '.join(sorted(missing))} engine")
+    if kind.build_stored is not None:
+        return kind.build_stored(settings, needs or {}, storage_key)
     return kind.build_local(settings, needs or {})
 
 
@@ -56,7 +61,12 @@ def build_configured(settings: Settings, name: str, *, served: Needs) -> Engine:
     kind = engine_kind(name)
     section = settings.engine(name)
     if section.is_remote or not kind.needs(section):
-        return build_engine(kind, section)
+        return build_engine(
+            kind,
+            section,
+            service_token=settings.auth.service_token,
+            storage_key=settings.storage.encryption_key,
+        )
     needs: dict[str, Engine] = {}
     owned: list[Engine] = []
     for needed in kind.needs(section):
@@ -65,7 +75,7 @@ def build_configured(settings: Settings, name: str, *, served: Needs) -> Engine:
             engine = build_configured(settings, needed, served={})
             owned.append(engine)
         needs[needed] = engine
-    built = build_engine(kind, section, needs=needs)
+    built = build_engine(kind, section, needs=needs, storage_key=settings.storage.encryption_key)
     return OwningEngine(built, owned) if owned else built
 
 

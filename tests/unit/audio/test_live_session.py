@@ -26,7 +26,7 @@ from tests.support import FAKE_AUDIO_ENV
 def client() -> Iterator[TestClient[Any]]:
     settings = load_settings(env=FAKE_AUDIO_ENV)
     app = create_app(settings, engines=build_engines(settings))
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

@@ -25,6 +25,7 @@ from aiplatform.deploy.profiles import (
     GATEWAY,
     MONOLITH,
     PORT,
+    SPLIT_ENV,
     EngineProfile,
     Resources,
     engine_profiles,
@@ -450,3 +451,10 @@ def test_config_is_mounted_and_named_in_every_pod() -> None:
     assert all(
         "AIPLATFORM_CONFIG" not in env(w) for w in workloads(render(*MICROSERVICES)).values()
     )
+
+
+@pytest.mark.parametrize("args", [(), MICROSERVICES], ids=["monolith", "microservices"])
+def test_only_the_microservices_mode_turns_authentication_off(args: tuple[str, ...]) -> None:
+    for name, workload in workloads(render(*args)).items():
+        auth = {k: v for k, v in env(workload).items() if k.startswith("AIPLATFORM_AUTH__")}
+        assert auth == (SPLIT_ENV if args else {}), name

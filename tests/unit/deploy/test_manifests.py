@@ -21,7 +21,7 @@ import yaml
 from aiplatform import __version__
 from aiplatform.cli import main
 from aiplatform.deploy import profiles as profiles_module
-from aiplatform.deploy.profiles import MONOLITH, engine_profiles
+from aiplatform.deploy.profiles import MONOLITH, SPLIT_ENV, engine_profiles
 from aiplatform.deploy.render import HEADER, generated_files, render, rendered
 from aiplatform.engines.registry import ENGINE_KINDS
 
@@ -413,3 +413,14 @@ def test_monolith_compose_is_one_service_on_localhost(deploy_dir: Path) -> None:
     assert service["volumes"] == ["aiplatform-data:/data"]
     assert "aiplatform-data" in content["volumes"]
     assert "command" not in service
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_split_deployments_say_authentication_is_off_and_the_monolith_keeps_it(
+    built: dict[str, list[Doc]], overlay: str
+) -> None:
+    for name, pod in _pod_specs(built[overlay]):
+        (container,) = pod["containers"]
+        expected = {} if overlay == "monolith" else SPLIT_ENV
+        auth = {k: v for k, v in _env(container).items() if k.startswith("AIPLATFORM_AUTH__")}
+        assert auth == expected, name

@@ -94,7 +94,7 @@ async def test_load_and_unload_through_a_pod() -> None:
         pod = create_app(Settings(), engines={"llm": local})
         remote = RemoteEngine(
             LLM,
-            LLMSettings(url="http://pod"),
+            LLMSettings(url="http://localhost"),
             wire=HttpxWire(httpx.ASGITransport(app=pod)),
         )
         async with remote:

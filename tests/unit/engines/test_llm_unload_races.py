@@ -44,7 +44,7 @@ async def race(
     transport = httpx.ASGITransport(app=app)
     async with (
         engine,
-        httpx.AsyncClient(transport=transport, base_url="http://pod", timeout=60) as client,
+        httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=60) as client,
     ):
         await engine.wait_loaded()
 

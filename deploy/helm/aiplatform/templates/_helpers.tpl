@@ -120,6 +120,14 @@ capabilities:
     - ALL
 {{- end }}
 
+{{/* Every container of the microservices mode: users and API keys are kept per gateway
+process, which replicas do not share yet, so this mode runs without authentication (the
+server warns at start) behind the NetworkPolicies; the monolith keeps it on. */}}
+{{- define "aiplatform.splitEnv" -}}
+- name: AIPLATFORM_AUTH__ENABLED
+  value: "false"
+{{- end }}
+
 {{/* AIPLATFORM_ENGINES__<NAME>__ENABLED=false for each disabled engine. */}}
 {{- define "aiplatform.disabledEnv" -}}
 {{- range $name, $engine := .Values.engines }}

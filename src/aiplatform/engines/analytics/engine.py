@@ -79,9 +79,11 @@ class LocalAnalyticsEngine(LocalEngine):
         *,
         datasets: Engine | None = None,
         forwarded: Mapping[str, Engine] | None = None,
+        storage_key: str | None = None,
     ) -> None:
         """``forwarded`` engines (by analytic engine name) replace the remote engines built
-        from ``settings.forward``."""
+        from ``settings.forward``. ``storage_key``: the key the job file is encrypted with
+        (None: plain SQLite)."""
         super().__init__(ANALYTICS, settings=settings, executor="processes")
         self._settings = settings
         self._datasets = datasets
@@ -104,6 +106,7 @@ class LocalAnalyticsEngine(LocalEngine):
             max_running=settings.max_running_jobs,
             timeout_s=settings.job_timeout_s,
             resume_interrupted=False,
+            storage_key=storage_key,
         )
         for name, method in METHODS.items():
             op = METHOD_OPERATIONS[name]

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 __all__ = ["ANALYTICS"]
 
 
-def _build_local(settings: AnalyticsSettings, needs: Needs) -> Engine:
+def _build_local(
+    settings: AnalyticsSettings, needs: Needs, storage_key: str | None = None
+) -> Engine:
     from aiplatform.engines.analytics.engine import LocalAnalyticsEngine
 
-    return LocalAnalyticsEngine(settings, datasets=needs.get("datasets"))
+    return LocalAnalyticsEngine(settings, datasets=needs.get("datasets"), storage_key=storage_key)
 
 
 ANALYTICS: EngineKind[AnalyticsSettings] = EngineKind(
@@ -30,5 +32,6 @@ ANALYTICS: EngineKind[AnalyticsSettings] = EngineKind(
     operations=OPERATIONS,
     settings_type=AnalyticsSettings,
     build_local=_build_local,
+    build_stored=_build_local,
     uses=("datasets",),
 )

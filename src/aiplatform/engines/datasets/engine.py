@@ -32,11 +32,12 @@ __all__ = ["LocalDatasetsEngine"]
 
 
 class LocalDatasetsEngine(LocalEngine):
-    def __init__(self, settings: DatasetsSettings) -> None:
+    def __init__(self, settings: DatasetsSettings, *, storage_key: str | None = None) -> None:
+        """``storage_key``: the key the catalogue is encrypted with (None: plain SQLite)."""
         super().__init__(DATASETS, settings=settings, executor="processes")
         self._settings = settings
         folder = settings.data_dir or str(Path(default_data_dir()) / "datasets")
-        self._store = DatasetStore(folder)
+        self._store = DatasetStore(folder, key=storage_key)
         self.bind(UPLOAD_DATASET, self.upload)
         self.bind(LIST_DATASETS, self.list)
         self.bind(GET_DATASET, self.get)

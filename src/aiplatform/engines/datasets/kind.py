@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 __all__ = ["DATASETS"]
 
 
-def _build_local(settings: DatasetsSettings, needs: Needs) -> Engine:
+def _build_local(
+    settings: DatasetsSettings, needs: Needs, storage_key: str | None = None
+) -> Engine:
     from aiplatform.engines.datasets.engine import LocalDatasetsEngine
 
-    return LocalDatasetsEngine(settings)
+    return LocalDatasetsEngine(settings, storage_key=storage_key)
 
 
 DATASETS: EngineKind[DatasetsSettings] = EngineKind(
@@ -32,4 +34,5 @@ DATASETS: EngineKind[DatasetsSettings] = EngineKind(
     operations=(UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DATASET_TABLE, DELETE_DATASET),
     settings_type=DatasetsSettings,
     build_local=_build_local,
+    build_stored=_build_local,
 )

@@ -18,6 +18,7 @@ import msgspec
 
 from aiplatform.api.datasets import ColumnInfo, Dataset
 from aiplatform.errors import NotFoundError
+from aiplatform.storage.sqlite import connect
 
 __all__ = ["DatasetStore"]
 
@@ -40,16 +41,19 @@ _COLUMNS = "id, name, filename, format, rows, columns, bytes, created_at"
 
 
 class DatasetStore:
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, *, key: str | None = None) -> None:
+        """``key``: the storage key the catalogue is encrypted with (None: plain SQLite)."""
         self.folder = Path(folder)
+        self._key = key
         self._tables = self.folder / "tables"
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
     def open(self) -> None:
         self._tables.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(
+        db = connect(
             self.folder / "datasets.sqlite3",
+            key=self._key,
             isolation_level=None,
             check_same_thread=False,
             timeout=30.0,

@@ -118,13 +118,15 @@ class JobRunner:
         timeout_s: float,
         retry_s: float = 5.0,
         resume_interrupted: bool = True,
+        storage_key: str | None = None,
     ) -> None:
         """``resume_interrupted=False`` fails the jobs a stopped process left running
         (``job_interrupted``) instead of running them again: for handlers that cannot pick up
-        where they stopped."""
+        where they stopped. ``storage_key``: the key the job file is encrypted with (None:
+        plain SQLite)."""
         if max_queued < 1 or max_running < 1 or timeout_s <= 0 or retry_s < 0:
             raise ValueError("job runner bounds must be positive")
-        self.store = JobStore(path)
+        self.store = JobStore(path, key=storage_key)
         self._handlers = dict(handlers)
         self.max_queued = max_queued
         self.max_running = max_running

@@ -24,6 +24,7 @@ import msgspec
 
 from aiplatform.engines.jobs.model import WAITING, Job, JobStatus
 from aiplatform.errors import NotFoundError, RateLimitError
+from aiplatform.storage.sqlite import connect
 
 __all__ = ["JobStore"]
 
@@ -65,8 +66,10 @@ MAX_ATTEMPTS = 5
 
 
 class JobStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, key: str | None = None) -> None:
+        """``key``: the storage key the file is encrypted with (None: plain SQLite)."""
         self.path = Path(path)
+        self._key = key
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
 
@@ -77,10 +80,14 @@ class JobStore:
         they waited for may be back), and jobs finished more than ``RETENTION_S`` ago are
         deleted."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        connection = connect(
+            self.path,
+            key=self._key,
+            named_rows=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=30.0,
         )
-        connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA secure_delete=ON")

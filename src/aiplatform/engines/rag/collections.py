@@ -68,7 +68,7 @@ class Collections:
                     row.created_at,
                 ),
             )
-        except sqlite3.IntegrityError:
+        except db.IntegrityError:  # the driver's own (SQLite or SQLCipher)
             raise ConflictError(
                 f"A collection named '{row.name}' already exists.",
                 param="name",

@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from aiplatform.storage.sqlite import connect
+
 __all__ = ["Database", "fts_table", "json_text"]
 
 _SCHEMA = """
@@ -60,8 +62,10 @@ _COLLECTION_ID = re.compile(r"col_[0-9a-f]{20}")
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, key: str | None = None) -> None:
+        """``key``: the storage key the file is encrypted with (None: plain SQLite)."""
         self.path = path
+        self._key = key
         #: Held by every write, and by changes to the in-memory indexes made with one.
         self.write_lock = threading.RLock()
         self._writer: sqlite3.Connection | None = None
@@ -107,10 +111,14 @@ class Database:
             self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        connection = connect(
+            self.path,
+            key=self._key,
+            named_rows=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=30.0,
         )
-        connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")

@@ -101,7 +101,7 @@ class Documents:
                         len(document.chunks),
                     ),
                 )
-            except sqlite3.IntegrityError:
+            except db.IntegrityError:  # the driver's own (SQLite or SQLCipher)
                 raise ConflictError(
                     f"A document with the id '{document.id}' already exists.",
                     param="id",

@@ -72,7 +72,10 @@ _EXTRACT_GRACE_S = 5.0
 
 
 class LocalRagEngine(LocalEngine):
-    def __init__(self, settings: RagSettings, *, embeddings: Engine) -> None:
+    def __init__(
+        self, settings: RagSettings, *, embeddings: Engine, storage_key: str | None = None
+    ) -> None:
+        """``storage_key``: the key the engine's databases are encrypted with (None: plain)."""
         super().__init__(RAG, settings=settings)
         self._settings = settings
         self._embeddings = embeddings
@@ -89,10 +92,11 @@ class LocalRagEngine(LocalEngine):
             params,
             checkpoint_every=settings.checkpoint_every,
             index_memory_bytes=budget * 1024 * 1024 if budget is not None else None,
+            storage_key=storage_key,
         )
         embedder = Embedder(embeddings, batch_size=settings.embed_batch_size)
         self._core = RagCore(self._store, embedder, settings, self.run_blocking)
-        self._jobs = IngestJobs(self._core, folder)
+        self._jobs = IngestJobs(self._core, folder, storage_key=storage_key)
         self._memory = ConversationMemory(self._core)
         self._extraction: WorkerPool | None = None
         self._extraction_lock: anyio.Lock | None = None

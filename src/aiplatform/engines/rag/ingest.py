@@ -61,7 +61,7 @@ class _JobPayload(msgspec.Struct, kw_only=True):
 
 
 class IngestJobs:
-    def __init__(self, core: RagCore, folder: Path) -> None:
+    def __init__(self, core: RagCore, folder: Path, *, storage_key: str | None = None) -> None:
         self._core = core
         self.runner = JobRunner(
             folder / "jobs.sqlite3",
@@ -70,6 +70,7 @@ class IngestJobs:
             max_running=1,
             timeout_s=JOB_TIMEOUT_S,
             retry_s=JOB_RETRY_S,
+            storage_key=storage_key,
         )
 
     async def submit(self, request: IngestJobRequest) -> IngestJob:

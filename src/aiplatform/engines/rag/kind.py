@@ -36,10 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["RAG"]
 
 
-def _build_local(settings: RagSettings, needs: Needs) -> Engine:
+def _build_local(settings: RagSettings, needs: Needs, storage_key: str | None = None) -> Engine:
     from aiplatform.engines.rag.engine import LocalRagEngine
 
-    return LocalRagEngine(settings, embeddings=needs["embeddings"])
+    return LocalRagEngine(settings, embeddings=needs["embeddings"], storage_key=storage_key)
 
 
 RAG: EngineKind[RagSettings] = EngineKind(
@@ -66,5 +66,6 @@ RAG: EngineKind[RagSettings] = EngineKind(
     ),
     settings_type=RagSettings,
     build_local=_build_local,
+    build_stored=_build_local,
     uses=("embeddings",),
 )

@@ -49,9 +49,10 @@ class RagStore:
         *,
         checkpoint_every: int,
         index_memory_bytes: int | None = None,
+        storage_key: str | None = None,
     ) -> None:
         self._folder = Path(folder)
-        self._db = Database(self._folder / "rag.sqlite3")
+        self._db = Database(self._folder / "rag.sqlite3", key=storage_key)
         self.collections = Collections(self._db)
         self.documents = Documents(self._db)
         self.residency = IndexResidency(

@@ -1,5 +1,9 @@
 """The in-process speakers engine: enrollment kept on disk, identification by cosine
-similarity against the enrolled voices."""
+similarity against the enrolled voices.
+
+Speakers belong to the tenant that enrolled them (:func:`aiplatform.tenant.current_tenant`):
+listing, deleting and identifying see the caller's own only, so another tenant's speaker is
+a 404 and never a match, and a diarized transcription names only the caller's speakers."""
 
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from aiplatform.engines.speakers.operations import (
 from aiplatform.engines.speakers.settings import SpeakersSettings
 from aiplatform.engines.speakers.store import SpeakerStore
 from aiplatform.errors import InvalidRequestError, NotFoundError
+from aiplatform.tenant import current_tenant
 
 __all__ = ["MIN_VOICE_S", "LocalSpeakersEngine"]
 
@@ -45,12 +50,19 @@ MIN_VOICE_S = 1.0
 
 
 class LocalSpeakersEngine(LocalEngine):
-    def __init__(self, settings: SpeakersSettings, encoder: VoiceEncoder | None = None) -> None:
+    def __init__(
+        self,
+        settings: SpeakersSettings,
+        encoder: VoiceEncoder | None = None,
+        *,
+        storage_key: str | None = None,
+    ) -> None:
+        """``storage_key``: the key the speakers' database is encrypted with (None: plain)."""
         super().__init__(SPEAKERS, settings=settings)
         self._settings = settings
         self._encoder = encoder or make_voice_encoder(settings.backend, settings.device)
         folder = settings.data_dir or str(Path(default_data_dir()) / "speakers")
-        self._store = SpeakerStore(folder)
+        self._store = SpeakerStore(folder, key=storage_key)
         self.bind(ENROLL_SPEAKER, self.enroll)
         self.bind(LIST_SPEAKERS, self.list_enrolled)
         self.bind(DELETE_SPEAKER, self.delete)
@@ -66,6 +78,9 @@ class LocalSpeakersEngine(LocalEngine):
         self._store.open()
         self._encoder.load()
 
+    def unload(self) -> None:
+        self._store.close()
+
     async def list_models(self) -> list[ModelCard]:
         return []
 
@@ -73,15 +88,18 @@ class LocalSpeakersEngine(LocalEngine):
         name = request.name.strip()
         if not name:
             raise InvalidRequestError("name must not be blank.", param="name")
+        owner = current_tenant()
         embedding, duration = await self.run_blocking(self._embed_file, request.file.data)
-        speaker = await self.run_blocking(self._store.add, name, embedding, duration)
+        speaker = await self.run_blocking(self._store.add, owner, name, embedding, duration)
         return speaker.public()
 
     async def list_enrolled(self, _: SpeakerListRequest) -> SpeakerList:
-        return SpeakerList(data=[speaker.public() for speaker in self._store.all()])
+        speakers = await self.run_blocking(self._store.all, current_tenant())
+        return SpeakerList(data=[speaker.public() for speaker in speakers])
 
     async def delete(self, request: SpeakerDeleteRequest) -> SpeakerDeleted:
-        if not await self.run_blocking(self._store.delete, request.speaker_id):
+        owner = current_tenant()
+        if not await self.run_blocking(self._store.delete, owner, request.speaker_id):
             raise NotFoundError(
                 f"No enrolled speaker has the id '{request.speaker_id}'.",
                 param="speaker_id",
@@ -94,13 +112,14 @@ class LocalSpeakersEngine(LocalEngine):
         return SpeakerEmbedding(embedding=embedding.tolist(), duration=duration)
 
     async def identify(self, request: SpeakerIdentifyRequest) -> SpeakerMatches:
+        owner = current_tenant()
         threshold = request.threshold if request.threshold is not None else self.threshold
-        speakers, enrolled = self._store.matrix()
         if len({len(embedding) for embedding in request.embeddings}) != 1:
             raise InvalidRequestError(
                 "embeddings must all have the same length.", param="embeddings"
             )
         queries = finite_float32(request.embeddings, "embeddings")
+        speakers, enrolled = await self.run_blocking(self._store.matrix, owner)
         if enrolled is not None and queries.shape[1] != enrolled.shape[1]:
             raise InvalidRequestError(
                 f"embeddings have {queries.shape[1]} dimensions; this engine's voice "

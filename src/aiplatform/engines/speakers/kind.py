@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["SPEAKERS"]
 
 
-def _build_local(settings: SpeakersSettings, _: Needs) -> Engine:
+def _build_local(settings: SpeakersSettings, _: Needs, storage_key: str | None = None) -> Engine:
     from aiplatform.engines.speakers.engine import LocalSpeakersEngine
 
-    return LocalSpeakersEngine(settings)
+    return LocalSpeakersEngine(settings, storage_key=storage_key)
 
 
 SPEAKERS: EngineKind[SpeakersSettings] = EngineKind(
@@ -36,4 +36,5 @@ SPEAKERS: EngineKind[SpeakersSettings] = EngineKind(
     operations=(ENROLL_SPEAKER, LIST_SPEAKERS, DELETE_SPEAKER, EMBED_SPEAKER, IDENTIFY_SPEAKERS),
     settings_type=SpeakersSettings,
     build_local=_build_local,
+    build_stored=_build_local,
 )
