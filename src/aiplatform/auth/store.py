@@ -12,15 +12,14 @@ import hmac
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
 from aiplatform.auth.identity import Role
-from aiplatform.storage.sqlite import connect
+from aiplatform.storage.sqlite import connect, write_transaction
 
 __all__ = ["AuthStore", "KeyRow", "SessionRow", "UserRow", "digest"]
 
@@ -112,16 +111,8 @@ class AuthStore:
         with self._lock:
             self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
 
     # -- tenants --------------------------------------------------------------------------------
 

@@ -25,11 +25,21 @@ import hashlib
 import importlib
 import os
 import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
-__all__ = ["StorageKeyError", "connect", "not_a_database", "raw_key", "sqlcipher"]
+__all__ = [
+    "StorageKeyError",
+    "connect",
+    "not_a_database",
+    "raw_key",
+    "sqlcipher",
+    "write_transaction",
+]
 
 #: PBKDF2 salt: fixed, as every file is opened with the one derived key (SQLCipher still salts
 #: each file's page authentication key with the file's own random salt).
@@ -109,3 +119,17 @@ def sqlcipher() -> ModuleType:
             "a storage encryption key is configured, but SQLCipher is not installed: "
             "pip install 'aiplatform[storage]'"
         ) from exc
+
+
+@contextmanager
+def write_transaction(db: sqlite3.Connection, lock: threading.Lock) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction on ``db`` while holding ``lock``
+    (rolled back on an error). ``db`` must be in autocommit mode (``isolation_level=None``)."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

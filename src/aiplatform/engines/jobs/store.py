@@ -24,7 +24,7 @@ import msgspec
 
 from aiplatform.engines.jobs.model import WAITING, Job, JobStatus
 from aiplatform.errors import NotFoundError, RateLimitError
-from aiplatform.storage.sqlite import connect
+from aiplatform.storage.sqlite import connect, write_transaction
 
 __all__ = ["JobStore"]
 
@@ -148,15 +148,8 @@ class JobStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction (rolled back on an error)."""
-        with self._lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with write_transaction(self._db(), self._lock) as db:
+            yield db
 
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:

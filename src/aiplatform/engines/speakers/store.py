@@ -29,7 +29,7 @@ import numpy as np
 
 from aiplatform.api.audio import Speaker
 from aiplatform.engines.speakers.encoder import Matrix
-from aiplatform.storage.sqlite import connect
+from aiplatform.storage.sqlite import connect, write_transaction
 from aiplatform.tenant import DEFAULT_TENANT
 
 __all__ = ["DATABASE", "LEGACY_FILE", "EnrolledSpeaker", "SpeakerStore"]
@@ -178,15 +178,8 @@ class SpeakerStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction (rolled back on an error)."""
-        with self._lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with write_transaction(self._db(), self._lock) as db:
+            yield db
 
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:
