@@ -175,19 +175,29 @@ def test_the_gateway_answers_like_the_monolith(split: Split) -> None:
 
 
 def test_a_killed_engine_is_a_503_for_it_alone_until_it_is_started(split: Split) -> None:
+    """A killed container's address vanishes from the network, so the gateway's first call may
+    find no answer at all (a 504 within the connect timeout) rather than a refusal; its circuit
+    breaker's probe then finds none either, and from there on calls fail at once with 503."""
     victim = split.containers[VICTIM]
     gateway_started = started_at(split.containers["gateway"])
     podman("kill", "--signal", "KILL", victim)
+    seen: list[str] = []
     with calls.client(GATEWAY, split.key) as sdk:
-        with pytest.raises(openai.APIStatusError) as caught:
-            calls.embed(sdk)
-        error = caught.value
-        assert error.status_code == 503, error.response.text
-        body = error.response.json()["error"]  # OpenAI's shape: {"error": {message, type, code}}
-        assert body["type"] == "service_unavailable"
-        assert body["code"] in ("upstream_unavailable", "upstream_circuit_open")
-        assert VICTIM in body["message"]
+        deadline = time.monotonic() + 30
+        while True:
+            status, code, took = failure(sdk)
+            seen.append(f"{status} {code} in {took:.1f} s")
+            if status == 503:
+                break
+            assert (status, code) == (504, "upstream_timeout"), seen
+            assert time.monotonic() < deadline, f"no 503 within 30 s: {seen}"
+        assert code in ("upstream_unavailable", "upstream_circuit_open"), seen
+        status, code, took = failure(sdk)
+        seen.append(f"{status} {code} in {took:.1f} s")
+        assert (status, code) == (503, "upstream_circuit_open"), seen
+        assert took < 1.0, seen
         assert calls.chat(sdk).strip()  # the llm engine still answers
+    FIGURES[f"split: {VICTIM} calls after SIGKILL"] = "; ".join(seen)
     readiness = httpx.get(f"{GATEWAY}/ready", timeout=10)
     assert readiness.status_code == 503
     assert readiness.json()["engines"][VICTIM]["ready"] is False
@@ -205,6 +215,19 @@ def test_a_killed_engine_is_a_503_for_it_alone_until_it_is_started(split: Split)
         time.monotonic() - restarted
     )
     assert started_at(split.containers["gateway"]) == gateway_started, "the gateway restarted"
+
+
+def failure(sdk: openai.OpenAI) -> tuple[int, str, float]:
+    """The status, error code and seconds of an embeddings call that must fail with an error
+    in OpenAI's shape (``{"error": {"message", "type", "code"}}``) naming the engine."""
+    began = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        calls.embed(sdk)
+    took = time.monotonic() - began
+    error = caught.value.response.json()["error"]
+    assert error["type"] == "service_unavailable", error
+    assert VICTIM in error["message"], error
+    return caught.value.status_code, str(error["code"]), took
 
 
 def _embeds(sdk: openai.OpenAI) -> bool:
