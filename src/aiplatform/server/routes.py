@@ -38,7 +38,9 @@ __all__ = ["operation_route"]
 logger = logging.getLogger(__name__)
 
 _ERROR_RESPONSES = {
-    status: ResponseSpec(data_container=ErrorResponse, description=description)
+    status: ResponseSpec(
+        data_container=ErrorResponse, description=description, generate_examples=False
+    )
     for status, description in (
         (400, "Invalid request"),
         (404, "Unknown model or resource"),
@@ -56,6 +58,7 @@ _ERROR_RESPONSES = {
 _JSON_ONLY = {
     415: ResponseSpec(
         data_container=ErrorResponse,
+        generate_examples=False,
         description="The body is not sent as JSON (Content-Type: application/json)",
     )
 }
@@ -217,6 +220,9 @@ def _mount(
         responses={
             op.status_code: ResponseSpec(
                 data_container=op.response,
+                # examples come from the operation's own (documented_operation); generated ones
+                # are random, which would make the committed description change run to run
+                generate_examples=False,
                 description=(
                     f"{op.response.__name__}, or an SSE stream of {op.chunk.__name__} when "
                     f"'{op.stream_field}' is true"
