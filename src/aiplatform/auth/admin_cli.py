@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-import anyio
 import msgspec
 
-from aiplatform.api.auth import ApiKeyRequest, UserRequest
-from aiplatform.auth.identity import Identity
-from aiplatform.auth.service import AuthService
 from aiplatform.errors import AIPlatformError
 from aiplatform.settings import Settings, engine_names
+
+if TYPE_CHECKING:
+    from aiplatform.auth.service import AuthService
 
 __all__ = ["add_admin_commands", "run_admin"]
 
@@ -47,6 +47,12 @@ def add_admin_commands(
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
+    # the auth service (Argon2, JWT, anyio) is imported only when an admin command runs, not
+    # by every `aiplatform` invocation that builds this parser
+    import anyio
+
+    from aiplatform.auth.service import AuthService
+
     service = AuthService(
         settings.auth,
         known_engines=tuple(engine_names()),
@@ -63,6 +69,8 @@ def run_admin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(service: AuthService, args: argparse.Namespace) -> int:
+    import anyio.to_thread
+
     await service.start()
     try:
         return await anyio.to_thread.run_sync(_command, service, args)
@@ -71,6 +79,9 @@ async def _run(service: AuthService, args: argparse.Namespace) -> int:
 
 
 def _command(service: AuthService, args: argparse.Namespace) -> int:
+    from aiplatform.api.auth import ApiKeyRequest, UserRequest
+    from aiplatform.auth.identity import Identity
+
     store = service.store
     command = args.admin_command
     if command == "create-tenant":

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import anyio.to_thread
+import msgspec
 
 from aiplatform.api.auth import (
     ApiKey,
@@ -278,9 +279,9 @@ class AuthService:
             expires_at=request.expires_at,
             created_by=identity.subject,
         )
-        fields = _key(row)
-        return ApiKeyCreated(**{f: getattr(fields, f) for f in fields.__struct_fields__},
-                             key=f"{KEY_PREFIX}{key_id}.{secret}")  # fmt: skip
+        return ApiKeyCreated(
+            **msgspec.structs.asdict(_key(row)), key=f"{KEY_PREFIX}{key_id}.{secret}"
+        )
 
     async def keys(self, identity: Identity) -> list[ApiKey]:
         rows = await anyio.to_thread.run_sync(self.store.keys, identity.tenant)

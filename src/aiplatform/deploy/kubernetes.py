@@ -385,7 +385,7 @@ def _gateway_pod(profiles: Mapping[str, EngineProfile]) -> PodRole:
     )
 
 
-def _monolith_pod(profiles: Mapping[str, EngineProfile]) -> PodRole:
+def _monolith_pod() -> PodRole:
     """Every engine in-process, ready when every engine is."""
     return PodRole(
         component=GATEWAY_COMPONENT,
@@ -441,7 +441,7 @@ def _base() -> list[ManifestFile]:
 def _monolith(profiles: Mapping[str, EngineProfile], version: str) -> list[ManifestFile]:
     workload = ManifestFile(
         "overlays/monolith/statefulset.yaml",
-        [statefulset(_monolith_pod(profiles))],
+        [statefulset(_monolith_pod())],
         (
             "Every engine in-process. Requests: what the largest engine needs; memory limit:",
             "room for every engine's models at once (each loads on first use and stays).",

@@ -67,7 +67,7 @@ def identity_middleware(
             except AIPlatformError as exc:
                 await _refuse(scope, send, exc)
                 return
-            if identity.tenant == DEFAULT_TENANT and identity is ANONYMOUS:
+            if identity is ANONYMOUS:
                 await app(scope, receive, send)
                 return
             with acting_identity(identity), acting_as(identity.tenant):

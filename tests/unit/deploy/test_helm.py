@@ -8,7 +8,6 @@ tests fail, not skip, without it.
 from __future__ import annotations
 
 import functools
-import json
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from aiplatform import __version__
+from aiplatform.deploy.kubernetes import CUDA_ENV
 from aiplatform.deploy.profiles import (
     GATEWAY,
     MONOLITH,
@@ -54,23 +54,6 @@ CONFIG = "[server]\nlog_level = 'debug'\n"
 
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-CUDA_ENV = {
-    "asr": {
-        "AIPLATFORM_ENGINES__ASR__DEVICE": "cuda",
-        "AIPLATFORM_ENGINES__ASR__COMPUTE_TYPE": "float16",
-    },
-    "llm": {
-        "AIPLATFORM_ENGINES__LLM__MODELS": json.dumps(
-            [
-                {
-                    "name": "smollm2-135m-instruct",
-                    "path": "shipped:smollm2-135m-instruct",
-                    "gpu_layers": -1,
-                }
-            ]
-        )
-    },
-}
 
 
 @functools.cache
