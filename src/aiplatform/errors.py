@@ -25,6 +25,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "RequestTooLargeError",
+    "ServiceUnavailableError",
     "UnprocessableEntityError",
     "UpstreamTimeoutError",
     "check_model",
@@ -169,11 +170,16 @@ class BadGatewayError(InternalError):
     status_code = 502
 
 
-class EngineUnavailableError(AIPlatformError):
-    """An engine cannot serve now: a remote that is down or timed out, or a failed load (503)."""
+class ServiceUnavailableError(AIPlatformError):
+    """Something the server needs cannot serve now (503): an engine, or the identity
+    database."""
 
     status_code = 503
     error_type = "service_unavailable"
+
+
+class EngineUnavailableError(ServiceUnavailableError):
+    """An engine cannot serve now: a remote that is down or timed out, or a failed load (503)."""
 
 
 class UpstreamTimeoutError(EngineUnavailableError):

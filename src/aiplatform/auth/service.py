@@ -81,8 +81,12 @@ class AuthService:
     # -- lifetime -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        folder, key = auth_folder(self._settings), self._storage_key
-        self._store = await anyio.to_thread.run_sync(lambda: AuthStore(folder, key=key))
+        folder, key, url = (
+            auth_folder(self._settings),
+            self._storage_key,
+            self._settings.database_url,
+        )
+        self._store = await anyio.to_thread.run_sync(lambda: AuthStore(folder, key=key, url=url))
         secret = self._settings.jwt_secret
         if secret is None:
             secret = await anyio.to_thread.run_sync(self._stored_secret)
@@ -129,7 +133,8 @@ class AuthService:
         if password is None:
             password = secrets.token_urlsafe(18)
         store.add_tenant(DEFAULT_TENANT)
-        store.add_user(ADMIN, DEFAULT_TENANT, "admin", self._passwords.hash(password))
+        if not store.add_user(ADMIN, DEFAULT_TENANT, "admin", self._passwords.hash(password)):
+            return  # another server sharing the database made it first
         if generated:
             # on the terminal, not through logging: a log pipeline keeps what it is given
             print(

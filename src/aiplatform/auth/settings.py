@@ -41,3 +41,14 @@ class AuthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     password_memory_kib: Annotated[int, msgspec.Meta(ge=8)] = 65536
     #: Where users, tenants, keys and sessions are kept; unset: ``$XDG_DATA_HOME/aiplatform/auth``.
     data_dir: str | None = None
+    #: A PostgreSQL database that keeps them instead (``postgresql://user:password@host/db``;
+    #: needs ``aiplatform[postgres]``): what several gateway replicas and pods share, so a key
+    #: made or revoked on one holds on all at once. Needs ``jwt_secret``, the same everywhere.
+    database_url: Annotated[str, msgspec.Meta(pattern=r"^postgres(ql)?://")] | None = None
+
+    def __post_init__(self) -> None:
+        if self.database_url is not None and self.jwt_secret is None:
+            raise ValueError(
+                "[auth] database_url is shared by several servers, which must all sign access "
+                "tokens with one key: set [auth] jwt_secret too"
+            )

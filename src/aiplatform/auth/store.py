@@ -1,4 +1,5 @@
-"""Tenants, users, API keys and login sessions, in one SQLite file (blocking; call from a thread).
+"""Tenants, users, API keys and login sessions, in SQLite or PostgreSQL
+(:mod:`aiplatform.auth.database`; blocking: call from a thread).
 
 Secrets are never stored: passwords as Argon2id hashes (made by the caller), API keys and
 refresh tokens as SHA-256 digests of their random part (they are 256-bit random values, so a
@@ -9,24 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sqlite3
-import threading
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
+from aiplatform.auth.database import open_database
 from aiplatform.auth.identity import Role
-from aiplatform.storage.sqlite import connect, write_transaction
 
 __all__ = ["AuthStore", "KeyRow", "SessionRow", "UserRow", "digest"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
     name TEXT PRIMARY KEY,
-    created_at INTEGER NOT NULL
+    created_at BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY,
@@ -34,8 +32,8 @@ CREATE TABLE IF NOT EXISTS users (
     role TEXT NOT NULL,
     password_hash TEXT NOT NULL,
     failed_logins INTEGER NOT NULL DEFAULT 0,
-    locked_until REAL NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL
+    locked_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
@@ -43,15 +41,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
     name TEXT NOT NULL,
     digest TEXT NOT NULL,
     engines TEXT,
-    expires_at INTEGER,
-    created_at INTEGER NOT NULL,
+    expires_at BIGINT,
+    created_at BIGINT NOT NULL,
     created_by TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
     refresh_digest TEXT NOT NULL UNIQUE,
-    expires_at REAL NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
     revoked INTEGER NOT NULL DEFAULT 0
 );
 """
@@ -92,27 +90,26 @@ class SessionRow:
 
 
 class AuthStore:
-    """The auth database of one server (encrypted under ``key`` when given). Every method is
-    blocking and thread-safe."""
+    """The auth database: the PostgreSQL database at ``url``, or ``auth.sqlite3`` in
+    ``folder`` (encrypted under ``key`` when given). Every method is blocking and
+    thread-safe; with PostgreSQL, none waits longer than ``timeout_s`` for the database."""
 
-    def __init__(self, folder: Path, *, key: str | None = None) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        key: str | None = None,
+        url: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.folder = folder
-        self._db = connect(
-            folder / "auth.sqlite3", key=key, check_same_thread=False, isolation_level=None
+        self._db = open_database(
+            _SCHEMA, folder=folder, url=url, storage_key=key, timeout_s=timeout_s
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA secure_delete=ON")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._transaction = self._db.transaction
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._db, self._lock)
+        self._db.close()
 
     # -- tenants --------------------------------------------------------------------------------
 
@@ -120,19 +117,17 @@ class AuthStore:
         """Whether it was added (False: it exists)."""
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)",
+                "INSERT INTO tenants (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (name, int(time.time())),
             )
             return cursor.rowcount == 1
 
     def tenants(self) -> list[tuple[str, int]]:
-        with self._lock:
-            return list(self._db.execute("SELECT name, created_at FROM tenants ORDER BY name"))
+        rows = self._db.read("SELECT name, created_at FROM tenants ORDER BY name")
+        return [(str(name), int(created)) for name, created in rows]
 
     def tenant_exists(self, name: str) -> bool:
-        with self._lock:
-            found = self._db.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone()
-            return found is not None
+        return bool(self._db.read("SELECT 1 FROM tenants WHERE name = ?", (name,)))
 
     def delete_tenant(self, name: str) -> str:
         """``deleted``, ``missing``, or ``in_use`` (users or keys still belong to it)."""
@@ -149,34 +144,31 @@ class AuthStore:
     # -- users ----------------------------------------------------------------------------------
 
     def user_count(self) -> int:
-        with self._lock:
-            (count,) = self._db.execute("SELECT COUNT(*) FROM users").fetchone()
-            return int(count)
+        ((count,),) = self._db.read("SELECT COUNT(*) FROM users")
+        return int(count)
 
     def add_user(self, username: str, tenant: str, role: Role, password_hash: str) -> bool:
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO users (username, tenant, role, password_hash, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO users (username, tenant, role, password_hash, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (username, tenant, role, password_hash, int(time.time())),
             )
             return cursor.rowcount == 1
 
     def user(self, username: str) -> UserRow | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT username, tenant, role, password_hash, failed_logins, locked_until, "
-                "created_at FROM users WHERE username = ?",
-                (username,),
-            ).fetchone()
-        return UserRow(*row) if row is not None else None
+        rows = self._db.read(
+            "SELECT username, tenant, role, password_hash, failed_logins, locked_until, "
+            "created_at FROM users WHERE username = ?",
+            (username,),
+        )
+        return UserRow(*rows[0]) if rows else None
 
     def users(self) -> list[UserRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT username, tenant, role, password_hash, failed_logins, locked_until, "
-                "created_at FROM users ORDER BY username"
-            ).fetchall()
+        rows = self._db.read(
+            "SELECT username, tenant, role, password_hash, failed_logins, locked_until, "
+            "created_at FROM users ORDER BY username"
+        )
         return [UserRow(*row) for row in rows]
 
     def update_user(
@@ -257,23 +249,21 @@ class AuthStore:
 
     def key_for(self, key_id: str, secret: str) -> KeyRow | None:
         """The key ``key_id`` when ``secret`` is its secret."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, tenant, name, engines, expires_at, created_at, created_by, digest "
-                "FROM api_keys WHERE id = ?",
-                (key_id,),
-            ).fetchone()
-        if row is None or not hmac.compare_digest(row[7], digest(secret)):
+        rows = self._db.read(
+            "SELECT id, tenant, name, engines, expires_at, created_at, created_by, digest "
+            "FROM api_keys WHERE id = ?",
+            (key_id,),
+        )
+        if not rows or not hmac.compare_digest(str(rows[0][7]), digest(secret)):
             return None
-        return _key_row(row)
+        return _key_row(rows[0])
 
     def keys(self, tenant: str) -> list[KeyRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, tenant, name, engines, expires_at, created_at, created_by "
-                "FROM api_keys WHERE tenant = ? ORDER BY created_at, id",
-                (tenant,),
-            ).fetchall()
+        rows = self._db.read(
+            "SELECT id, tenant, name, engines, expires_at, created_at, created_by "
+            "FROM api_keys WHERE tenant = ? ORDER BY created_at, id",
+            (tenant,),
+        )
         return [_key_row(row) for row in rows]
 
     def delete_key(self, key_id: str, tenant: str) -> bool:
@@ -296,28 +286,26 @@ class AuthStore:
             )
 
     def session(self, session_id: str) -> SessionRow | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, username, expires_at, revoked FROM sessions WHERE id = ?",
-                (session_id,),
-            ).fetchone()
-        return SessionRow(row[0], row[1], row[2], bool(row[3])) if row is not None else None
+        rows = self._db.read(
+            "SELECT id, username, expires_at, revoked FROM sessions WHERE id = ?", (session_id,)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return SessionRow(str(row[0]), str(row[1]), float(row[2]), bool(row[3]))
 
     def rotate_refresh(self, refresh_secret: str, new_secret: str, expires_at: float) -> str | None:
         """The session whose refresh token this was, now holding ``new_secret`` instead;
         None when no live session holds it."""
+        # one conditional statement: of two replicas refreshing with the same token at once,
+        # exactly one wins
         with self._transaction() as db:
             row = db.execute(
-                "SELECT id, expires_at, revoked FROM sessions WHERE refresh_digest = ?",
-                (digest(refresh_secret),),
+                "UPDATE sessions SET refresh_digest = ?, expires_at = ? "
+                "WHERE refresh_digest = ? AND revoked = 0 AND expires_at >= ? RETURNING id",
+                (digest(new_secret), expires_at, digest(refresh_secret), time.time()),
             ).fetchone()
-            if row is None or row[2] or row[1] < time.time():
-                return None
-            db.execute(
-                "UPDATE sessions SET refresh_digest = ?, expires_at = ? WHERE id = ?",
-                (digest(new_secret), expires_at, row[0]),
-            )
-            return str(row[0])
+            return str(row[0]) if row is not None else None
 
     def revoke_session(self, session_id: str) -> None:
         with self._transaction() as db:

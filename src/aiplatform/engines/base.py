@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from aiplatform.engines.settings import EngineSettings
 
 __all__ = [
+    "NO_SECRETS",
     "BodyForm",
     "Engine",
     "EngineKind",
@@ -33,6 +34,7 @@ __all__ = [
     "Needs",
     "NoChunk",
     "Operation",
+    "Secrets",
     "build_request",
 ]
 
@@ -187,6 +189,20 @@ class Engine(Protocol):
     def stream(self, op: Operation[Req, Any, Chunk], request: Req) -> AsyncIterator[Chunk]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """What the server's settings hand to engines that keep databases or call pods."""
+
+    #: The key their databases are encrypted with (None: plain SQLite).
+    storage_key: str | None = None
+    #: The service credential they present to the pods they call themselves.
+    service_token: str | None = None
+
+
+#: A development server's: plain databases, no service credential.
+NO_SECRETS = Secrets()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineKind(Generic[S]):
     """A kind of engine: its name, its operation table, its settings and its local factory.
@@ -202,9 +218,9 @@ class EngineKind(Generic[S]):
     operations: tuple[Operation[Any, Any, Any], ...]
     settings_type: type[S]
     build_local: Callable[[S, Needs], Engine]
-    #: For a kind whose in-process engine keeps databases: builds it as ``build_local`` does,
-    #: given also the storage key they are encrypted with (None: plain SQLite).
-    build_stored: Callable[[S, Needs, str | None], Engine] | None = None
+    #: For a kind whose in-process engine keeps databases or calls pods of its own: builds it
+    #: as ``build_local`` does, given also the server's :class:`Secrets`.
+    build_with_secrets: Callable[[S, Needs, Secrets], Engine] | None = None
     #: Every kind whose engine this kind's in-process engine may call. The registry orders
     #: kinds by it (each after those it uses).
     uses: tuple[str, ...] = ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiplatform.audio.pipeline import TranscriptionPipeline
-from aiplatform.engines.base import Engine, EngineKind, Needs
+from aiplatform.engines.base import Engine, EngineKind, Needs, Secrets
 from aiplatform.engines.owned import OwningEngine
 from aiplatform.engines.rag.chat import RagChat
 from aiplatform.engines.registry import ENGINE_KINDS, engine_kind
@@ -36,8 +36,9 @@ def build_engine(
     missing = set(kind.needs(settings)) - set(needs or {})
     if missing:
         raise TypeError(f"engine {kind.name!r} needs the {', '.join(sorted(missing))} engine")
-    if kind.build_stored is not None:
-        return kind.build_stored(settings, needs or {}, storage_key)
+    if kind.build_with_secrets is not None:
+        secrets = Secrets(storage_key=storage_key, service_token=service_token)
+        return kind.build_with_secrets(settings, needs or {}, secrets)
     return kind.build_local(settings, needs or {})
 
 

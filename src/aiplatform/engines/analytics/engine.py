@@ -80,10 +80,11 @@ class LocalAnalyticsEngine(LocalEngine):
         datasets: Engine | None = None,
         forwarded: Mapping[str, Engine] | None = None,
         storage_key: str | None = None,
+        service_token: str | None = None,
     ) -> None:
         """``forwarded`` engines (by analytic engine name) replace the remote engines built
-        from ``settings.forward``. ``storage_key``: the key the job file is encrypted with
-        (None: plain SQLite)."""
+        from ``settings.forward`` (which present ``service_token`` to their pods).
+        ``storage_key``: the key the job file is encrypted with (None: plain SQLite)."""
         super().__init__(ANALYTICS, settings=settings, executor="processes")
         self._settings = settings
         self._datasets = datasets
@@ -94,7 +95,7 @@ class LocalAnalyticsEngine(LocalEngine):
                 f"(known: {', '.join(METHODS)})"
             )
         self._forwarded: dict[str, Engine] = (
-            dict(forwarded) if forwarded is not None else _remote_engines(settings)
+            dict(forwarded) if forwarded is not None else _remote_engines(settings, service_token)
         )
         self._remote_stack: AsyncExitStack | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -426,7 +427,7 @@ def _check_one_table(request: Any) -> None:
         )
 
 
-def _remote_engines(settings: AnalyticsSettings) -> dict[str, Engine]:
+def _remote_engines(settings: AnalyticsSettings, service_token: str | None) -> dict[str, Engine]:
     from aiplatform.remote.client import RemoteEngine
 
     return {
@@ -434,6 +435,7 @@ def _remote_engines(settings: AnalyticsSettings) -> dict[str, Engine]:
             ANALYTICS,
             msgspec.structs.replace(settings, url=url, forward={}),
             name=f"{ANALYTICS.name}/{name}",
+            service_token=service_token,
         )
         for name, url in settings.forward.items()
     }

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiplatform.engines.analytics.operations import OPERATIONS
 from aiplatform.engines.analytics.settings import AnalyticsSettings
-from aiplatform.engines.base import EngineKind
+from aiplatform.engines.base import NO_SECRETS, EngineKind, Secrets
 
 if TYPE_CHECKING:
     from aiplatform.engines.base import Engine, Needs
@@ -19,11 +19,16 @@ __all__ = ["ANALYTICS"]
 
 
 def _build_local(
-    settings: AnalyticsSettings, needs: Needs, storage_key: str | None = None
+    settings: AnalyticsSettings, needs: Needs, secrets: Secrets = NO_SECRETS
 ) -> Engine:
     from aiplatform.engines.analytics.engine import LocalAnalyticsEngine
 
-    return LocalAnalyticsEngine(settings, datasets=needs.get("datasets"), storage_key=storage_key)
+    return LocalAnalyticsEngine(
+        settings,
+        datasets=needs.get("datasets"),
+        storage_key=secrets.storage_key,
+        service_token=secrets.service_token,
+    )
 
 
 ANALYTICS: EngineKind[AnalyticsSettings] = EngineKind(
@@ -32,6 +37,6 @@ ANALYTICS: EngineKind[AnalyticsSettings] = EngineKind(
     operations=OPERATIONS,
     settings_type=AnalyticsSettings,
     build_local=_build_local,
-    build_stored=_build_local,
+    build_with_secrets=_build_local,
     uses=("datasets",),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiplatform.engines.base import EngineKind
+from aiplatform.engines.base import NO_SECRETS, EngineKind, Secrets
 from aiplatform.engines.datasets.operations import (
     DATASET_TABLE,
     DELETE_DATASET,
@@ -20,12 +20,10 @@ if TYPE_CHECKING:
 __all__ = ["DATASETS"]
 
 
-def _build_local(
-    settings: DatasetsSettings, needs: Needs, storage_key: str | None = None
-) -> Engine:
+def _build_local(settings: DatasetsSettings, needs: Needs, secrets: Secrets = NO_SECRETS) -> Engine:
     from aiplatform.engines.datasets.engine import LocalDatasetsEngine
 
-    return LocalDatasetsEngine(settings, storage_key=storage_key)
+    return LocalDatasetsEngine(settings, storage_key=secrets.storage_key)
 
 
 DATASETS: EngineKind[DatasetsSettings] = EngineKind(
@@ -34,5 +32,5 @@ DATASETS: EngineKind[DatasetsSettings] = EngineKind(
     operations=(UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DATASET_TABLE, DELETE_DATASET),
     settings_type=DatasetsSettings,
     build_local=_build_local,
-    build_stored=_build_local,
+    build_with_secrets=_build_local,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiplatform.engines.base import EngineKind
+from aiplatform.engines.base import NO_SECRETS, EngineKind, Secrets
 from aiplatform.engines.rag.operations import (
     ADD_DOCUMENTS,
     ADD_MEMORY,
@@ -36,10 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["RAG"]
 
 
-def _build_local(settings: RagSettings, needs: Needs, storage_key: str | None = None) -> Engine:
+def _build_local(settings: RagSettings, needs: Needs, secrets: Secrets = NO_SECRETS) -> Engine:
     from aiplatform.engines.rag.engine import LocalRagEngine
 
-    return LocalRagEngine(settings, embeddings=needs["embeddings"], storage_key=storage_key)
+    return LocalRagEngine(settings, embeddings=needs["embeddings"], storage_key=secrets.storage_key)
 
 
 RAG: EngineKind[RagSettings] = EngineKind(
@@ -66,6 +66,6 @@ RAG: EngineKind[RagSettings] = EngineKind(
     ),
     settings_type=RagSettings,
     build_local=_build_local,
-    build_stored=_build_local,
+    build_with_secrets=_build_local,
     uses=("embeddings",),
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiplatform.engines.base import EngineKind
+from aiplatform.engines.base import NO_SECRETS, EngineKind, Secrets
 from aiplatform.engines.speakers.operations import (
     DELETE_SPEAKER,
     EMBED_SPEAKER,
@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["SPEAKERS"]
 
 
-def _build_local(settings: SpeakersSettings, _: Needs, storage_key: str | None = None) -> Engine:
+def _build_local(settings: SpeakersSettings, _: Needs, secrets: Secrets = NO_SECRETS) -> Engine:
     from aiplatform.engines.speakers.engine import LocalSpeakersEngine
 
-    return LocalSpeakersEngine(settings, storage_key=storage_key)
+    return LocalSpeakersEngine(settings, storage_key=secrets.storage_key)
 
 
 SPEAKERS: EngineKind[SpeakersSettings] = EngineKind(
@@ -36,5 +36,5 @@ SPEAKERS: EngineKind[SpeakersSettings] = EngineKind(
     operations=(ENROLL_SPEAKER, LIST_SPEAKERS, DELETE_SPEAKER, EMBED_SPEAKER, IDENTIFY_SPEAKERS),
     settings_type=SpeakersSettings,
     build_local=_build_local,
-    build_stored=_build_local,
+    build_with_secrets=_build_local,
 )
