@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     Parameter,
@@ -24,10 +25,11 @@ from litestar.openapi.spec import (
     Operation as OpenAPIOperation,
 )
 
+from aiplatform.api.openai import ErrorResponse
 from aiplatform.engines.base import Operation
 from aiplatform.forms import FilePart
 
-__all__ = ["documented_operation", "field_schemas"]
+__all__ = ["JSON_ONLY", "documented_operation", "error_response", "field_schemas"]
 
 _BINARY = {"type": "string", "format": "binary"}
 _SSE = "text/event-stream"
@@ -146,3 +148,15 @@ def _query_parameters(
         for name, schema in sorted(properties.items())
         if name not in path_params
     ]
+
+
+#: What a JSON route answers a body sent as something else (415).
+JSON_ONLY = "The body is not sent as JSON (Content-Type: application/json)"
+
+
+def error_response(description: str) -> ResponseSpec:
+    """An error answer as the description shows it: OpenAI's error shape, without generated
+    (random) examples, so the committed description is the same in every run."""
+    return ResponseSpec(
+        data_container=ErrorResponse, description=description, generate_examples=False
+    )

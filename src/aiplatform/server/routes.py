@@ -22,14 +22,14 @@ from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
 from aiplatform.api.ids import check_id
-from aiplatform.api.openai import ErrorBody, ErrorResponse
+from aiplatform.api.openai import ErrorBody
 from aiplatform.auth.scope import check_engine_scope
 from aiplatform.engines.base import Engine, Operation
 from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError
 from aiplatform.forms import FilePart, FormError, convert_fields, decode_form
 from aiplatform.server.disconnect import unless_disconnected
 from aiplatform.server.guard.json_body import check_json_body
-from aiplatform.server.openapi import documented_operation
+from aiplatform.server.openapi import JSON_ONLY, documented_operation, error_response
 from aiplatform.server.strict import strict_json
 from aiplatform.sse import DONE_EVENT, encode_event
 
@@ -38,9 +38,7 @@ __all__ = ["operation_route"]
 logger = logging.getLogger(__name__)
 
 _ERROR_RESPONSES = {
-    status: ResponseSpec(
-        data_container=ErrorResponse, description=description, generate_examples=False
-    )
+    status: error_response(description)
     for status, description in (
         (400, "Invalid request"),
         (404, "Unknown model or resource"),
@@ -55,13 +53,7 @@ _ERROR_RESPONSES = {
 }
 
 #: JSON routes refuse other bodies before reading them (see :mod:`aiplatform.server.guard`).
-_JSON_ONLY = {
-    415: ResponseSpec(
-        data_container=ErrorResponse,
-        generate_examples=False,
-        description="The body is not sent as JSON (Content-Type: application/json)",
-    )
-}
+_JSON_ONLY = {415: error_response(JSON_ONLY)}
 
 
 def operation_route(engine: Engine, op: Operation[Any, Any, Any]) -> HTTPRouteHandler:
