@@ -9,7 +9,7 @@ as a split deployment configures them, through ``AIPLATFORM_*`` variables.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -74,6 +74,16 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         yield urls[0], urls[1]
 
 
+@pytest.fixture
+async def clients(gateways: tuple[str, str]) -> AsyncIterator[tuple[httpx.AsyncClient, ...]]:
+    """A client of each gateway."""
+    async with (
+        httpx.AsyncClient(base_url=gateways[0], timeout=30) as one,
+        httpx.AsyncClient(base_url=gateways[1], timeout=30) as two,
+    ):
+        yield one, two
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
@@ -97,41 +107,33 @@ async def models(client: httpx.AsyncClient, token: str) -> int:
     return (await client.get("/v1/models", headers=bearer(token))).status_code
 
 
-async def test_a_key_made_on_one_gateway_is_limited_across_both(gateways: tuple[str, str]) -> None:
-    async with (
-        httpx.AsyncClient(base_url=gateways[0], timeout=30) as one,
-        httpx.AsyncClient(base_url=gateways[1], timeout=30) as two,
-    ):
-        _, key = await make_key(one, await login(one), "shared-limit")
-        calls = [lambda: embed(sdk(one, key)), lambda: embed(sdk(two, key))] * (CONCURRENT // 2)
-        outcomes = await at_once(calls)
-    check_exactly_the_excess_refused(outcomes)
+async def test_a_key_made_on_one_gateway_is_limited_across_both(
+    clients: tuple[httpx.AsyncClient, ...],
+) -> None:
+    one, two = clients
+    _, key = await make_key(one, await login(one), "shared-limit")
+    calls = [lambda: embed(sdk(one, key)), lambda: embed(sdk(two, key))] * (CONCURRENT // 2)
+    check_exactly_the_excess_refused(await at_once(calls))
 
 
 async def test_a_key_revoked_on_one_gateway_is_refused_by_the_other_at_once(
-    gateways: tuple[str, str],
+    clients: tuple[httpx.AsyncClient, ...],
 ) -> None:
-    async with (
-        httpx.AsyncClient(base_url=gateways[0], timeout=30) as one,
-        httpx.AsyncClient(base_url=gateways[1], timeout=30) as two,
-    ):
-        token = await login(two)
-        key_id, key = await make_key(two, token, "revoked")
-        assert await models(one, key) == 200
-        assert (await one.delete(f"/v1/keys/{key_id}", headers=bearer(token))).status_code == 200
-        assert await models(two, key) == 401
-        assert await models(one, key) == 401
+    one, two = clients
+    token = await login(two)
+    key_id, key = await make_key(two, token, "revoked")
+    assert await models(one, key) == 200
+    assert (await one.delete(f"/v1/keys/{key_id}", headers=bearer(token))).status_code == 200
+    assert await models(two, key) == 401
+    assert await models(one, key) == 401
 
 
 async def test_a_logout_on_one_gateway_ends_the_session_on_the_other(
-    gateways: tuple[str, str],
+    clients: tuple[httpx.AsyncClient, ...],
 ) -> None:
-    async with (
-        httpx.AsyncClient(base_url=gateways[0], timeout=30) as one,
-        httpx.AsyncClient(base_url=gateways[1], timeout=30) as two,
-    ):
-        token = await login(one)
-        assert await models(two, token) == 200
-        assert (await two.post("/v1/auth/logout", headers=bearer(token))).status_code in (200, 204)
-        assert await models(one, token) == 401
-        assert await models(two, token) == 401
+    one, two = clients
+    token = await login(one)
+    assert await models(two, token) == 200
+    assert (await two.post("/v1/auth/logout", headers=bearer(token))).status_code == 200
+    assert await models(one, token) == 401
+    assert await models(two, token) == 401
