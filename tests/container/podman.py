@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_DIR = REPO / ".container"
 BASE_IMAGE = "localhost/aiplatform-base:bookworm"
 IMAGE = "localhost/aiplatform:latest"
+#: What stands in for the compose file's postgres:16-alpine (:func:`postgres_image`).
+POSTGRES_IMAGE = "localhost/aiplatform-test-postgres:bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 TOOLS = ("podman", "runc", "debootstrap", "podman-compose")
 
@@ -70,10 +72,22 @@ def environment() -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(conf)}
 
 
-def run(args: Sequence[str], *, check: bool = True, timeout: float = 600) -> str:
-    """A command's stdout; its exit status and output in the error when it fails."""
+def run(
+    args: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float = 600,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """A command's stdout; its exit status and output in the error when it fails. ``env`` adds
+    to :func:`environment`."""
     done = subprocess.run(
-        list(args), env=environment(), capture_output=True, text=True, timeout=timeout, check=False
+        list(args),
+        env={**environment(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if check and done.returncode != 0:
         raise RuntimeError(
@@ -244,6 +258,63 @@ def build_image(base: str, version: str) -> str:
     size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).strip())
     FIGURES["image size"] = f"{size / 1e9:.2f} GB ({size:,} bytes)"
     return IMAGE
+
+
+#: Debian's PostgreSQL on the local base, as the official image is configured: its server on
+#: every address, password logins.
+_POSTGRES_CONTAINERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN apt-get update \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data \\
+ && install -d -o postgres -g postgres -m 2775 /var/run/postgresql
+COPY entrypoint.sh /usr/local/bin/postgres-entrypoint
+ENV PGDATA=/var/lib/postgresql/data
+USER postgres
+ENTRYPOINT ["/usr/local/bin/postgres-entrypoint"]
+"""
+
+#: What the official image's entrypoint does with the variables the compose file sets: at the
+#: first start a cluster whose superuser is POSTGRES_USER with POSTGRES_PASSWORD, and the
+#: database POSTGRES_DB; then the server.
+_POSTGRES_ENTRYPOINT = """\
+#!/bin/sh
+set -eu
+PATH="$(echo /usr/lib/postgresql/*/bin):$PATH"
+user="${POSTGRES_USER:-postgres}"
+database="${POSTGRES_DB:-$user}"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    printf '%s\\n' "${POSTGRES_PASSWORD:?}" > /tmp/password
+    initdb --username="$user" --pwfile=/tmp/password --auth=scram-sha-256 --pgdata="$PGDATA"
+    rm /tmp/password
+    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    if [ "$database" != postgres ]; then
+        echo "CREATE DATABASE \\"$database\\" OWNER \\"$user\\";" \\
+            | postgres --single -D "$PGDATA" postgres
+    fi
+fi
+exec postgres -D "$PGDATA" -c listen_addresses='*'
+"""
+
+
+def postgres_image(base: str) -> str:
+    """A stand-in for ``postgres:16-alpine``, which no reachable registry holds: Debian's
+    PostgreSQL on ``base``, taking the official image's POSTGRES_* variables."""
+    context = BUILD_DIR / "postgres"
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "Containerfile").write_text(_POSTGRES_CONTAINERFILE)
+    entrypoint = context / "entrypoint.sh"
+    entrypoint.write_text(_POSTGRES_ENTRYPOINT)
+    entrypoint.chmod(0o755)
+    with timed("podman build (postgres stand-in)"):
+        podman(
+            "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
+            "--tag", POSTGRES_IMAGE, "--file", str(context / "Containerfile"), str(context),
+            timeout=1800,
+        )  # fmt: skip
+    return POSTGRES_IMAGE
 
 
 def inspect(container: str) -> dict[str, Any]:

@@ -1,20 +1,25 @@
 """The image as the split deployment of ``deploy/compose/split.yaml`` (podman-compose): the
-gateway and one container per engine. The gateway gives the monolith's answers; an engine
-container killed with SIGKILL is a 503 in OpenAI's error shape for its engine while the others
-still answer, and is used again once it is started."""
+gateway and one container per engine, with authentication on and the users and keys they share
+in PostgreSQL. The gateway gives the monolith's answers; an engine container killed with SIGKILL
+is a 503 in OpenAI's error shape for its engine while the others still answer, and is used
+again once it is started."""
 
 from __future__ import annotations
 
 import json
+import secrets
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
 import openai
 import pytest
+import yaml
 
 from aiplatform.deploy.profiles import engine_profiles
 from tests.container import calls
@@ -26,10 +31,12 @@ from tests.container.podman import (
     address,
     answers,
     api_key,
+    base_image,
     environment,
     inspect,
     logs,
     podman,
+    postgres_image,
     run,
     started_at,
     wait_ready,
@@ -45,6 +52,15 @@ PROJECT = "aiplatform-container-test"
 GATEWAY = "http://127.0.0.1:8000"
 #: The engine the fault test kills: rag and rerank use it, the llm does not.
 VICTIM = "embeddings"
+POSTGRES = "postgres"
+#: What the compose file requires in its environment: made for this session.
+VARIABLES = {
+    "AIP_SERVICE_TOKEN": secrets.token_hex(24),
+    "AIP_JWT_SECRET": secrets.token_hex(24),
+    "AIP_POSTGRES_PASSWORD": secrets.token_hex(16),
+}
+#: Gives the postgres service the local stand-in for its image (written by the fixture).
+OVERRIDE = BUILD_DIR / "split-postgres.yaml"
 
 
 @dataclass(frozen=True)
@@ -56,7 +72,15 @@ class Split:
 
 
 def compose_command(*args: str) -> list[str]:
-    return ["podman-compose", "--project-name", PROJECT, "--file", str(COMPOSE_FILE), *args]
+    files = [COMPOSE_FILE, *([OVERRIDE] if OVERRIDE.is_file() else [])]
+    named = [arg for path in files for arg in ("--file", str(path))]
+    return ["podman-compose", "--project-name", PROJECT, *named, *args]
+
+
+def write_override(image: str) -> Path:
+    override = {"services": {POSTGRES: {"image": image, "pull_policy": "never"}}}
+    OVERRIDE.write_text(yaml.safe_dump(override))
+    return OVERRIDE
 
 
 def service_containers() -> dict[str, str]:
@@ -100,6 +124,23 @@ class ColdStarts:
         return f"http://{self._addresses[name]}:8000/ready"
 
 
+def start_postgres(timeout_s: float) -> None:
+    """The database alone, until it accepts connections: podman-compose 1.0 starts the others
+    without waiting for the healthy condition the compose file sets."""
+    began = time.monotonic()
+    run(compose_command("up", "--detach", "--no-build", POSTGRES), env=VARIABLES)
+    container = service_containers()[POSTGRES]
+    spec = yaml.safe_load(COMPOSE_FILE.read_text())["services"][POSTGRES]["healthcheck"]["test"]
+    command = spec[1] if spec[0] == "CMD-SHELL" else shlex.join(spec[1:])
+
+    def healthy() -> bool:
+        done = run(["podman", "exec", container, "sh", "-c", command], check=False)
+        return "accepting connections" in done
+
+    wait_until(healthy, timeout_s, "PostgreSQL accepting connections")
+    TIMINGS["split: PostgreSQL up (first start: initdb)"] = time.monotonic() - began
+
+
 def start_split(expected: set[str], timeout_s: float) -> dict[str, str]:
     """``podman-compose up``, every cold start measured meanwhile; the service containers."""
     cold = ColdStarts()
@@ -110,11 +151,11 @@ def start_split(expected: set[str], timeout_s: float) -> dict[str, str]:
     with log.open("w") as out:
         up = subprocess.Popen(
             compose_command("up", "--detach", "--no-build"),
-            env=environment(), stdout=out, stderr=subprocess.STDOUT,
+            env={**environment(), **VARIABLES}, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         while up_took is None or set(cold.seconds) < expected:
             containers = service_containers()
-            cold.poll(containers)
+            cold.poll({service: containers[service] for service in expected & set(containers)})
             if up_took is None and up.poll() is not None:
                 up_took = time.monotonic() - began
             if up.returncode not in (None, 0) or time.monotonic() - began > timeout_s:
@@ -139,11 +180,13 @@ def split(image: str) -> Iterator[Split]:
             f"{COMPOSE_FILE.relative_to(REPO)} is missing: aiplatform deploy render writes it"
         )
     expected = {"gateway", *engine_profiles()}
+    write_override(postgres_image(base_image()))
     remove_split()
     try:
         began = time.monotonic()
+        start_postgres(300)
         containers = start_split(expected, 900)
-        assert set(containers) == expected, containers
+        assert set(containers) == expected | {POSTGRES}, containers
         wait_until(lambda: answers(f"{GATEWAY}/ready"), 120, "the gateway's /ready")
         TIMINGS["split: podman-compose up -> gateway /ready 200"] = time.monotonic() - began
         yield Split(containers, api_key(containers["gateway"]))
@@ -159,7 +202,7 @@ def remove_split() -> None:
     )
     for container in listed.split():
         podman("rm", "--force", "--volumes", container, check=False)
-    run(compose_command("down", "--volumes"), check=False, timeout=900)
+    run(compose_command("down", "--volumes"), check=False, timeout=900, env=VARIABLES)
 
 
 def test_the_gateway_answers_like_the_monolith(split: Split) -> None:

@@ -1,6 +1,11 @@
 """Split mode for real: one ``aiplatform serve --engines X`` process per engine kind, a gateway
 forwarding to all of them, and a monolith beside it for the answers to agree with.
 
+Authentication is on in the gateway and every pod, as in the deployments: they share a service
+token and a signing key, the test's client calls the gateway with an API key made by the admin,
+and a pod takes a tenant only from a caller presenting the service token. (One gateway keeps its
+users in its own store here; a database shared by replicas and pods is tested on its own.)
+
 Real small models where the kind has one (MiniLM, SmolLM2, Whisper tiny.en, resemblyzer). Then
 faults: a pod killed with SIGKILL, and one hung with SIGSTOP. The gateway answers 503 for that
 engine at once, names it in ``/ready``, keeps serving every other engine, and uses the pod again
@@ -14,6 +19,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,12 +47,33 @@ REAL_MODELS = {
 #: The gateway gives up on a silent pod after this long (the default is 60 s).
 HUNG_POD_TIMEOUT_S = 8
 
+ADMIN_PASSWORD = "split-admin-password"
+SERVICE_TOKEN = "split-service-token-" + "s" * 24
+#: What the gateway and every pod share, as they do from the auth Secret in a deployment.
+SHARED_AUTH = {
+    "AIPLATFORM_AUTH__ENABLED": "true",  # on loopback it would be off by default
+    "AIPLATFORM_AUTH__SERVICE_TOKEN": SERVICE_TOKEN,
+    "AIPLATFORM_AUTH__JWT_SECRET": "split-jwt-secret-" + "j" * 24,
+    "AIPLATFORM_AUTH__ADMIN_PASSWORD": ADMIN_PASSWORD,
+    "AIPLATFORM_AUTH__PASSWORD_TIME_COST": "1",
+    "AIPLATFORM_AUTH__PASSWORD_MEMORY_KIB": "8",
+}
+
+
+class Server(ServerProcess):
+    """A server process and the headers the test's client sends it (an API key, where
+    authentication is on)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], port: int | None = None) -> None:
+        super().__init__(args, env, port)
+        self.headers: dict[str, str] = {}
+
 
 @dataclass
 class Split:
-    gateway: ServerProcess
-    pods: dict[str, ServerProcess]
-    monolith: ServerProcess
+    gateway: Server
+    pods: dict[str, Server]
+    monolith: Server
 
 
 def kind_uses(kind: str) -> tuple[str, ...]:
@@ -61,43 +88,76 @@ def env_var(kind: str, key: str) -> str:
     return f"AIPLATFORM_ENGINES__{kind.upper()}__{key}"
 
 
+def auth_env(folder: Path) -> dict[str, str]:
+    """Authentication on, with the shared settings and a store of the server's own."""
+    return {**SHARED_AUTH, "AIPLATFORM_AUTH__DATA_DIR": str(folder)}
+
+
+def api_key(server: ServerProcess) -> str:
+    """A new API key of the admin's tenant, made through the admin's login."""
+    login = httpx.post(
+        f"{server.url}/v1/auth/login",
+        json={"username": "admin", "password": ADMIN_PASSWORD},
+        timeout=30,
+    )
+    assert login.status_code == 200, login.text
+    created = httpx.post(
+        f"{server.url}/v1/keys",
+        json={"name": "split-test"},
+        headers={"authorization": f"Bearer {login.json()['access_token']}"},
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    key: str = created.json()["key"]
+    return key
+
+
 @pytest.fixture(scope="module")
-def split() -> Iterator[Split]:
+def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Split]:
+    folder = tmp_path_factory.mktemp("split-auth")
     ports = {kind: free_port() for kind in ENGINE_KINDS}
     urls = {env_var(kind, "URL"): f"http://127.0.0.1:{port}" for kind, port in ports.items()}
     pods = {
-        kind: ServerProcess(
+        kind: Server(
             ["--engines", kind],
             # a pod calls the pods of the kinds it uses
             {
                 **REAL_MODELS,
                 **{env_var(used, "URL"): urls[env_var(used, "URL")] for used in kind_uses(kind)},
+                **auth_env(folder / kind),
             },
             port=ports[kind],
         )
         for kind in ENGINE_KINDS
     }
-    gateway = ServerProcess(
-        [], {**urls, env_var("embeddings", "TIMEOUT_S"): str(HUNG_POD_TIMEOUT_S)}
+    gateway = Server(
+        [],
+        {
+            **urls,
+            env_var("embeddings", "TIMEOUT_S"): str(HUNG_POD_TIMEOUT_S),
+            **auth_env(folder / "gateway"),
+        },
     )
-    monolith = ServerProcess([], REAL_MODELS)
+    # on loopback without authentication: the reference the answers are compared with
+    monolith = Server([], REAL_MODELS)
     everything = [*pods.values(), monolith]
     try:
         with ThreadPoolExecutor(len(everything)) as pool:
             for started in [pool.submit(server.start, timeout_s=600) for server in everything]:
                 started.result()
         gateway.start(timeout_s=120)
+        gateway.headers = {"authorization": f"Bearer {api_key(gateway)}"}
         yield Split(gateway, pods, monolith)
     finally:
         for server in [gateway, *everything]:
             server.stop()
 
 
-def post(server: ServerProcess, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.post(f"{server.url}{path}", timeout=120, **kwargs)
+def post(server: Server, path: str, **kwargs: Any) -> httpx.Response:
+    return httpx.post(f"{server.url}{path}", headers=server.headers, timeout=120, **kwargs)
 
 
-def ready(server: ServerProcess) -> httpx.Response:
+def ready(server: Server) -> httpx.Response:
     return httpx.get(f"{server.url}/ready", timeout=10)
 
 
@@ -114,7 +174,7 @@ def wait_until(check: Any, within_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def circuit(server: ServerProcess, kind: str) -> str | None:
+def circuit(server: Server, kind: str) -> str | None:
     circuit: str | None = ready(server).json()["engines"][kind]["circuit"]
     return circuit
 
@@ -127,10 +187,43 @@ def test_every_kind_is_a_pod_and_the_gateway_is_ready(split: Split) -> None:
     assert all(engine["circuit"] == "closed" for engine in body["engines"].values())
 
 
+# -- authentication ------------------------------------------------------------------------------
+
+
+def test_the_gateway_refuses_a_call_without_a_key(split: Split) -> None:
+    for headers in ({}, {"authorization": "Bearer aip_0.not-a-key"}):
+        refused = httpx.post(
+            f"{split.gateway.url}/v1/embeddings", json={"input": "fox"}, headers=headers, timeout=30
+        )
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"]["type"] == "authentication_error"
+    assert embed(split.gateway).status_code == 200
+
+
+def test_a_pod_takes_a_tenant_only_from_a_caller_with_the_service_token(split: Split) -> None:
+    pod = split.pods["embeddings"]
+
+    def call(headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(
+            f"{pod.url}/v1/embeddings", json={"input": "fox"}, headers=headers, timeout=30
+        )
+
+    tenant = {"x-aiplatform-tenant": "default"}
+    spoofed = call(tenant)
+    assert spoofed.status_code == 403, spoofed.text
+    assert spoofed.json()["error"]["code"] == "tenant_header_not_allowed"
+    wrong = call({**tenant, "x-aiplatform-service-token": "not-the-" + "x" * 32})
+    assert wrong.status_code == 401, wrong.text
+    assert wrong.json()["error"]["code"] == "invalid_service_token"
+    assert call({}).status_code == 401  # nor anything else without a credential
+    granted = call({**tenant, "x-aiplatform-service-token": SERVICE_TOKEN})
+    assert granted.status_code == 200, granted.text
+
+
 # -- the same calls give the same answers -------------------------------------------------------
 
 
-def embed(server: ServerProcess) -> httpx.Response:
+def embed(server: Server) -> httpx.Response:
     return post(server, "/v1/embeddings", json={"input": ["a red fox", "the stock market"]})
 
 
@@ -145,7 +238,7 @@ def test_embeddings_equal(split: Split) -> None:
     np.testing.assert_allclose(vectors(via_pods), vectors(local), rtol=0, atol=1e-6)
 
 
-def chat(server: ServerProcess) -> httpx.Response:
+def chat(server: Server) -> httpx.Response:
     return post(
         server,
         "/v1/chat/completions",
@@ -172,7 +265,7 @@ def test_greedy_chat_equal(split: Split) -> None:
 
 
 def test_transcript_and_diarization_equal(split: Split) -> None:
-    def transcribe(server: ServerProcess) -> dict[str, Any]:
+    def transcribe(server: Server) -> dict[str, Any]:
         response = post(
             server,
             "/v1/audio/transcriptions",
@@ -192,7 +285,7 @@ def test_transcript_and_diarization_equal(split: Split) -> None:
 
 
 def test_speaker_identification_equal(split: Split) -> None:
-    def identify(server: ServerProcess) -> list[Any]:
+    def identify(server: Server) -> list[Any]:
         enrolled = post(
             server,
             "/v1/speakers",
@@ -218,7 +311,7 @@ def test_speaker_identification_equal(split: Split) -> None:
 def test_rag_search_ids_equal(split: Split) -> None:
     documents = [{"id": f"doc-{i}", "text": text} for i, text in enumerate(SENTENCES)]
 
-    def search(server: ServerProcess) -> list[str]:
+    def search(server: Server) -> list[str]:
         created = post(server, "/v1/rag/collections", json={"name": "split-kb"})
         assert created.status_code in (200, 201), created.text
         added = post(
@@ -254,7 +347,7 @@ def test_rerank_emotion_datasets_and_analytics_equal(split: Split) -> None:
         drop = {"id", "created", "created_at", "duration_s"}
         assert strip(via_pods.json(), drop) == strip(local.json(), drop), path
 
-    def upload(server: ServerProcess) -> dict[str, Any]:
+    def upload(server: Server) -> dict[str, Any]:
         response = post(
             server,
             "/v1/datasets",
@@ -268,7 +361,10 @@ def test_rerank_emotion_datasets_and_analytics_equal(split: Split) -> None:
     assert strip(via_pods, {"id", "created_at"}) == strip(
         upload(split.monolith), {"id", "created_at"}
     )
-    assert httpx.get(f"{split.gateway.url}/v1/datasets/{via_pods['id']}").status_code == 200
+    listed = httpx.get(
+        f"{split.gateway.url}/v1/datasets/{via_pods['id']}", headers=split.gateway.headers
+    )
+    assert listed.status_code == 200
 
 
 def strip(value: Any, keys: set[str]) -> Any:
@@ -291,7 +387,7 @@ OTHERS = {
 }
 
 
-def rag_search(server: ServerProcess) -> httpx.Response:
+def rag_search(server: Server) -> httpx.Response:
     return post(server, "/v1/rag/collections/split-kb/search", json={"query": "fox"})
 
 

@@ -165,6 +165,17 @@ async def test_api_keys_are_shown_once_scoped_and_revoked_at_once(
     refused = await embed(client, scoped.json()["key"])
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "engine_not_allowed"
+    # a limited key cannot make itself an unlimited one, nor revoke its tenant's other keys
+    for made_by_key in (
+        await client.post(
+            "/v1/keys", json={"name": "escape"}, headers=bearer(scoped.json()["key"])
+        ),
+        await client.delete(
+            f"/v1/keys/{created.json()['id']}", headers=bearer(scoped.json()["key"])
+        ),
+    ):
+        assert made_by_key.status_code == 403
+        assert made_by_key.json()["error"]["code"] == "login_required"
     bad_scope = await client.post(
         "/v1/keys", json={"name": "x", "engines": ["nope"]}, headers=bearer(admin)
     )
@@ -295,3 +306,22 @@ async def test_with_a_storage_key_the_auth_database_is_encrypted(tmp_path: Path)
         assert (await embed(client, await admin_token(client))).status_code == 200
     with pytest.raises(sqlite3.DatabaseError, match="not a database"):
         sqlite3.connect(tmp_path / "auth" / "auth.sqlite3").execute("SELECT * FROM users")
+
+
+async def test_only_admins_load_or_unload_the_models_every_tenant_shares(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await admin_token(client)
+    key = (await client.post("/v1/keys", json={"name": "m"}, headers=bearer(admin))).json()["key"]
+    for path in ("/v1/llm/models/load", "/v1/llm/models/unload"):
+        refused = await client.post(path, json={"model": "fake-llm"}, headers=bearer(key))
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "admin_only"
+        allowed = await client.post(path, json={"model": "fake-llm"}, headers=bearer(admin))
+        assert allowed.status_code == 200, allowed.text
+    # a pod takes it from its gateway, which checked the caller
+    service = {"x-aiplatform-service-token": SERVICE_TOKEN, "x-aiplatform-tenant": "default"}
+    forwarded = await client.post(
+        "/v1/llm/models/load", json={"model": "fake-llm"}, headers=service
+    )
+    assert forwarded.status_code == 200, forwarded.text

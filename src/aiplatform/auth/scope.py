@@ -1,11 +1,12 @@
-"""An API key limited to some engines may call only those."""
+"""Who may call an operation: an API key limited to some engines only those, and an
+operation that changes what every tenant shares only an admin."""
 
 from __future__ import annotations
 
 from aiplatform.auth.identity import current_identity
 from aiplatform.errors import PermissionDeniedError
 
-__all__ = ["check_engine_scope"]
+__all__ = ["check_engine_scope", "check_operation_access"]
 
 
 def check_engine_scope(engine: str) -> None:
@@ -16,4 +17,14 @@ def check_engine_scope(engine: str) -> None:
             f"This API key may use only the {', '.join(identity.engines or ())} engine(s), "
             f"not {engine}.",
             code="engine_not_allowed",
+        )
+
+
+def check_operation_access(engine: str, *, admin_only: bool) -> None:
+    """403 when the caller may not call this operation of ``engine``."""
+    check_engine_scope(engine)
+    identity = current_identity()
+    if admin_only and identity.role != "admin" and identity.kind != "service":
+        raise PermissionDeniedError(
+            "This changes what every tenant shares; it needs an admin.", code="admin_only"
         )

@@ -261,6 +261,7 @@ class AuthService:
     # -- API keys -------------------------------------------------------------------------------
 
     async def create_key(self, identity: Identity, request: ApiKeyRequest) -> ApiKeyCreated:
+        _require_login(identity)
         if request.expires_at is not None and request.expires_at <= time.time():
             raise InvalidRequestError("expires_at is in the past.", param="expires_at")
         unknown = sorted(set(request.engines or ()) - set(self._known_engines))
@@ -293,6 +294,7 @@ class AuthService:
         return [_key(row) for row in rows]
 
     async def delete_key(self, identity: Identity, key_id: str) -> None:
+        _require_login(identity)
         if not await anyio.to_thread.run_sync(self.store.delete_key, key_id, identity.tenant):
             raise NotFoundError(f"No API key '{key_id}'.", code="key_not_found")
 
@@ -369,6 +371,16 @@ class AuthService:
         _require_admin(admin)
         if not await anyio.to_thread.run_sync(self.store.delete_user, username):
             raise NotFoundError(f"No user '{username}'.", code="user_not_found")
+
+
+def _require_login(identity: Identity) -> None:
+    """Keys are made and revoked by people, not by keys: a key limited to some engines or
+    to a date could otherwise make itself an unlimited one, or revoke its tenant's others."""
+    if identity.kind not in ("user", "anonymous"):
+        raise PermissionDeniedError(
+            "Making and revoking API keys needs a user's login, not an API key.",
+            code="login_required",
+        )
 
 
 def _require_admin(identity: Identity) -> None:

@@ -14,12 +14,15 @@ from typing import Any
 
 from aiplatform import __version__
 from aiplatform.deploy.profiles import (
+    AUTH_SECRET,
     GATEWAY,
     MONOLITH,
+    MONOLITH_SECRETS,
     PORT,
-    SPLIT_ENV,
+    SPLIT_SECRETS,
     EngineProfile,
     Resources,
+    SecretSetting,
     engine_profiles,
 )
 
@@ -96,6 +99,8 @@ class PodRole:
     component: str
     args: list[str]
     env: dict[str, str]
+    #: Settings read from keys of the auth Secret.
+    secrets: tuple[SecretSetting, ...]
     resources: Resources
     ready_path: str
     data_volume: bool
@@ -152,6 +157,14 @@ def _probe(path: str, *, period: int, failures: int, timeout: int | None = None)
     return probe
 
 
+def _secret_env(setting: SecretSetting) -> Manifest:
+    """An env entry read from a key of the auth Secret."""
+    ref: Manifest = {"name": AUTH_SECRET, "key": setting.key}
+    if setting.optional:
+        ref["optional"] = True
+    return {"name": setting.env, "valueFrom": {"secretKeyRef": ref}}
+
+
 def _container(pod: PodRole) -> Manifest:
     """The one container of a pod: the image, its role's args and env, probes, limits."""
     spec: Manifest = {
@@ -160,8 +173,10 @@ def _container(pod: PodRole) -> Manifest:
         "args": pod.args,
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
     }
-    if pod.env:
-        spec["env"] = [{"name": key, "value": value} for key, value in pod.env.items()]
+    env = [{"name": key, "value": value} for key, value in pod.env.items()]
+    env += [_secret_env(setting) for setting in pod.secrets]
+    if env:
+        spec["env"] = env
     spec["envFrom"] = [{"secretRef": {"name": SECRETS, "optional": True}}]
     spec["resources"] = _resources(pod.resources)
     # Model loading can take minutes; liveness starts once /health has answered.
@@ -378,7 +393,8 @@ def _gateway_pod(profiles: Mapping[str, EngineProfile]) -> PodRole:
     return PodRole(
         component=GATEWAY_COMPONENT,
         args=["serve"],
-        env={**_url_env(profiles), **SPLIT_ENV},
+        env=_url_env(profiles),
+        secrets=SPLIT_SECRETS,
         resources=GATEWAY,
         ready_path="/health",
         data_volume=False,
@@ -391,6 +407,7 @@ def _monolith_pod() -> PodRole:
         component=GATEWAY_COMPONENT,
         args=["serve"],
         env={},
+        secrets=MONOLITH_SECRETS,
         resources=MONOLITH,
         ready_path="/ready",
         data_volume=True,
@@ -401,7 +418,8 @@ def _engine_pod(profile: EngineProfile) -> PodRole:
     return PodRole(
         component=profile.name,
         args=["serve", "--engines", profile.name],
-        env={**_url_env(profile.uses), **SPLIT_ENV},
+        env=_url_env(profile.uses),
+        secrets=SPLIT_SECRETS,
         resources=profile.resources,
         ready_path="/ready",
         data_volume=profile.keeps_data,
@@ -495,9 +513,11 @@ def _microservices(profiles: Mapping[str, EngineProfile], version: str) -> list[
             )
         )
     names = ["../../base", *(file.path.removeprefix(f"{here}/") for file in files)]
+    required = ", ".join(setting.key for setting in SPLIT_SECRETS if not setting.optional)
     note = (
         "The gateway and one pod per engine. Set the image in an overlay of your own that",
-        "lists this one in its resources (docs/deploy.md).",
+        "lists this one in its resources (docs/deploy.md). Every pod needs the Secret",
+        f"{AUTH_SECRET} first, with the keys {required}.",
     )
     root = kustomization(names, images=_images(IMAGE, version))
     return [ManifestFile(f"{here}/kustomization.yaml", [root], note), *files]

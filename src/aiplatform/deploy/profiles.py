@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from aiplatform.engines.registry import ENGINE_KINDS
 
 __all__ = [
+    "AUTH_SECRET",
     "GATEWAY",
     "MONOLITH",
+    "MONOLITH_SECRETS",
     "PORT",
-    "SPLIT_ENV",
+    "SPLIT_SECRETS",
     "EngineProfile",
     "Resources",
+    "SecretSetting",
     "engine_profiles",
 ]
 
@@ -52,12 +55,49 @@ class EngineProfile:
     uses: tuple[str, ...]
 
 
-#: Settings of every container of a split deployment (a gateway and pods). Users and API keys
-#: are kept in each gateway process's own store, which replicas do not share yet, so split
-#: deployments run without authentication (the server says so at start) behind the
-#: NetworkPolicies; put an authenticating proxy in front of the gateway. The monolith keeps
-#: authentication on (the default for a server bound to a non-loopback address).
-SPLIT_ENV = {"AIPLATFORM_AUTH__ENABLED": "false"}
+#: The Secret the operator creates with the settings below (never written in a manifest).
+AUTH_SECRET = "aiplatform-auth"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSetting:
+    """A setting a container reads from a key of :data:`AUTH_SECRET`."""
+
+    #: The settings variable it fills (``AIPLATFORM_<SECTION>__<KEY>``).
+    env: str
+    #: The Secret's key holding the value.
+    key: str
+    #: The container starts without it (the setting keeps its default); a required one keeps
+    #: the container from starting until the Secret has it.
+    optional: bool = False
+
+    @property
+    def variable(self) -> str:
+        """The Compose variable that gives it: ``service-token`` -> ``AIP_SERVICE_TOKEN`` (not
+        ``AIPLATFORM_``: a server started from a shell that exports it would read it as a
+        setting, and refuse it as an unknown one)."""
+        return "AIP_" + self.key.upper().replace("-", "_")
+
+
+_ADMIN_PASSWORD = SecretSetting("AIPLATFORM_AUTH__ADMIN_PASSWORD", "admin-password", optional=True)
+
+#: Settings of every container of a split deployment (the gateway replicas and the engine
+#: pods). Authentication stays on (the containers bind 0.0.0.0): the gateway presents the
+#: service token to its pods, which accept it; users, tenants, keys and sessions live in one
+#: PostgreSQL database that every gateway replica and pod shares, so a key works on any of them
+#: and access tokens signed with the one JWT secret are accepted everywhere. Rate limits are
+#: shared through Redis when a URL is given.
+SPLIT_SECRETS = (
+    SecretSetting("AIPLATFORM_AUTH__SERVICE_TOKEN", "service-token"),
+    SecretSetting("AIPLATFORM_AUTH__JWT_SECRET", "jwt-secret"),
+    SecretSetting("AIPLATFORM_AUTH__DATABASE_URL", "database-url"),
+    _ADMIN_PASSWORD,
+    SecretSetting("AIPLATFORM_LIMITS__REDIS_URL", "redis-url", optional=True),
+)
+
+#: Settings of the monolith: the first admin's password at most. It keeps users and keys in its
+#: own store on its volume, and its signing key there too.
+MONOLITH_SECRETS = (_ADMIN_PASSWORD,)
 
 #: The gateway: every engine forwarded, nothing loaded (measured: 82 MiB).
 GATEWAY = Resources(cpu="250m", memory_mib=128, cpu_limit="2", memory_limit_mib=512)

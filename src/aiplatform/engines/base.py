@@ -122,6 +122,9 @@ class Operation(Generic[Req, Resp, Chunk]):
     stream_field: str = "stream"
     summary: str = ""
     tags: tuple[str, ...] = field(default=())
+    #: Changes what every tenant shares (a model loaded or unloaded): for admins only (403
+    #: ``admin_only`` to others; a pod takes it from its gateway, which checked).
+    admin_only: bool = False
     #: Take the request as ``multipart/form-data`` (fields of type ``FilePart`` are uploads).
     form: bool = False
     #: The route's rendering of a response: ``(body, media type)``, or None for JSON.

@@ -23,7 +23,7 @@ from litestar.response.streaming import ASGIStreamingResponse
 
 from aiplatform.api.ids import check_id
 from aiplatform.api.openai import ErrorBody
-from aiplatform.auth.scope import check_engine_scope
+from aiplatform.auth.scope import check_operation_access
 from aiplatform.engines.base import Engine, Operation
 from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError
 from aiplatform.forms import FilePart, FormError, convert_fields, decode_form
@@ -41,6 +41,8 @@ _ERROR_RESPONSES = {
     status: error_response(description)
     for status, description in (
         (400, "Invalid request"),
+        (401, "No valid API key or access token (with authentication on)"),
+        (403, "Not allowed to this caller (an API key's engine scope, an admin's operation)"),
         (404, "Unknown model or resource"),
         (408, "The request body did not arrive in time"),
         (409, "Conflicts with what exists (a name or id taken)"),
@@ -176,7 +178,7 @@ async def _answer(
     chunk) is ready. Responses are built as litestar's low-level ASGI responses (the route's
     return annotation says so), which skips the per-request conversion of a ``Response``: this
     is the path every forwarded call takes twice, on the gateway and on the pod."""
-    check_engine_scope(engine.kind.name)
+    check_operation_access(engine.kind.name, admin_only=op.admin_only)
     if op.wants_stream(data):
         stream = engine.stream(op, data)
         return await unless_disconnected(request.receive, lambda: _stream_response(stream, encoder))

@@ -22,12 +22,15 @@ import yaml
 from aiplatform import __version__
 from aiplatform.deploy.kubernetes import CUDA_ENV
 from aiplatform.deploy.profiles import (
+    AUTH_SECRET,
     GATEWAY,
     MONOLITH,
+    MONOLITH_SECRETS,
     PORT,
-    SPLIT_ENV,
+    SPLIT_SECRETS,
     EngineProfile,
     Resources,
+    SecretSetting,
     engine_profiles,
 )
 from aiplatform.engines.llm import LLM
@@ -53,6 +56,14 @@ VARIANTS = {"monolith": (), "microservices": MICROSERVICES, "gpu": GPU}
 CONFIG = "[server]\nlog_level = 'debug'\n"
 
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
+#: A value for each key of the auth Secret that the server's settings accept.
+SECRET_VALUES = {
+    "service-token": "t" * 40,
+    "jwt-secret": "j" * 40,
+    "database-url": "postgresql://aiplatform:pw@postgres:5432/aiplatform",
+    "admin-password": "a-long-enough-admin-password",
+    "redis-url": "redis://redis:6379/0",
+}
 GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
@@ -95,7 +106,28 @@ def container(workload: dict[str, Any]) -> dict[str, Any]:
 
 
 def env(workload: dict[str, Any]) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in container(workload).get("env", [])}
+    """The variables a container is given as values (not from a Secret)."""
+    items = container(workload).get("env", [])
+    return {item["name"]: item["value"] for item in items if "value" in item}
+
+
+def secret_refs(workload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Variable -> secretKeyRef of each variable read from a Secret (any other source fails)."""
+    items = container(workload).get("env", [])
+    return {
+        item["name"]: item["valueFrom"]["secretKeyRef"] for item in items if "value" not in item
+    }
+
+
+def expected_refs(settings: tuple[SecretSetting, ...], secret: str) -> dict[str, dict[str, Any]]:
+    """The secretKeyRef of each setting the profiles list, read from ``secret``."""
+    refs: dict[str, dict[str, Any]] = {}
+    for setting in settings:
+        ref: dict[str, Any] = {"name": secret, "key": setting.key}
+        if setting.optional:
+            ref["optional"] = True
+        refs[setting.env] = ref
+    return refs
 
 
 def urls(variables: dict[str, str]) -> dict[str, str]:
@@ -227,10 +259,14 @@ def test_every_container_is_sized_probed_and_unprivileged() -> None:
 
 
 def test_every_pod_environment_is_valid_server_settings() -> None:
-    """The variables each pod gets decode into the server's settings (names and values)."""
+    """The variables each pod gets decode into the server's settings (names and values), those
+    from the auth Secret included."""
     for where, workload in every_workload():
+        from_secret = {
+            name: SECRET_VALUES[ref["key"]] for name, ref in secret_refs(workload).items()
+        }
         try:
-            load_settings(env=env(workload))
+            load_settings(env={**env(workload), **from_secret})
         except ValueError as exc:
             pytest.fail(f"{where}: {exc}")
 
@@ -436,8 +472,48 @@ def test_config_is_mounted_and_named_in_every_pod() -> None:
     )
 
 
-@pytest.mark.parametrize("args", [(), MICROSERVICES], ids=["monolith", "microservices"])
-def test_only_the_microservices_mode_turns_authentication_off(args: tuple[str, ...]) -> None:
-    for name, workload in workloads(render(*args)).items():
-        auth = {k: v for k, v in env(workload).items() if k.startswith("AIPLATFORM_AUTH__")}
-        assert auth == (SPLIT_ENV if args else {}), name
+# --- authentication ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_container_reads_its_auth_settings_from_the_secret(variant: str) -> None:
+    """The settings aiplatform.deploy.profiles lists, read from auth.existingSecret: all of
+    them on the gateway and every engine pod, the first admin's password on the monolith."""
+    settings = MONOLITH_SECRETS if variant == "monolith" else SPLIT_SECRETS
+    found = workloads(render(*VARIANTS[variant]))
+    assert len(found) == (1 if variant == "monolith" else 1 + len(PROFILES))
+    for name, workload in found.items():
+        assert secret_refs(workload) == expected_refs(settings, AUTH_SECRET), name
+        # authentication is left on: nothing turns it off
+        assert not [k for k in env(workload) if k.startswith("AIPLATFORM_AUTH__")], name
+
+
+def test_microservices_containers_need_the_token_the_signing_key_and_the_database() -> None:
+    docs = render(*MICROSERVICES)
+    gateway = objects(docs, "Deployment")[RELEASE]
+    pods = [workloads(docs)[engine_name(kind)] for kind in PROFILES]
+    for workload in [gateway, *pods]:
+        refs = secret_refs(workload)
+        required = {name for name, ref in refs.items() if not ref.get("optional", False)}
+        assert required == {
+            "AIPLATFORM_AUTH__SERVICE_TOKEN",
+            "AIPLATFORM_AUTH__JWT_SECRET",
+            "AIPLATFORM_AUTH__DATABASE_URL",
+        }
+        assert set(refs) - required == {
+            "AIPLATFORM_AUTH__ADMIN_PASSWORD",
+            "AIPLATFORM_LIMITS__REDIS_URL",
+        }
+
+
+def test_auth_existing_secret_names_the_secret_and_cannot_be_empty() -> None:
+    for args in VARIANTS.values():
+        docs = render(*args, *sets("auth.existingSecret=prod-auth"))
+        for name, workload in workloads(docs).items():
+            refs = secret_refs(workload)
+            assert refs, name
+            assert {ref["name"] for ref in refs.values()} == {"prod-auth"}, name
+    assert values()["auth"]["existingSecret"] == AUTH_SECRET
+    done = run_helm("template", RELEASE, str(CHART), *MICROSERVICES, *sets("auth.existingSecret="))
+    assert done.returncode != 0
+    assert "auth.existingSecret must name the Secret" in done.stderr

@@ -21,15 +21,43 @@ import yaml
 from aiplatform import __version__
 from aiplatform.cli import main
 from aiplatform.deploy import profiles as profiles_module
-from aiplatform.deploy.profiles import MONOLITH, SPLIT_ENV, engine_profiles
+from aiplatform.deploy.profiles import (
+    AUTH_SECRET,
+    MONOLITH,
+    MONOLITH_SECRETS,
+    SPLIT_SECRETS,
+    engine_profiles,
+)
 from aiplatform.deploy.render import HEADER, generated_files, render, rendered
 from aiplatform.engines.registry import ENGINE_KINDS
+from aiplatform.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[3]
 OVERLAYS = ("monolith", "microservices", "gpu")
 WORKLOADS = {"Deployment", "StatefulSet"}
 COMPONENT = "app.kubernetes.io/component"
 SECRET_NAME = re.compile("KEY|TOKEN|PASSWORD|SECRET", re.IGNORECASE)
+
+#: What every container of a split deployment reads from the auth Secret: variable -> (key,
+#: optional). The gateway and its pods share the service token, the signing key and the
+#: PostgreSQL database of users and keys; Redis and the first admin's password are optional.
+SPLIT_AUTH = {
+    "AIPLATFORM_AUTH__SERVICE_TOKEN": ("service-token", False),
+    "AIPLATFORM_AUTH__JWT_SECRET": ("jwt-secret", False),
+    "AIPLATFORM_AUTH__DATABASE_URL": ("database-url", False),
+    "AIPLATFORM_AUTH__ADMIN_PASSWORD": ("admin-password", True),
+    "AIPLATFORM_LIMITS__REDIS_URL": ("redis-url", True),
+}
+#: The monolith keeps its own store on its volume: the first admin's password at most.
+MONOLITH_AUTH = {"AIPLATFORM_AUTH__ADMIN_PASSWORD": ("admin-password", True)}
+#: A value for each Secret key that the server's settings accept.
+SECRET_VALUES = {
+    "service-token": "t" * 40,
+    "jwt-secret": "j" * 40,
+    "database-url": "postgresql://aiplatform:pw@postgres:5432/aiplatform",
+    "admin-password": "a-long-enough-admin-password",
+    "redis-url": "redis://redis:6379/0",
+}
 
 Doc = dict[str, Any]
 
@@ -96,7 +124,21 @@ def _container(docs: list[Doc], name: str) -> Doc:
 
 
 def _env(container: Doc) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in container.get("env", [])}
+    """The variables a container is given as values (not from a Secret)."""
+    return {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
+
+
+def _secret_refs(container: Doc) -> dict[str, tuple[str, bool]]:
+    """Variable -> (key, optional) of each variable read from the auth Secret; any other
+    source of a variable fails."""
+    refs: dict[str, tuple[str, bool]] = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            continue
+        ref = item["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == AUTH_SECRET, item
+        refs[item["name"]] = (ref["key"], ref.get("optional", False))
+    return refs
 
 
 def _urls(env: dict[str, str]) -> dict[str, str]:
@@ -304,6 +346,10 @@ def _secret_like_literals(env: dict[str, str]) -> list[str]:
     return [name for name, value in env.items() if SECRET_NAME.search(name) and value]
 
 
+#: A value that is one Compose variable and nothing else: ``${NAME}`` or ``${NAME:?message}``.
+_ONE_VARIABLE = re.compile(r"\$\{\w+(:\?[^}]*)?\}")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_no_secret_is_written_in_a_manifest(built: dict[str, list[Doc]], overlay: str) -> None:
     docs = built[overlay]
@@ -320,7 +366,13 @@ def test_no_secret_is_written_in_a_compose_file(deploy_dir: Path) -> None:
         for name, service in content["services"].items():
             env = service.get("environment", {})
             assert isinstance(env, dict), name
-            assert not _secret_like_literals(env), (path.name, name)
+            for variable in _secret_like_literals(env):
+                assert _ONE_VARIABLE.fullmatch(env[variable]), (path.name, name, variable)
+            url = env.get("AIPLATFORM_AUTH__DATABASE_URL")
+            if url is not None:
+                password = re.fullmatch(r"postgresql://\w+:(.+)@[\w.]+:\d+/\w+", url)
+                assert password is not None, (name, url)
+                assert _ONE_VARIABLE.fullmatch(password[1]), (name, url)
 
 
 def test_gpu_goes_to_the_accelerated_engines_only(built: dict[str, list[Doc]]) -> None:
@@ -380,7 +432,7 @@ def test_ingress_routes_to_the_gateway_service(built: dict[str, list[Doc]]) -> N
 
 def test_split_compose_has_the_gateway_and_one_service_per_kind(split: Doc) -> None:
     services = split["services"]
-    assert set(services) == {"gateway", *ENGINE_KINDS}
+    assert set(services) == {"gateway", *ENGINE_KINDS, "postgres"}
     gateway = services["gateway"]
     assert gateway["ports"] == ["127.0.0.1:8000:8000"]
     assert gateway["build"] == {"context": "../..", "dockerfile": "deploy/docker/Dockerfile"}
@@ -398,9 +450,10 @@ def test_split_compose_has_the_gateway_and_one_service_per_kind(split: Doc) -> N
         }, name
         assert (service.get("volumes") == [f"{name}-data:/data"]) is profile.keeps_data, name
     keeping = {f"{name}-data" for name, p in engine_profiles().items() if p.keeps_data}
-    assert set(split["volumes"]) == keeping
+    assert set(split["volumes"]) == keeping | {"postgres-data"}
     for name, service in services.items():
-        assert "depends_on" not in service, f"{name}: the gateway must start without the engines"
+        # the gateway must start without the engines (they wait for the database only)
+        assert set(service.get("depends_on", {})) <= {"postgres"}, name
         assert service["restart"] == "unless-stopped", name
 
 
@@ -416,11 +469,157 @@ def test_monolith_compose_is_one_service_on_localhost(deploy_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_split_deployments_say_authentication_is_off_and_the_monolith_keeps_it(
+def test_every_container_reads_its_auth_settings_from_the_secret(
     built: dict[str, list[Doc]], overlay: str
 ) -> None:
-    for name, pod in _pod_specs(built[overlay]):
+    expected = MONOLITH_AUTH if overlay == "monolith" else SPLIT_AUTH
+    pods = list(_pod_specs(built[overlay]))
+    assert len(pods) == (1 if overlay == "monolith" else 1 + len(ENGINE_KINDS))
+    for name, pod in pods:
         (container,) = pod["containers"]
-        expected = {} if overlay == "monolith" else SPLIT_ENV
-        auth = {k: v for k, v in _env(container).items() if k.startswith("AIPLATFORM_AUTH__")}
-        assert auth == expected, name
+        assert _secret_refs(container) == expected, name
+        # authentication is left on: nothing turns it off or sets it another way
+        assert not [k for k in _env(container) if k.startswith("AIPLATFORM_AUTH__")], name
+        values = {**_env(container)}
+        values.update({env: SECRET_VALUES[key] for env, (key, _) in expected.items()})
+        settings = load_settings(env=values)
+        assert settings.auth.enabled is None, name  # on: the containers bind 0.0.0.0
+        if overlay != "monolith":
+            assert settings.auth.service_token == SECRET_VALUES["service-token"], name
+            assert settings.limits.redis_url == SECRET_VALUES["redis-url"], name
+
+
+def test_the_profiles_describe_the_secret_the_manifests_read() -> None:
+    assert AUTH_SECRET == "aiplatform-auth"
+    assert {s.env: (s.key, s.optional) for s in SPLIT_SECRETS} == SPLIT_AUTH
+    assert {s.env: (s.key, s.optional) for s in MONOLITH_SECRETS} == MONOLITH_AUTH
+    assert [s.variable for s in SPLIT_SECRETS] == [
+        "AIP_SERVICE_TOKEN",
+        "AIP_JWT_SECRET",
+        "AIP_DATABASE_URL",
+        "AIP_ADMIN_PASSWORD",
+        "AIP_REDIS_URL",
+    ]
+
+
+def test_the_microservices_kustomization_names_the_secret_it_needs(deploy_dir: Path) -> None:
+    text = (deploy_dir / "k8s" / "overlays" / "microservices" / "kustomization.yaml").read_text()
+    assert "aiplatform-auth first, with the keys service-token, jwt-secret, database-url" in text
+
+
+# --- Compose: the variables ------------------------------------------------------------------
+
+#: ``${NAME}``, ``${NAME:?message}`` and ``${NAME:-default}``, as Compose reads them.
+_INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::(?P<op>[?-])(?P<arg>[^}]*))?\}")
+#: What a split file is given in the tests below.
+COMPOSE_VARIABLES = {
+    "AIP_SERVICE_TOKEN": "s" * 40,
+    "AIP_JWT_SECRET": "j" * 40,
+    "AIP_POSTGRES_PASSWORD": "pgpassword0123",
+}
+
+
+class UnsetVariableError(Exception):
+    """A required variable is not set (the message is the file's own)."""
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """``value`` with its variables replaced, as ``docker compose`` and podman-compose do."""
+
+    def one(found: re.Match[str]) -> str:
+        given = variables.get(found["name"], "")
+        if found["op"] == "?" and not given:
+            raise UnsetVariableError(found["arg"])
+        if found["op"] == "-" and not given:
+            return found["arg"]
+        return given
+
+    return _INTERPOLATION.sub(one, value)
+
+
+def _compose_env(service: Doc, variables: dict[str, str]) -> dict[str, str]:
+    return {k: interpolate(v, variables) for k, v in service.get("environment", {}).items()}
+
+
+def test_every_split_container_gets_the_auth_settings_from_the_variables(split: Doc) -> None:
+    containers = {name: s for name, s in split["services"].items() if name != "postgres"}
+    assert set(containers) == {"gateway", *ENGINE_KINDS}
+    for name, service in containers.items():
+        raw = service["environment"]
+        assert {k for k in raw if not k.startswith("AIPLATFORM_ENGINES__")} == SPLIT_AUTH.keys()
+        assert raw["AIPLATFORM_AUTH__SERVICE_TOKEN"] == (
+            "${AIP_SERVICE_TOKEN:?set AIP_SERVICE_TOKEN}"
+        ), name
+        assert raw["AIPLATFORM_AUTH__JWT_SECRET"] == (
+            "${AIP_JWT_SECRET:?set AIP_JWT_SECRET}"
+        ), name
+        assert raw["AIPLATFORM_AUTH__ADMIN_PASSWORD"] == "${AIP_ADMIN_PASSWORD}", name
+        assert raw["AIPLATFORM_LIMITS__REDIS_URL"] == "${AIP_REDIS_URL}", name
+        env = _compose_env(service, COMPOSE_VARIABLES)
+        assert env["AIPLATFORM_AUTH__DATABASE_URL"] == (
+            "postgresql://aiplatform:pgpassword0123@postgres:5432/aiplatform"
+        ), name
+        settings = load_settings(env=env)
+        assert settings.auth.enabled is None, name
+        assert settings.auth.service_token == COMPOSE_VARIABLES["AIP_SERVICE_TOKEN"]
+        assert settings.auth.jwt_secret == COMPOSE_VARIABLES["AIP_JWT_SECRET"]
+        # the optional ones, unset, are empty: the settings keep their defaults
+        assert settings.auth.admin_password is None, name
+        assert settings.limits.redis_url is None, name
+        given = {**COMPOSE_VARIABLES, "AIP_REDIS_URL": "redis://redis:6379/0"}
+        assert load_settings(env=_compose_env(service, given)).limits.redis_url == (
+            "redis://redis:6379/0"
+        )
+
+
+@pytest.mark.parametrize("variable", sorted(COMPOSE_VARIABLES))
+def test_split_compose_refuses_to_start_without_a_required_variable(
+    split: Doc, variable: str
+) -> None:
+    missing = {k: v for k, v in COMPOSE_VARIABLES.items() if k != variable}
+    for name, service in split["services"].items():
+        if name == "postgres" and variable != "AIP_POSTGRES_PASSWORD":
+            continue  # the database needs its own password only
+        with pytest.raises(UnsetVariableError, match=f"^set {variable}$"):
+            _compose_env(service, missing)
+
+
+def test_split_compose_runs_postgresql_that_every_container_waits_for(split: Doc) -> None:
+    services = split["services"]
+    postgres = services["postgres"]
+    assert postgres["image"] == "postgres:16-alpine"
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    assert "postgres-data" in split["volumes"]
+    assert "ports" not in postgres, "reached by the containers only"
+    env = _compose_env(postgres, COMPOSE_VARIABLES)
+    assert env == {
+        "POSTGRES_USER": "aiplatform",
+        "POSTGRES_DB": "aiplatform",
+        "POSTGRES_PASSWORD": COMPOSE_VARIABLES["AIP_POSTGRES_PASSWORD"],
+    }
+    test = postgres["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    assert test[1].startswith("pg_isready ")
+    assert "--username=aiplatform --dbname=aiplatform" in test[1]
+    for name, service in services.items():
+        if name != "postgres":
+            assert service["depends_on"] == {"postgres": {"condition": "service_healthy"}}, name
+
+
+def test_compose_files_use_no_empty_default(deploy_dir: Path) -> None:
+    """podman-compose 1.0 passes ``${VAR:-}`` on verbatim: the text would become the setting."""
+    for path in (deploy_dir / "compose").glob("*.yaml"):
+        assert ":-}" not in path.read_text(), path.name
+
+
+def test_monolith_compose_takes_an_optional_admin_password(deploy_dir: Path) -> None:
+    content = yaml.safe_load((deploy_dir / "compose" / "monolith.yaml").read_text())
+    service = content["services"]["aiplatform"]
+    assert service["environment"] == {
+        "AIPLATFORM_AUTH__ADMIN_PASSWORD": "${AIP_ADMIN_PASSWORD}"
+    }
+    # unset, it is empty, which leaves the first admin's password random
+    assert load_settings(env=_compose_env(service, {})).auth.admin_password is None
+    given = {"AIP_ADMIN_PASSWORD": "a-long-enough-admin-password"}
+    settings = load_settings(env=_compose_env(service, given))
+    assert settings.auth.admin_password == "a-long-enough-admin-password"

@@ -120,12 +120,36 @@ capabilities:
     - ALL
 {{- end }}
 
-{{/* Every container of the microservices mode: users and API keys are kept per gateway
-process, which replicas do not share yet, so this mode runs without authentication (the
-server warns at start) behind the NetworkPolicies; the monolith keeps it on. */}}
-{{- define "aiplatform.splitEnv" -}}
-- name: AIPLATFORM_AUTH__ENABLED
-  value: "false"
+{{/*
+Settings read from keys of the Secret auth.existingSecret (created by the operator), as
+aiplatform.deploy.profiles lists them: [variable, key, optional]. Every container of the
+microservices mode gets them all: authentication stays on, the gateway presents the service
+token to its pods, and users, keys and sessions live in the PostgreSQL database every gateway
+replica and pod shares. The monolith keeps its own store on its volume and reads only the first
+admin's password, when the Secret has one. .split selects the microservices list.
+*/}}
+{{- define "aiplatform.authEnv" -}}
+{{- $secret := required "auth.existingSecret must name the Secret with the authentication settings" .root.Values.auth.existingSecret }}
+{{- $adminPassword := list "AIPLATFORM_AUTH__ADMIN_PASSWORD" "admin-password" true }}
+{{- $settings := list $adminPassword }}
+{{- if .split }}
+{{- $settings = list
+      (list "AIPLATFORM_AUTH__SERVICE_TOKEN" "service-token" false)
+      (list "AIPLATFORM_AUTH__JWT_SECRET" "jwt-secret" false)
+      (list "AIPLATFORM_AUTH__DATABASE_URL" "database-url" false)
+      $adminPassword
+      (list "AIPLATFORM_LIMITS__REDIS_URL" "redis-url" true) }}
+{{- end }}
+{{- range $settings }}
+- name: {{ index . 0 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret | quote }}
+      key: {{ index . 1 }}
+      {{- if index . 2 }}
+      optional: true
+      {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* AIPLATFORM_ENGINES__<NAME>__ENABLED=false for each disabled engine. */}}

@@ -67,6 +67,7 @@ LOAD_MODEL: Operation[ModelLoadRequest, ModelState, NoChunk] = Operation(
     example=Example(request=_default_model),
     summary="Load a configured model into memory now",
     tags=("llm",),
+    admin_only=True,
 )
 
 UNLOAD_MODEL: Operation[ModelLoadRequest, ModelState, NoChunk] = Operation(
@@ -78,6 +79,7 @@ UNLOAD_MODEL: Operation[ModelLoadRequest, ModelState, NoChunk] = Operation(
     example=Example(request=_default_model),
     summary="Release a model's memory; it loads again on its next request",
     tags=("llm",),
+    admin_only=True,
 )
 
 
