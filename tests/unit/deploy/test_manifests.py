@@ -550,9 +550,7 @@ def test_every_split_container_gets_the_auth_settings_from_the_variables(split: 
         assert raw["AIPLATFORM_AUTH__SERVICE_TOKEN"] == (
             "${AIP_SERVICE_TOKEN:?set AIP_SERVICE_TOKEN}"
         ), name
-        assert raw["AIPLATFORM_AUTH__JWT_SECRET"] == (
-            "${AIP_JWT_SECRET:?set AIP_JWT_SECRET}"
-        ), name
+        assert raw["AIPLATFORM_AUTH__JWT_SECRET"] == ("${AIP_JWT_SECRET:?set AIP_JWT_SECRET}"), name
         assert raw["AIPLATFORM_AUTH__ADMIN_PASSWORD"] == "${AIP_ADMIN_PASSWORD}", name
         assert raw["AIPLATFORM_LIMITS__REDIS_URL"] == "${AIP_REDIS_URL}", name
         env = _compose_env(service, COMPOSE_VARIABLES)
@@ -615,9 +613,7 @@ def test_compose_files_use_no_empty_default(deploy_dir: Path) -> None:
 def test_monolith_compose_takes_an_optional_admin_password(deploy_dir: Path) -> None:
     content = yaml.safe_load((deploy_dir / "compose" / "monolith.yaml").read_text())
     service = content["services"]["aiplatform"]
-    assert service["environment"] == {
-        "AIPLATFORM_AUTH__ADMIN_PASSWORD": "${AIP_ADMIN_PASSWORD}"
-    }
+    assert service["environment"] == {"AIPLATFORM_AUTH__ADMIN_PASSWORD": "${AIP_ADMIN_PASSWORD}"}
     # unset, it is empty, which leaves the first admin's password random
     assert load_settings(env=_compose_env(service, {})).auth.admin_password is None
     given = {"AIP_ADMIN_PASSWORD": "a-long-enough-admin-password"}
