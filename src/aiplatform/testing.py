@@ -19,6 +19,15 @@ The three modes:
 - ``remote-socket``: a ``RemoteEngine`` over the network wire (aiohttp) to a real
   ``aiplatform serve --engines KIND`` child process on a loopback port (:class:`ServerProcess`).
 
+The pods of both remote modes run with authentication on, as in a split deployment: ``[auth]
+enabled = true`` with a ``service_token`` (:class:`PodAuth`; :data:`POD_AUTH` is made once per
+process from random secrets), an admin password of their own so that no generated one is
+printed, and their identity data in a temporary folder. The ``RemoteEngine`` the kit builds
+presents that service token and sends the tenant it acts for (``x-aiplatform-tenant``), exactly
+as a gateway calls its pods; a caller without the token is refused. The in-process pod app of
+``remote-asgi`` does not run its lifespan (the caller enters the engine), so its identity
+service is not started: it checks the service credential, not API keys or logins.
+
 :func:`run_examples` runs the example every operation declares (``Operation.example``) and
 :func:`normalized` strips what legitimately differs between two runs (ids, timestamps), so one
 test can compare every operation of a kind across the modes.
@@ -26,7 +35,11 @@ test can compare every operation of a kind across the modes.
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,15 +48,18 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 import httpx
 import msgspec
+from litestar import Litestar
 
-from aiplatform.engines.base import Engine, ExampleContext, Operation, build_request
+from aiplatform.auth.settings import AuthSettings
+from aiplatform.engines.base import Engine, EngineKind, ExampleContext, Operation, build_request
 from aiplatform.engines.registry import ENGINE_KINDS
 from aiplatform.engines.settings import EngineSettings
 from aiplatform.errors import AIPlatformError
@@ -54,9 +70,13 @@ from aiplatform.settings import Settings
 
 __all__ = [
     "MODES",
+    "POD_AUTH",
     "Mode",
     "Outcome",
+    "PodAuth",
     "ServerProcess",
+    "asgi_client",
+    "asgi_pod",
     "asgi_remote",
     "engine_in_mode",
     "fake_settings",
@@ -113,6 +133,66 @@ def settings_env(settings: Settings) -> dict[str, str]:
     }
 
 
+# -- the pods' credentials -----------------------------------------------------------------------
+
+#: The settings variable that carries ``[auth] service_token`` (how :class:`ServerProcess` knows
+#: the token of a pod it starts, however the caller set it).
+_SERVICE_TOKEN_ENV = "AIPLATFORM_AUTH__SERVICE_TOKEN"
+
+
+def _secret() -> str:
+    return secrets.token_urlsafe(32)  # 43 characters
+
+
+@dataclass(frozen=True, slots=True)
+class PodAuth:
+    """What the kit's pods require: authentication on, and the shared ``service_token`` a
+    gateway presents to its pods (the only credential the kit's callers use).
+
+    ``admin_password`` is the first admin's (made at a pod's first start when no user exists),
+    given so that the pod does not print a generated one. The kit's pods take no password
+    logins, so they hash it at the lowest Argon2id cost, which keeps their starts quick.
+    """
+
+    service_token: str = field(default_factory=_secret, repr=False)
+    admin_password: str = field(default_factory=_secret, repr=False)
+
+    def settings(self, data_dir: str | Path) -> AuthSettings:
+        """The ``[auth]`` section of a pod keeping its identities in ``data_dir``."""
+        return AuthSettings(
+            enabled=True,
+            service_token=self.service_token,
+            admin_password=self.admin_password,
+            password_time_cost=1,
+            password_memory_kib=8,
+            data_dir=str(data_dir),
+        )
+
+    def env(self, data_dir: str | Path) -> dict[str, str]:
+        """The same section as the environment of an ``aiplatform serve`` process."""
+        section = self.settings(data_dir)
+        return {
+            "AIPLATFORM_AUTH__ENABLED": "true",
+            _SERVICE_TOKEN_ENV: self.service_token,
+            "AIPLATFORM_AUTH__ADMIN_PASSWORD": self.admin_password,
+            "AIPLATFORM_AUTH__PASSWORD_TIME_COST": str(section.password_time_cost),
+            "AIPLATFORM_AUTH__PASSWORD_MEMORY_KIB": str(section.password_memory_kib),
+            "AIPLATFORM_AUTH__DATA_DIR": str(data_dir),
+        }
+
+
+#: The credentials of every pod the kit makes in this process (a test session).
+POD_AUTH = PodAuth()
+
+
+@cache
+def _scratch() -> Path:
+    """A folder of this process's own, removed when it exits."""
+    folder = Path(tempfile.mkdtemp(prefix="aiplatform-kit-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 # -- a real server process -----------------------------------------------------------------------
 
 
@@ -127,26 +207,48 @@ def free_port() -> int:
 class ServerProcess:
     """An ``aiplatform serve`` child process on a loopback port; stop and start it again on the
     same port. Its environment is this process's without ``AIPLATFORM_*`` variables, plus
-    ``env``; its log is kept in a folder of its own (:meth:`log`)."""
+    ``env``; its log is kept in a folder of its own (:meth:`log`).
+
+    With ``auth`` it requires those credentials (:meth:`PodAuth.env`, its identities kept in
+    its folder); ``env`` may still override any of them.
+    """
 
     def __init__(
-        self, args: Iterable[str], env: Mapping[str, str] | None = None, port: int | None = None
+        self,
+        args: Iterable[str],
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        *,
+        auth: PodAuth | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.folder = Path(tempfile.mkdtemp(prefix="aiplatform-test-"))
         self._args = list(args)
-        self._env = {**_clean_env(), **(env or {})}
+        credentials = auth.env(self.folder / "auth") if auth is not None else {}
+        self._env = {**_clean_env(), **credentials, **(env or {})}
         self._log = self.folder / "server.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def serving(
-        cls, settings: Settings, engines: Iterable[str], env: Mapping[str, str] | None = None
+        cls,
+        settings: Settings,
+        engines: Iterable[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        auth: PodAuth | None = None,
     ) -> ServerProcess:
-        """A pod: ``aiplatform serve --engines A,B`` with ``settings``' engine sections (not
-        started yet)."""
-        return cls(["--engines", ",".join(engines)], {**settings_env(settings), **(env or {})})
+        """A pod: ``aiplatform serve --engines A,B`` with ``settings``' engine sections,
+        requiring ``auth``'s credentials when given (not started yet)."""
+        env = {**settings_env(settings), **(env or {})}
+        return cls(["--engines", ",".join(engines)], env, auth=auth)
+
+    @property
+    def service_token(self) -> str | None:
+        """The ``[auth] service_token`` the process was given, which a caller presents to be
+        served as a gateway (None: it was given none)."""
+        return self._env.get(_SERVICE_TOKEN_ENV) or None
 
     def start(self, *, wait_ready: bool = True, timeout_s: float = 180.0) -> None:
         """Start the process and wait until it answers ``/ready`` (or ``/health``)."""
@@ -223,18 +325,39 @@ def _clean_env() -> dict[str, str]:
 # -- engines in each mode ----------------------------------------------------------------------
 
 
-def asgi_remote(local: Engine, settings: EngineSettings) -> RemoteEngine:
-    """A remote adapter reaching ``local`` through the platform's app, in-process (the caller
-    enters ``local`` itself; ``settings`` supply the adapter's deadlines)."""
+_pod_numbers = itertools.count()
+
+
+def asgi_pod(local: Engine, auth: PodAuth = POD_AUTH) -> Litestar:
+    """The platform's app serving ``local`` alone, as a pod: requiring ``auth``'s credentials
+    (its identities would be kept in a folder of this process's own) and answering to any host
+    name. Its lifespan is not run: whoever uses it enters ``local`` itself."""
     from aiplatform.server.app import create_app
 
-    kind = local.kind
-    # a pod: called by its service name, which any server bound beyond loopback answers to
-    pod_settings = Settings(http=HttpSettings(allowed_hosts=["*"]))
-    app = create_app(pod_settings, engines={kind.name: local})
+    # a pod is called by its service name, which any server bound beyond loopback answers to
+    data_dir = _scratch() / f"pod-{next(_pod_numbers)}-auth"
+    settings = Settings(http=HttpSettings(allowed_hosts=["*"]), auth=auth.settings(data_dir))
+    return create_app(settings, engines={local.kind.name: local})
+
+
+def asgi_client(
+    app: Litestar, kind: EngineKind[Any], settings: EngineSettings, *, service_token: str | None
+) -> RemoteEngine:
+    """A remote adapter for ``kind`` calling ``app`` in-process, presenting ``service_token``
+    (``settings`` supply its deadlines)."""
     remote_settings = msgspec.structs.replace(settings, url=f"http://{kind.name}-pod")
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # litestar's narrower scopes
-    return RemoteEngine(kind, remote_settings, wire=HttpxWire(transport))
+    return RemoteEngine(
+        kind, remote_settings, wire=HttpxWire(transport), service_token=service_token
+    )
+
+
+def asgi_remote(local: Engine, settings: EngineSettings) -> RemoteEngine:
+    """A remote adapter reaching ``local`` through the platform's app (:func:`asgi_pod`),
+    in-process, presenting the pod's service token as a gateway does (the caller enters
+    ``local`` itself; ``settings`` supply the adapter's deadlines)."""
+    app = asgi_pod(local, POD_AUTH)
+    return asgi_client(app, local.kind, settings, service_token=POD_AUTH.service_token)
 
 
 @asynccontextmanager
@@ -246,14 +369,15 @@ async def in_mode(
 ) -> AsyncIterator[Engine]:
     """``local`` itself, or a remote adapter reaching the same engine: through the app in
     this process, or over a socket to ``pod`` (a started :class:`ServerProcess`, or a function
-    that starts one on first use; socket mode needs one)."""
+    that starts one on first use; socket mode needs one). The adapter presents the pod's
+    service token (:attr:`ServerProcess.service_token`)."""
     kind = local.kind
     if mode == "remote-socket":
         if pod is None:
             raise ValueError("remote-socket mode needs a pod")
         server = pod if isinstance(pod, ServerProcess) else pod()
         url_settings = msgspec.structs.replace(settings, url=server.url)
-        async with RemoteEngine(kind, url_settings) as remote:
+        async with RemoteEngine(kind, url_settings, service_token=server.service_token) as remote:
             yield remote
         return
     async with local:
@@ -275,14 +399,14 @@ async def engine_in_mode(
     """Engine ``name`` as ``settings`` configure it (with the engines it needs), in ``mode``.
 
     In socket mode without a ``pod``, a ``aiplatform serve --engines NAME`` process with the
-    same settings runs for the duration of the block.
+    same settings, requiring :data:`POD_AUTH`, runs for the duration of the block.
     """
     from aiplatform.server.wiring import build_configured
 
     section = settings.engine(name)
     local = build_configured(settings, name, served={})  # not entered in socket mode
     if mode == "remote-socket" and pod is None:
-        server = ServerProcess.serving(settings, [name])
+        server = ServerProcess.serving(settings, [name], auth=POD_AUTH)
         await anyio.to_thread.run_sync(server.start)
         try:
             async with in_mode(mode, local, section, server) as engine:

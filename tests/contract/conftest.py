@@ -2,12 +2,14 @@
 over a real socket.
 
 Each contract test takes ``engine`` (the engine under test, one per mode) and ``reference`` (the
-in-process engine on the same model) and asserts the two give the same answers.
+in-process engine on the same model) and asserts the two give the same answers. Every pod
+requires the kit's credentials (:data:`aiplatform.testing.POD_AUTH`), which the remote engines
+present as a gateway does.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -15,7 +17,7 @@ from aiplatform.engines.base import Engine
 from aiplatform.engines.embeddings.backend import EmbeddingBackend
 from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine, make_backend
 from aiplatform.engines.embeddings.settings import EmbeddingsSettings
-from aiplatform.testing import MODES, in_mode
+from aiplatform.testing import MODES, POD_AUTH, in_mode
 from tests.support import ServerProcess
 
 
@@ -32,9 +34,19 @@ def loaded_backend(embeddings_settings: EmbeddingsSettings) -> EmbeddingBackend:
 
 
 @pytest.fixture(scope="session")
-def embeddings_pod(backend_name: str) -> Iterator[ServerProcess]:
+def pod_auth_env(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], dict[str, str]]:
+    """The environment that has a pod require the kit's credentials, keeping its identities in
+    a folder of its own."""
+    return lambda: POD_AUTH.env(tmp_path_factory.mktemp("pod-auth"))
+
+
+@pytest.fixture(scope="session")
+def embeddings_pod(
+    backend_name: str, pod_auth_env: Callable[[], dict[str, str]]
+) -> Iterator[ServerProcess]:
     """A second ``aiplatform serve --engines embeddings`` process on a loopback port."""
     env = {
+        **pod_auth_env(),
         "AIPLATFORM_ENGINES__EMBEDDINGS__BACKEND": backend_name,
         "AIPLATFORM_ENGINES__EMBEDDINGS__MAX_INPUTS": "64",
     }

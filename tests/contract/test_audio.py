@@ -56,11 +56,13 @@ def wav_part(data: bytes) -> FilePart:
 
 
 @pytest.fixture(scope="module")
-def audio_pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def audio_pod(
+    tmp_path_factory: pytest.TempPathFactory, pod_auth_env: Callable[[], dict[str, str]]
+) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("pod-speakers")
     server = ServerProcess(
         ["--engines", "asr,speakers,diarization,emotion"],
-        {"AIPLATFORM_ENGINES__SPEAKERS__DATA_DIR": str(folder)},
+        {**pod_auth_env(), "AIPLATFORM_ENGINES__SPEAKERS__DATA_DIR": str(folder)},
     )
     server.start()
     yield server

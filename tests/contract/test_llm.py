@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import msgspec
 import pytest
@@ -75,9 +75,12 @@ def shared_model(model_settings: LLMModelSettings) -> Iterator[LLMModel]:
 
 
 @pytest.fixture(scope="session")
-def llm_pod(model_settings: LLMModelSettings) -> Iterator[ServerProcess]:
+def llm_pod(
+    model_settings: LLMModelSettings, pod_auth_env: Callable[[], dict[str, str]]
+) -> Iterator[ServerProcess]:
     models = json.dumps([msgspec.to_builtins(model_settings)])
-    server = ServerProcess(["--engines", "llm"], {"AIPLATFORM_ENGINES__LLM__MODELS": models})
+    env = {**pod_auth_env(), "AIPLATFORM_ENGINES__LLM__MODELS": models}
+    server = ServerProcess(["--engines", "llm"], env)
     server.start()
     yield server
     server.stop()

@@ -4,7 +4,7 @@ and through a real ``aiplatform serve --engines rag`` process), on the fake embe
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -60,8 +60,12 @@ FACTS = [
 
 
 @pytest.fixture(scope="module")
-def rag_pod() -> Iterator[ServerProcess]:
-    env = {**FAKE_EMBEDDINGS_ENV, "AIPLATFORM_ENGINES__RAG__MAX_DOCUMENT_CHARS": "5000"}
+def rag_pod(pod_auth_env: Callable[[], dict[str, str]]) -> Iterator[ServerProcess]:
+    env = {
+        **pod_auth_env(),
+        **FAKE_EMBEDDINGS_ENV,
+        "AIPLATFORM_ENGINES__RAG__MAX_DOCUMENT_CHARS": "5000",
+    }
     server = ServerProcess(["--engines", "rag,rerank"], env)
     server.start()
     yield server

@@ -28,6 +28,7 @@ from aiplatform.errors import (
 )
 from aiplatform.remote.client import RemoteEngine
 from aiplatform.remote.wire import HttpxWire
+from aiplatform.tenant import acting_as
 from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
@@ -129,6 +130,25 @@ async def test_path_api_key_and_v1_suffix() -> None:
     assert str(seen[0].url) == "http://upstream:8000/prefix/v1/embeddings"
     assert seen[0].headers["authorization"] == "Bearer sekret"
     assert json.loads(seen[0].content) == {"input": "hello"}
+    # the key's own tenant holds upstream: naming one would only be refused there
+    assert "x-aiplatform-tenant" not in seen[0].headers
+
+
+async def test_the_tenant_is_named_to_a_pod_with_the_service_credential_or_no_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(400, json={"error": {"message": "x", "type": "x"}})
+
+    wire = HttpxWire(httpx.MockTransport(handler))
+    settings = EmbeddingsSettings(url="http://pod:8000", api_key="k")  # type: ignore[call-arg]
+    gateway = RemoteEngine(EMBEDDINGS, settings, wire=wire, service_token="t" * 32)
+    with acting_as("acme"):
+        await call(gateway)
+        await call(remote(handler))  # a development pod: no key, no credential
+    assert [request.headers["x-aiplatform-tenant"] for request in seen] == ["acme", "acme"]
+    assert seen[0].headers["x-aiplatform-service-token"] == "t" * 32
 
 
 async def test_refused_connection_is_503() -> None:

@@ -109,6 +109,14 @@ class RemoteEngine:
     def url(self) -> str:
         return self._base_url
 
+    def _name_tenant(self, headers: dict[str, str]) -> None:
+        """Name the tenant the call acts for: to a pod, as its gateway (with the service
+        credential, or on a development set-up without authentication). Calling with an API
+        key of its own, the upstream takes the tenant from that key, and a tenant header
+        without the service credential would only be refused."""
+        if self._service_token or not self._settings.api_key:
+            headers[TENANT_HEADER] = current_tenant()
+
     async def __aenter__(self) -> Self:
         settings = self._settings
         headers = {"user-agent": f"aiplatform/{__version__}"}
@@ -165,7 +173,7 @@ class RemoteEngine:
             raise InternalError(f"operation '{op.name}' does not stream")
         wire = self._require_wire()
         path, body, headers = self._encode(op, request)
-        headers[TENANT_HEADER] = current_tenant()
+        self._name_tenant(headers)
         self._check_circuit()
         try:
             async with wire.stream(op.method, path, body, headers) as response:
@@ -268,7 +276,7 @@ class RemoteEngine:
         wire = self._require_wire()
         if headers is None:
             headers = dict(_JSON) if body is not None else {}
-        headers[TENANT_HEADER] = current_tenant()
+        self._name_tenant(headers)
         self._check_circuit()
         try:
             return await wire.request(
