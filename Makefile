@@ -106,6 +106,7 @@ bench: ## the benchmarks under bench/
 	$(BIN)/python -m bench.analytics
 	$(BIN)/python -m bench.deploy
 	$(BIN)/python -m bench.wire
+	$(BIN)/python -m bench.observability
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

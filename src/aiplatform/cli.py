@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -12,6 +11,7 @@ import msgspec
 from aiplatform import __version__
 from aiplatform.auth.admin_cli import add_admin_commands
 from aiplatform.engines.llm.settings import LLMSettings
+from aiplatform.observability.logs import configure_logging
 from aiplatform.settings import Settings, SettingsError, engine_names, load_settings, select_engines
 
 __all__ = ["main"]
@@ -143,10 +143,7 @@ def _print_engines(settings: Settings) -> int:
 
 def _serve(settings: Settings) -> int:
     server = settings.server
-    logging.basicConfig(
-        level=server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(server.log_format, server.log_level)
     import uvicorn
 
     from aiplatform.server.app import create_app
@@ -157,7 +154,8 @@ def _serve(settings: Settings) -> int:
         host=server.host,
         port=server.port,
         log_level=server.log_level,
-        access_log=server.access_log,
+        log_config=None,  # uvicorn's records go through the handler configure_logging set
+        access_log=False,  # the app writes the access log ([server] access_log)
         limit_concurrency=server.limit_concurrency,
         timeout_graceful_shutdown=10,
     )

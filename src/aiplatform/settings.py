@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 import msgspec
 
 from aiplatform.auth.settings import AuthSettings
+from aiplatform.coordinator.settings import CoordinatorSettings
 from aiplatform.engines.registry import ENGINE_KINDS
 from aiplatform.engines.settings import EngineSettings, PositiveFloat, PositiveInt
 from aiplatform.limits.settings import RateLimitSettings
+from aiplatform.observability.metrics_settings import MetricsSettings
+from aiplatform.observability.tracing import TracingSettings
 from aiplatform.server.guard.hosts import is_loopback
 from aiplatform.server.http_settings import HttpSettings
 from aiplatform.storage.settings import StorageSettings
@@ -68,7 +71,11 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limit_concurrency: Annotated[int, msgspec.Meta(ge=2)] = 1024
     #: ``debug`` also logs unknown request fields that were ignored.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    #: uvicorn's per-request access log.
+    #: ``text``: plain lines; ``json``: one JSON object per line with the request id and the
+    #: tenant (for a log collector).
+    log_format: Literal["text", "json"] = "text"
+    #: One access log line per HTTP request: method, path, status, duration, request id,
+    #: tenant and engine.
     access_log: bool = False
 
 
@@ -102,6 +109,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     limits: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
+    tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    coordinator: CoordinatorSettings = msgspec.field(default_factory=CoordinatorSettings)
     engines: EnginesSettings = msgspec.field(default_factory=_engines_default)
 
     @property

@@ -139,10 +139,15 @@ def app_routes(app: Litestar) -> list[str]:
 
 
 async def websocket_session(
-    app: Litestar, path: str, headers: Mapping[str, str], sent: Sequence[bytes | str]
+    app: Litestar,
+    path: str,
+    headers: Mapping[str, str],
+    sent: Sequence[bytes | str],
+    until: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """The messages a WebSocket client sending ``sent`` (then waiting) receives, up to and with
-    the server's close; the app called in this event loop, whose engines it shares."""
+    the server's close, or until a message the client leaves after (``until``); the app called
+    in this event loop, whose engines it shares."""
     incoming: list[dict[str, Any]] = [{"type": "websocket.connect"}]
     incoming += [
         {"type": "websocket.receive", "bytes": m}
@@ -179,7 +184,7 @@ async def websocket_session(
 
     async def send(message: dict[str, Any]) -> None:
         received.append(message)
-        if message["type"] == "websocket.close":
+        if message["type"] == "websocket.close" or (until is not None and until(message)):
             closed.set()
 
     with anyio.fail_after(30):

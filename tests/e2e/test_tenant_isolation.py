@@ -248,6 +248,8 @@ ROUTES: dict[str, Expect] = {
 #: Routes the OpenAPI description does not show, each checked by a test of its own here.
 UNDESCRIBED = {
     "WS /v1/ws/transcribe": "test_live_transcription_names_no_speaker_of_another_tenant",
+    "WS /v1/ws/chat": "test_websocket_chat_answers_from_no_collection_of_another_tenant",
+    "GET /metrics": "test_metrics_name_no_tenant_to_a_caller_without_the_scrape_token",
 }
 LIVE = "/v1/ws/transcribe?diarize=true"
 
@@ -564,3 +566,43 @@ async def test_live_transcription_names_no_speaker_of_another_tenant(tenants: Te
     speakers, answer = await live(tenants.alpha_key)
     assert len(speakers) == 1
     assert leaked(tenants.bravo.secrets, answer, LIVE) == []
+
+
+def ended(message: dict[str, Any]) -> bool:
+    """A chat's last event: its ``done`` or its ``error``."""
+    text = message.get("text")
+    return text is not None and json.loads(text)["type"] in ("done", "error")
+
+
+async def test_websocket_chat_answers_from_no_collection_of_another_tenant(
+    tenants: Tenants,
+) -> None:
+    def chat(headers: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
+        request = {
+            "model": "fake-llm",
+            "messages": [{"role": "user", "content": "what is in the archive?"}],
+            "rag": {"collection": tenants.bravo["collection_id"]},
+        }
+        sent = json.dumps({"type": "chat", "id": "c1", "request": request})
+        # in the client's own event loop, where the engines (and their batchers) run
+        messages = tenants.client.blocking_portal.call(
+            websocket_session, tenants.app, "/v1/ws/chat", headers, [sent], ended
+        )
+        texts = [m["text"] for m in messages if m["type"] == "websocket.send" and "text" in m]
+        return [json.loads(text) for text in texts], "".join(texts)
+
+    owner, _ = await anyio.to_thread.run_sync(chat, tenants.bravo_key)
+    assert owner[-1]["type"] == "done", "B chats over its own collection"
+    events, answer = await anyio.to_thread.run_sync(chat, tenants.alpha_key)
+    assert [event["type"] for event in events] == ["error"]
+    assert events[0]["error"]["code"] == "collection_not_found"
+    assert leaked(tenants.bravo.secrets, answer, tenants.bravo["collection_id"]) == []
+
+
+async def test_metrics_name_no_tenant_to_a_caller_without_the_scrape_token(
+    tenants: Tenants,
+) -> None:
+    text = (await tenants.client.get("/metrics", headers=tenants.alpha_key)).text
+    assert "aiplatform_requests_total" in text
+    assert leaked(tenants.bravo.secrets, text, "") == []
+    assert BRAVO not in text

@@ -7,6 +7,7 @@ import gc
 import threading
 import weakref
 from collections.abc import Iterator
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -18,7 +19,7 @@ from aiplatform.engines.backlog import Backlog, background_work
 from aiplatform.engines.base import EngineKind, Operation
 from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.settings import EngineSettings
-from aiplatform.engines.threads import ThreadPool
+from aiplatform.engines.threads import BUFFERED_ITEMS, ThreadPool
 from aiplatform.errors import (
     EngineOverloadedError,
     EngineUnavailableError,
@@ -160,6 +161,33 @@ async def test_iterators_are_bounded_and_have_a_deadline() -> None:
             assert dropped.value.code == "queue_timeout"
             gate.opened.set()
         assert [item async for item in threads.iterate(count)] == [0, 1, 2]
+        assert (threads.queued, threads.running) == (0, 0)
+    finally:
+        threads.shutdown()
+
+
+async def test_an_iterator_runs_only_a_bounded_way_ahead_of_a_slow_consumer() -> None:
+    threads = pool(max_queue=1, queue_timeout_s=None)
+    produced: list[int] = []
+    stopped = threading.Event()
+
+    def endless(cancelled: threading.Event) -> Iterator[int]:
+        try:
+            for number in range(10 * BUFFERED_ITEMS):
+                produced.append(number)
+                yield number
+        finally:
+            stopped.set()
+
+    try:
+        async with aclosing(threads.iterate(endless)) as items:
+            assert await anext(items) == 0
+            await anyio.sleep(0.3)  # the consumer reads nothing: the producer must wait
+            assert len(produced) <= BUFFERED_ITEMS + 2
+            assert [await anext(items) for _ in range(5)] == [1, 2, 3, 4, 5]
+        # leaving early frees the waiting producer (and its thread) at once
+        await wait_until(stopped.is_set)
+        assert len(produced) < 10 * BUFFERED_ITEMS
         assert (threads.queued, threads.running) == (0, 0)
     finally:
         threads.shutdown()

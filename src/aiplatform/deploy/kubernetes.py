@@ -304,11 +304,17 @@ def pdb(component: str) -> Manifest:
     }
 
 
+#: The pods that scrape ``/metrics``, in any namespace (Prometheus' own label).
+SCRAPER_LABELS = {"app.kubernetes.io/name": "prometheus"}
+
+
 def network_policy(component: str, admitted: Iterable[str] | None) -> Manifest:
-    """Ingress to a component on its port: from the ``admitted`` components, or (None) anyone."""
+    """Ingress to a component on its port: from the ``admitted`` components and the metrics
+    scraper, or (None) anyone."""
     rule: Manifest = {}
     if admitted is not None:
         rule["from"] = [
+            {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(SCRAPER_LABELS)}},
             {
                 "podSelector": {
                     "matchLabels": {"app.kubernetes.io/name": APP},
@@ -320,7 +326,7 @@ def network_policy(component: str, admitted: Iterable[str] | None) -> Manifest:
                         }
                     ],
                 }
-            }
+            },
         ]
     rule["ports"] = [{"port": PORT, "protocol": "TCP"}]
     return {

@@ -80,6 +80,8 @@ class SecretSetting:
 
 
 _ADMIN_PASSWORD = SecretSetting("AIPLATFORM_AUTH__ADMIN_PASSWORD", "admin-password", optional=True)
+#: The bearer token Prometheus presents to ``/metrics`` (whose labels name tenants).
+_METRICS_TOKEN = SecretSetting("AIPLATFORM_METRICS__TOKEN", "metrics-token", optional=True)
 
 #: Settings of every container of a split deployment (the gateway replicas and the engine
 #: pods). Authentication stays on (the containers bind 0.0.0.0): the gateway presents the
@@ -93,11 +95,12 @@ SPLIT_SECRETS = (
     SecretSetting("AIPLATFORM_AUTH__DATABASE_URL", "database-url"),
     _ADMIN_PASSWORD,
     SecretSetting("AIPLATFORM_LIMITS__REDIS_URL", "redis-url", optional=True),
+    _METRICS_TOKEN,
 )
 
-#: Settings of the monolith: the first admin's password at most. It keeps users and keys in its
-#: own store on its volume, and its signing key there too.
-MONOLITH_SECRETS = (_ADMIN_PASSWORD,)
+#: Settings of the monolith: the first admin's password and the metrics token at most. It keeps
+#: users and keys in its own store on its volume, and its signing key there too.
+MONOLITH_SECRETS = (_ADMIN_PASSWORD, _METRICS_TOKEN)
 
 #: The gateway: every engine forwarded, nothing loaded (measured: 82 MiB).
 GATEWAY = Resources(cpu="250m", memory_mib=128, cpu_limit="2", memory_limit_mib=512)

@@ -38,6 +38,7 @@ from aiplatform.engines.settings import EngineSettings
 from aiplatform.engines.threads import ThreadPool
 from aiplatform.engines.workers import ProgressHandler, WorkerPool
 from aiplatform.errors import EngineUnavailableError, NotFoundError
+from aiplatform.observability.metrics_live import unwatch_engine, watch_engine
 
 __all__ = ["CallGauge", "ExecutorKind", "LocalEngine", "QueueGauge"]
 
@@ -227,6 +228,7 @@ class LocalEngine(ABC):
             self._threads = self._workers = None
             raise
         self._stack = stack
+        watch_engine(self)  # its queues are reported at /metrics while it runs
         return self
 
     def _check_bindings(self) -> None:
@@ -245,6 +247,7 @@ class LocalEngine(ABC):
             )
 
     async def __aexit__(self, *exc_info: object) -> None:
+        unwatch_engine(self)
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
@@ -256,9 +259,14 @@ class LocalEngine(ABC):
             await asyncio.wrap_future(threads.executor.submit(self.unload))
         threads.shutdown()
 
-    async def status(self) -> EngineStatus:
+    def queue_depth(self) -> tuple[int, int]:
+        """Requests waiting in the engine's queues, and calls running now."""
         queued = sum(gauge.queued for gauge in self._all_gauges())
         running = sum(gauge.running for gauge in self._all_call_gauges())
+        return queued, running
+
+    async def status(self) -> EngineStatus:
+        queued, running = self.queue_depth()
 
         def status(ready: bool, detail: str = "") -> EngineStatus:
             return EngineStatus(

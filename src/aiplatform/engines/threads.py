@@ -13,12 +13,16 @@ from typing import Any, TypeVar
 from aiplatform.engines.backlog import Backlog, Ticket
 from aiplatform.errors import EngineUnavailableError
 
-__all__ = ["ThreadPool"]
+__all__ = ["BUFFERED_ITEMS", "ThreadPool"]
 
 T = TypeVar("T")
 
 _DONE = object()
 _EXPIRED = object()
+#: Items (tokens, chunks) an iterator may run ahead of its consumer before it waits.
+BUFFERED_ITEMS = 64
+#: How often a producer waiting for room checks whether its consumer left.
+_ROOM_POLL_S = 0.05
 
 
 class ThreadPool:
@@ -138,12 +142,13 @@ class ThreadPool:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancelled = threading.Event()
+        room = threading.Semaphore(BUFFERED_ITEMS)
         try:
-            future = self._submit(lambda: _produce(loop, queue, started, cancelled))
+            future = self._submit(lambda: _produce(loop, queue, started, cancelled, room))
             future.add_done_callback(partial(_end_if_cancelled, loop, queue))
             timer = self._expire_at_deadline(ticket, future, queue)
             try:
-                async with aclosing(_consume(queue, future, cancelled)) as items:
+                async with aclosing(_consume(queue, future, cancelled, room)) as items:
                     async for item in items:
                         yield item  # type: ignore[misc]
             finally:
@@ -183,12 +188,18 @@ def _produce(
     queue: asyncio.Queue[object],
     make_iterator: Callable[[threading.Event], Iterator[Any]],
     cancelled: threading.Event,
+    room: threading.Semaphore,
 ) -> None:
-    """On the worker thread: hand each item to the loop, then the end (or the failure)."""
+    """On the worker thread: hand each item to the loop, then the end (or the failure). With
+    ``BUFFERED_ITEMS`` items not yet taken by the consumer, wait for it: a slow reader holds
+    the iterator back (the model stops generating) rather than growing the queue."""
     iterator: Iterator[Any] | None = None
     try:
         iterator = make_iterator(cancelled)
         for item in iterator:
+            while not room.acquire(timeout=_ROOM_POLL_S):
+                if cancelled.is_set():
+                    return
             loop.call_soon_threadsafe(queue.put_nowait, item)
             if cancelled.is_set():
                 break
@@ -205,6 +216,7 @@ async def _consume(
     queue: asyncio.Queue[object],
     future: asyncio.Future[Any] | Future[Any],
     cancelled: threading.Event,
+    room: threading.Semaphore,
 ) -> AsyncGenerator[object, None]:
     try:
         while True:
@@ -215,6 +227,7 @@ async def _consume(
                 raise _ExpiredError
             if isinstance(item, _Failure):
                 raise item.error
+            room.release()
             yield item
     finally:
         # A producer still queued never starts; a running one sees the event and ends.

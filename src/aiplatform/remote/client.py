@@ -17,7 +17,7 @@ HTTP layer itself is :mod:`aiplatform.remote.wire`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any, Self, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -41,6 +41,8 @@ from aiplatform.errors import (
     status_for_type,
 )
 from aiplatform.forms import encode_form
+from aiplatform.observability.metrics_engines import remote_call, remote_stream
+from aiplatform.observability.tracing import propagate
 from aiplatform.remote.breaker import CircuitBreaker, ProbeResult
 from aiplatform.remote.wire import AiohttpWire, Wire, WireError, WireOptions, WireResponse
 from aiplatform.sse import DONE, iter_data
@@ -155,6 +157,13 @@ class RemoteEngine:
             await self._wire.aclose()
 
     async def invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
+        with remote_call(self._name, op.name):  # timed, and counted when it fails
+            return await self._invoke(op, request)
+
+    def stream(self, op: Operation[Req, Any, Chunk], request: Req) -> AsyncIterator[Chunk]:
+        return remote_stream(self._name, op.name, self._stream(op, request))
+
+    async def _invoke(self, op: Operation[Req, Resp, Any], request: Req) -> Resp:
         path, body, headers = self._encode(op, request)
         response = await self._send(op.method, path, body, headers=headers)
         if response.status >= 400:
@@ -167,13 +176,16 @@ class RemoteEngine:
             raise self._bad_response(op.path, ValueError(wrong))
         return result
 
-    async def stream(self, op: Operation[Req, Any, Chunk], request: Req) -> AsyncIterator[Chunk]:
+    async def _stream(
+        self, op: Operation[Req, Any, Chunk], request: Req
+    ) -> AsyncGenerator[Chunk, None]:
         chunk_type = op.chunk
         if chunk_type is None:
             raise InternalError(f"operation '{op.name}' does not stream")
         wire = self._require_wire()
         path, body, headers = self._encode(op, request)
         self._name_tenant(headers)
+        propagate(headers)
         self._check_circuit()
         try:
             async with wire.stream(op.method, path, body, headers) as response:
@@ -277,6 +289,7 @@ class RemoteEngine:
         if headers is None:
             headers = dict(_JSON) if body is not None else {}
         self._name_tenant(headers)
+        propagate(headers)
         self._check_circuit()
         try:
             return await wire.request(

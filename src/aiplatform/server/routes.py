@@ -27,6 +27,7 @@ from aiplatform.auth.scope import check_operation_access
 from aiplatform.engines.base import Engine, Operation
 from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError
 from aiplatform.forms import FilePart, FormError, convert_fields, decode_form
+from aiplatform.observability.tracing import engine_span, traced_stream
 from aiplatform.server.disconnect import unless_disconnected
 from aiplatform.server.guard.json_body import check_json_body
 from aiplatform.server.openapi import JSON_ONLY, documented_operation, error_response
@@ -180,9 +181,10 @@ async def _answer(
     is the path every forwarded call takes twice, on the gateway and on the pod."""
     check_operation_access(engine.kind.name, admin_only=op.admin_only)
     if op.wants_stream(data):
-        stream = engine.stream(op, data)
+        stream = traced_stream(engine.kind.name, op.name, data, engine.stream(op, data))
         return await unless_disconnected(request.receive, lambda: _stream_response(stream, encoder))
-    result = await unless_disconnected(request.receive, lambda: engine.invoke(op, data))
+    with engine_span(engine.kind.name, op.name, data):
+        result = await unless_disconnected(request.receive, lambda: engine.invoke(op, data))
     rendered = op.render(data, result) if op.render is not None else None
     if rendered is not None:
         body, media_type = rendered

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from aiplatform import __version__
-from aiplatform.deploy.kubernetes import CUDA_ENV
+from aiplatform.deploy.kubernetes import CUDA_ENV, SCRAPER_LABELS
 from aiplatform.deploy.profiles import (
     AUTH_SECRET,
     GATEWAY,
@@ -63,6 +63,7 @@ SECRET_VALUES = {
     "database-url": "postgresql://aiplatform:pw@postgres:5432/aiplatform",
     "admin-password": "a-long-enough-admin-password",
     "redis-url": "redis://redis:6379/0",
+    "metrics-token": "m" * 40,
 }
 GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
@@ -159,9 +160,10 @@ def admitted(policy: dict[str, Any]) -> set[str]:
     """The components a NetworkPolicy admits on PORT."""
     (rule,) = policy["spec"]["ingress"]
     assert rule["ports"] == [{"port": PORT, "protocol": "TCP"}]
-    return {
-        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in rule["from"]
-    }
+    scraper, *peers = rule["from"]
+    # Prometheus, in any namespace, scrapes /metrics, as in the kustomize tree
+    assert scraper == {"namespaceSelector": {}, "podSelector": {"matchLabels": SCRAPER_LABELS}}
+    return {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in peers}
 
 
 def values() -> dict[str, Any]:
@@ -503,6 +505,7 @@ def test_microservices_containers_need_the_token_the_signing_key_and_the_databas
         assert set(refs) - required == {
             "AIPLATFORM_AUTH__ADMIN_PASSWORD",
             "AIPLATFORM_LIMITS__REDIS_URL",
+            "AIPLATFORM_METRICS__TOKEN",
         }
 
 

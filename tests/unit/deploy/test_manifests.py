@@ -21,6 +21,7 @@ import yaml
 from aiplatform import __version__
 from aiplatform.cli import main
 from aiplatform.deploy import profiles as profiles_module
+from aiplatform.deploy.kubernetes import SCRAPER_LABELS
 from aiplatform.deploy.profiles import (
     AUTH_SECRET,
     MONOLITH,
@@ -47,9 +48,14 @@ SPLIT_AUTH = {
     "AIPLATFORM_AUTH__DATABASE_URL": ("database-url", False),
     "AIPLATFORM_AUTH__ADMIN_PASSWORD": ("admin-password", True),
     "AIPLATFORM_LIMITS__REDIS_URL": ("redis-url", True),
+    "AIPLATFORM_METRICS__TOKEN": ("metrics-token", True),
 }
-#: The monolith keeps its own store on its volume: the first admin's password at most.
-MONOLITH_AUTH = {"AIPLATFORM_AUTH__ADMIN_PASSWORD": ("admin-password", True)}
+#: The monolith keeps its own store on its volume: the first admin's password and the metrics
+#: token at most.
+MONOLITH_AUTH = {
+    "AIPLATFORM_AUTH__ADMIN_PASSWORD": ("admin-password", True),
+    "AIPLATFORM_METRICS__TOKEN": ("metrics-token", True),
+}
 #: A value for each Secret key that the server's settings accept.
 SECRET_VALUES = {
     "service-token": "t" * 40,
@@ -57,6 +63,7 @@ SECRET_VALUES = {
     "database-url": "postgresql://aiplatform:pw@postgres:5432/aiplatform",
     "admin-password": "a-long-enough-admin-password",
     "redis-url": "redis://redis:6379/0",
+    "metrics-token": "m" * 40,
 }
 
 Doc = dict[str, Any]
@@ -278,7 +285,8 @@ def test_engines_are_given_the_urls_of_the_kinds_they_use(built: dict[str, list[
 def _admitted(policy: Doc) -> set[str]:
     (rule,) = policy["spec"]["ingress"]
     assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}]
-    (source,) = rule["from"]
+    scraper, source = rule["from"]
+    assert scraper == {"namespaceSelector": {}, "podSelector": {"matchLabels": SCRAPER_LABELS}}
     (expression,) = source["podSelector"]["matchExpressions"]
     assert (expression["key"], expression["operator"]) == (COMPONENT, "In")
     return set(expression["values"])
@@ -499,6 +507,7 @@ def test_the_profiles_describe_the_secret_the_manifests_read() -> None:
         "AIP_DATABASE_URL",
         "AIP_ADMIN_PASSWORD",
         "AIP_REDIS_URL",
+        "AIP_METRICS_TOKEN",
     ]
 
 
@@ -613,9 +622,14 @@ def test_compose_files_use_no_empty_default(deploy_dir: Path) -> None:
 def test_monolith_compose_takes_an_optional_admin_password(deploy_dir: Path) -> None:
     content = yaml.safe_load((deploy_dir / "compose" / "monolith.yaml").read_text())
     service = content["services"]["aiplatform"]
-    assert service["environment"] == {"AIPLATFORM_AUTH__ADMIN_PASSWORD": "${AIP_ADMIN_PASSWORD}"}
-    # unset, it is empty, which leaves the first admin's password random
-    assert load_settings(env=_compose_env(service, {})).auth.admin_password is None
+    assert service["environment"] == {
+        "AIPLATFORM_AUTH__ADMIN_PASSWORD": "${AIP_ADMIN_PASSWORD}",
+        "AIPLATFORM_METRICS__TOKEN": "${AIP_METRICS_TOKEN}",
+    }
+    # unset, they are empty, which leaves the first admin's password random and /metrics open
+    unset = load_settings(env=_compose_env(service, {}))
+    assert unset.auth.admin_password is None
+    assert unset.metrics.token is None
     given = {"AIP_ADMIN_PASSWORD": "a-long-enough-admin-password"}
     settings = load_settings(env=_compose_env(service, given))
     assert settings.auth.admin_password == "a-long-enough-admin-password"

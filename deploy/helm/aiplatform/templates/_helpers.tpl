@@ -131,14 +131,16 @@ admin's password, when the Secret has one. .split selects the microservices list
 {{- define "aiplatform.authEnv" -}}
 {{- $secret := required "auth.existingSecret must name the Secret with the authentication settings" .root.Values.auth.existingSecret }}
 {{- $adminPassword := list "AIPLATFORM_AUTH__ADMIN_PASSWORD" "admin-password" true }}
-{{- $settings := list $adminPassword }}
+{{- $metricsToken := list "AIPLATFORM_METRICS__TOKEN" "metrics-token" true }}
+{{- $settings := list $adminPassword $metricsToken }}
 {{- if .split }}
 {{- $settings = list
       (list "AIPLATFORM_AUTH__SERVICE_TOKEN" "service-token" false)
       (list "AIPLATFORM_AUTH__JWT_SECRET" "jwt-secret" false)
       (list "AIPLATFORM_AUTH__DATABASE_URL" "database-url" false)
       $adminPassword
-      (list "AIPLATFORM_LIMITS__REDIS_URL" "redis-url" true) }}
+      (list "AIPLATFORM_LIMITS__REDIS_URL" "redis-url" true)
+      $metricsToken }}
 {{- end }}
 {{- range $settings }}
 - name: {{ index . 0 }}

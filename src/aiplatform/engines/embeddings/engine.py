@@ -25,6 +25,7 @@ from aiplatform.engines.embeddings.operations import EMBED
 from aiplatform.engines.embeddings.settings import EmbeddingsSettings
 from aiplatform.engines.local import LocalEngine
 from aiplatform.errors import InvalidRequestError, check_model
+from aiplatform.observability.metrics_engines import observe_batch
 
 __all__ = ["LocalEmbeddingsEngine", "make_backend"]
 
@@ -120,6 +121,7 @@ class LocalEmbeddingsEngine(LocalEngine):
 
     async def _encode_batch(self, texts: list[str]) -> list[tuple[Vector, int]]:
         batch = await self.run_blocking(self._backend.encode, texts)
+        observe_batch(len(texts))
         return list(zip(batch.vectors, batch.token_counts, strict=True))
 
     def _texts(self, value: EmbeddingInput) -> list[str]:

@@ -18,12 +18,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
 from aiplatform.engines.jobs.model import WAITING, Job, JobStatus
 from aiplatform.errors import NotFoundError, RateLimitError
+from aiplatform.observability.metrics_live import unwatch_jobs, watch_jobs
 from aiplatform.storage.sqlite import connect, write_transaction
 
 __all__ = ["JobStore"]
@@ -124,6 +125,7 @@ class JobStore:
             db.execute("UPDATE jobs SET not_before = 0 WHERE status = 'deferred'")
             self._purge(db, now)
         self._checkpoint()
+        watch_jobs(self)  # its job counts are reported at /metrics while it is open
         return ids
 
     @staticmethod
@@ -134,10 +136,24 @@ class JobStore:
         )
 
     def close(self) -> None:
+        unwatch_jobs(self)
         with self._lock:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs the file holds by ``(type, status)``: every status of each type."""
+        with self._lock:
+            rows = (
+                self._db()
+                .execute("SELECT type, status, count(*) FROM jobs GROUP BY type, status")
+                .fetchall()
+            )
+        types = {row[0] for row in rows}
+        counts = {(name, status): 0 for name in types for status in get_args(JobStatus)}
+        counts.update({(row[0], row[1]): row[2] for row in rows})
+        return counts
 
     def _checkpoint(self) -> None:
         """Copy the log into the file and truncate it, so payloads dropped or deleted leave the

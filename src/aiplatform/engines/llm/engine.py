@@ -31,6 +31,8 @@ from aiplatform.api.chat import (
     ToolCallDelta,
 )
 from aiplatform.api.openai import ModelCard
+from aiplatform.coordinator.context import current_leaser
+from aiplatform.coordinator.leases import Leaser
 from aiplatform.engines.llm.generation import (
     LLMModel,
     Piece,
@@ -47,7 +49,7 @@ from aiplatform.engines.llm.requests import (
     sampling_params,
     with_max_tokens,
 )
-from aiplatform.engines.llm.residency import Resident
+from aiplatform.engines.llm.residency import Memory, Resident, footprint_of
 from aiplatform.engines.llm.responses import (
     chat_logprobs,
     completion_chunk,
@@ -60,6 +62,8 @@ from aiplatform.engines.llm.tools import ToolPlan, plan_tools
 from aiplatform.engines.local import LocalEngine
 from aiplatform.engines.threads import ThreadPool
 from aiplatform.errors import InvalidRequestError, model_not_found
+from aiplatform.observability.metrics_engines import GenerationTiming
+from aiplatform.observability.metrics_models import MeasuredModel
 
 __all__ = ["LocalLLMEngine", "make_model"]
 
@@ -103,7 +107,15 @@ class _Started:
 
 
 class LocalLLMEngine(LocalEngine):
-    def __init__(self, settings: LLMSettings, models: Sequence[LLMModel] | None = None) -> None:
+    def __init__(
+        self,
+        settings: LLMSettings,
+        models: Sequence[LLMModel] | None = None,
+        *,
+        leaser: Leaser | None = None,
+    ) -> None:
+        """``leaser``: where the models' memory is leased (by default the memory coordinator
+        the server builds the engine with; None when it is off)."""
         super().__init__(LLM, settings=settings, max_concurrency=1)
         built = list(models) if models is not None else [make_model(m) for m in settings.models]
         if not built:
@@ -126,16 +138,22 @@ class LocalLLMEngine(LocalEngine):
         for pool in self._pools.values():
             self.track_calls(pool)
         configured = {m.name: m for m in settings.models}
+        leaser = leaser if leaser is not None else current_leaser()
+        self._memory = Memory(leaser) if leaser is not None and models is None else None
         # Models handed in belong to the caller, who loads and unloads them.
         self._residents = {
             model.name: Resident(
-                model,
+                MeasuredModel(model),  # the memory its loads add is reported at /metrics
                 self._pools[model.name].executor,
                 idle_unload_s=configured[model.name].idle_unload_s
                 if model.name in configured
                 else None,
                 manage=models is None,
                 running=_running_of(self._pools[model.name]),
+                memory=self._memory,
+                footprint=footprint_of(configured[model.name])
+                if model.name in configured
+                else None,
             )
             for model in built
         }
@@ -154,6 +172,9 @@ class LocalLLMEngine(LocalEngine):
         self.bind(MODEL_STATES, self.model_states)
 
     def load(self) -> None:
+        if self._memory is not None:  # startup loads lease their memory first (start_background)
+            self._memory.wait_warm(len(self._load_at_startup))
+            return
         for name in self._load_at_startup:
             self._residents[name].load_now()
 
@@ -166,6 +187,16 @@ class LocalLLMEngine(LocalEngine):
         idle = [r.idle_unload_s for r in self._residents.values() if r.idle_unload_s]
         if idle:
             task_group.start_soon(self._unload_idle_models, max(min(idle) / 4, 0.05))
+        if self._memory is not None:
+            startup = [self._residents[name] for name in self._load_at_startup]
+            await self._memory.run(task_group, startup)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await super().__aexit__(*exc_info)
+        finally:
+            for resident in self._residents.values():  # unloaded now: their memory is free
+                await resident.release_lease()
 
     async def _unload_idle_models(self, interval_s: float) -> None:
         while True:
@@ -189,6 +220,10 @@ class LocalLLMEngine(LocalEngine):
 
     async def model_states(self, request: ModelStatesRequest) -> ModelStates:
         return ModelStates(data=[self._state(resident) for resident in self._residents.values()])
+
+    def model_residency(self) -> list[tuple[LLMModel, bool]]:
+        """Each model, and whether it is in memory now."""
+        return [(resident.model, resident.loaded) for resident in self._residents.values()]
 
     def _resident(self, name: str) -> Resident:
         return self._residents[self._model(name).name]
@@ -378,6 +413,7 @@ class LocalLLMEngine(LocalEngine):
         self, model: LLMModel, prepare: Callable[[], PreparedPrompt], params: SamplingParams
     ) -> AsyncIterator[_Started | Piece]:
         """One generation on one of the model's slots: ``_Started``, then its pieces."""
+        timing = GenerationTiming(model.name)
         await self.wait_loaded()
 
         def generation(cancelled: threading.Event) -> Iterator[_Started | Piece]:
@@ -398,8 +434,13 @@ class LocalLLMEngine(LocalEngine):
                 pool.backlog.renew(ticket)  # the wait for an on-demand load is not the queue's
             try:
                 async for item in pool.iterate(generation, ticket=ticket):
+                    if isinstance(item, _Started):
+                        timing.started()
+                    else:
+                        timing.piece(item.tokens)
                     yield item
             finally:
+                timing.close()
                 resident.release()
         finally:
             pool.release(ticket)

@@ -46,6 +46,12 @@ class LLMModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     load: Literal["startup", "on_demand"] = "startup"
     #: Unload the model after this many seconds without a request (it loads again on demand).
     idle_unload_s: PositiveFloat | None = None
+    #: With the memory coordinator on: a higher priority loads first when memory is short, and
+    #: a lower-priority model is unloaded for it once its running requests finish.
+    priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] = 0
+    #: With the memory coordinator on: the MiB the model takes, leased before it loads instead
+    #: of an estimate from its files and the measurement of its load.
+    memory_mib: PositiveInt | None = None
     #: Milliseconds the fake backend takes per token, to stand in for a model in tests.
     fake_token_delay_ms: NonNegativeFloat = 0.0
 

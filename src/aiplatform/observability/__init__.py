@@ -1,0 +1,1 @@
+"""Observability: metrics, traces, structured logs and request ids."""
