@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from aiplatform.api.openai import ModelCard
+from aiplatform.engines import threads as threads_module
 from aiplatform.engines.backlog import Backlog, background_work
 from aiplatform.engines.base import EngineKind, Operation
 from aiplatform.engines.local import LocalEngine
@@ -24,6 +25,7 @@ from aiplatform.errors import (
     EngineOverloadedError,
     EngineUnavailableError,
     RateLimitError,
+    RequestTimeoutError,
     status_for_type,
 )
 
@@ -189,6 +191,29 @@ async def test_an_iterator_runs_only_a_bounded_way_ahead_of_a_slow_consumer() ->
         await wait_until(stopped.is_set)
         assert len(produced) < 10 * BUFFERED_ITEMS
         assert (threads.queued, threads.running) == (0, 0)
+    finally:
+        threads.shutdown()
+
+
+async def test_a_reader_that_takes_nothing_for_too_long_ends_the_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(threads_module, "READER_STALL_S", 0.3)
+    threads = pool(max_queue=1, queue_timeout_s=None)
+
+    def endless(cancelled: threading.Event) -> Iterator[int]:
+        yield from range(10 * BUFFERED_ITEMS)
+
+    try:
+        async with aclosing(threads.iterate(endless)) as items:
+            assert await anext(items) == 0
+            await anyio.sleep(0.8)  # connected, reading nothing
+            # the thread (and its slot) was freed; the reader gets what was made, then an error
+            await wait_until(lambda: threads.running == 0)
+            with pytest.raises(RequestTimeoutError) as stalled:
+                async for _ in items:
+                    pass
+        assert stalled.value.code == "reader_stalled"
     finally:
         threads.shutdown()
 

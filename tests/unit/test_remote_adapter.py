@@ -141,14 +141,23 @@ async def test_the_tenant_is_named_to_a_pod_with_the_service_credential_or_no_ke
         seen.append(request)
         return httpx.Response(400, json={"error": {"message": "x", "type": "x"}})
 
-    wire = HttpxWire(httpx.MockTransport(handler))
-    settings = EmbeddingsSettings(url="http://pod:8000", api_key="k")  # type: ignore[call-arg]
-    gateway = RemoteEngine(EMBEDDINGS, settings, wire=wire, service_token="t" * 32)
+    def engine(**settings: object) -> RemoteEngine:
+        wire = HttpxWire(httpx.MockTransport(handler))
+        section = EmbeddingsSettings(url="http://pod:8000", **settings)  # type: ignore[arg-type]
+        return RemoteEngine(EMBEDDINGS, section, wire=wire, service_token="t" * 32)
+
     with acting_as("acme"):
-        await call(gateway)
+        await call(engine())  # a gateway's pod
         await call(remote(handler))  # a development pod: no key, no credential
-    assert [request.headers["x-aiplatform-tenant"] for request in seen] == ["acme", "acme"]
+        await call(engine(api_key="k"))  # a third party: its key only
+    assert [request.headers.get("x-aiplatform-tenant") for request in seen] == [
+        "acme",
+        "acme",
+        None,
+    ]
     assert seen[0].headers["x-aiplatform-service-token"] == "t" * 32
+    assert "x-aiplatform-service-token" not in seen[2].headers
+    assert seen[2].headers["authorization"] == "Bearer k"
 
 
 async def test_refused_connection_is_503() -> None:

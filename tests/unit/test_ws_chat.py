@@ -535,3 +535,14 @@ async def test_a_socket_needs_a_token_and_the_engine_in_its_scope(tmp_path: Path
         async with connect(app, headers=[("authorization", f"Bearer {key}")]) as socket:
             await socket.send({"type": "ping"})
             assert await socket.event() == {"type": "pong"}
+            # the key revoked while the socket is open: its next chat is refused, and it closes
+            key_id = key.removeprefix("aip_").split(".")[0]
+            assert (await client.delete(f"/v1/keys/{key_id}", headers=admin)).status_code == 200
+            await socket.send({"type": "chat", "id": "b", "request": chat("hi", max_tokens=3)})
+            refused_event = await socket.event()
+            assert refused_event["type"] == "error"
+            assert refused_event["error"]["code"] == "invalid_api_key"
+            with anyio.fail_after(GUARD_S):
+                await socket.finished.wait()
+            assert socket.close is not None
+            assert socket.close["code"] == 1008

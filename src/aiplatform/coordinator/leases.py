@@ -28,7 +28,12 @@ import msgspec
 from aiplatform.api.openai import ErrorResponse
 from aiplatform.coordinator.api import Heartbeat, HeartbeatReply, LeaseGrant, LeaseRequest
 from aiplatform.coordinator.core import Claim, Coordinator, LeaseRecord
-from aiplatform.errors import AIPlatformError, EngineUnavailableError, error_for_status
+from aiplatform.errors import (
+    AIPlatformError,
+    EngineUnavailableError,
+    ServiceUnavailableError,
+    error_for_status,
+)
 from aiplatform.tenant import SERVICE_TOKEN_HEADER
 
 __all__ = ["Lease", "Leaser", "LocalLeaser", "RemoteLeaser"]
@@ -204,7 +209,17 @@ class RemoteLeaser:
         timeout = httpx.Timeout(
             self._wait_timeout_s + _CALL_TIMEOUT_S, connect=self._connect_timeout_s
         )
-        response = await self.call("POST", LEASES_PATH, request, deadlines=timeout)
+        try:
+            response = await self.call("POST", LEASES_PATH, request, deadlines=timeout)
+        except AIPlatformError as exc:
+            if exc.status_code in (429, 503):  # no memory now: the caller may retry
+                raise
+            # the coordinator refusing this pod (a wrong credential, a server that does not
+            # coordinate) is no fault of the user's request, whose 4xx it must not become
+            raise ServiceUnavailableError(
+                f"The memory coordinator refused this pod ({exc.status_code}: {exc.message}).",
+                code="coordinator_error",
+            ) from exc
         grant = msgspec.json.decode(response.content, type=LeaseGrant)
         lease = _RemoteLease(self, grant, on_release)
         self._leases.add(lease)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import aclosing, suppress
@@ -11,9 +12,9 @@ from functools import partial
 from typing import Any, TypeVar
 
 from aiplatform.engines.backlog import Backlog, Ticket
-from aiplatform.errors import EngineUnavailableError
+from aiplatform.errors import EngineUnavailableError, RequestTimeoutError
 
-__all__ = ["BUFFERED_ITEMS", "ThreadPool"]
+__all__ = ["BUFFERED_ITEMS", "READER_STALL_S", "ThreadPool"]
 
 T = TypeVar("T")
 
@@ -23,6 +24,9 @@ _EXPIRED = object()
 BUFFERED_ITEMS = 64
 #: How often a producer waiting for room checks whether its consumer left.
 _ROOM_POLL_S = 0.05
+#: How long a producer waits for a consumer that takes nothing (a client that stopped reading
+#: but keeps its connection) before it ends the iteration, freeing its thread and its slot.
+READER_STALL_S = 60.0
 
 
 class ThreadPool:
@@ -197,9 +201,14 @@ def _produce(
     try:
         iterator = make_iterator(cancelled)
         for item in iterator:
-            while not room.acquire(timeout=_ROOM_POLL_S):
-                if cancelled.is_set():
-                    return
+            if not _wait_for_room(room, cancelled):
+                if not cancelled.is_set():
+                    stalled = RequestTimeoutError(
+                        f"The reader took nothing for {READER_STALL_S:.0f} s; the stream ended.",
+                        code="reader_stalled",
+                    )
+                    loop.call_soon_threadsafe(queue.put_nowait, _Failure(stalled))
+                return
             loop.call_soon_threadsafe(queue.put_nowait, item)
             if cancelled.is_set():
                 break
@@ -210,6 +219,16 @@ def _produce(
         if close is not None:  # a generator's own cleanup runs now, on this thread
             close()
         loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+
+def _wait_for_room(room: threading.Semaphore, cancelled: threading.Event) -> bool:
+    """Whether room came free; False when the consumer left or took nothing for
+    ``READER_STALL_S``."""
+    deadline = time.monotonic() + READER_STALL_S
+    while not room.acquire(timeout=_ROOM_POLL_S):
+        if cancelled.is_set() or time.monotonic() > deadline:
+            return False
+    return True
 
 
 async def _consume(

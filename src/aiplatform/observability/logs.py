@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, cast
+from urllib.parse import quote
 
 from aiplatform.observability.request_id import current_request
 from aiplatform.observability.tracing import current_trace_ids
@@ -120,9 +121,15 @@ def access_log_middleware() -> Callable[[ASGIApp], ASGIApp]:
     return wrap
 
 
+#: What a path may hold as it is (RFC 3986's path characters); anything else is %-encoded.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
 def _log_access(method: str, path: str, status: int, tenant: str | None, start: float) -> None:
     if not _access.isEnabledFor(logging.INFO):
         return
+    # the path arrives percent-decoded: encoded again, a %0A in it cannot forge a log line
+    path = quote(path, safe=_PATH_SAFE)
     duration_ms = round((time.perf_counter() - start) * 1000, 2)
     request = current_request()
     request_id = request.request_id if request is not None else None

@@ -20,6 +20,7 @@ process (a test's gateway and pod) keep their own.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
@@ -29,7 +30,7 @@ import msgspec
 
 from aiplatform import __version__
 from aiplatform.observability.request_id import REQUEST_ID_HEADER, current_request_id, note_engine
-from aiplatform.tenant import current_tenant
+from aiplatform.tenant import SERVICE_TOKEN_HEADER, current_tenant
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
@@ -67,8 +68,12 @@ class TracingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: some engines in-process ``aiplatform-`` and their names (``aiplatform-llm``).
     service_name: str | None = None
     #: Fraction of the traces begun here that are recorded. A request that arrives with a
-    #: trace context follows its caller's decision, so a trace is whole or absent.
+    #: trace context it may bring follows its caller's decision, so a trace is whole or absent.
     sample_ratio: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1.0
+    #: Continue the trace context (``traceparent``) of any caller. Off: only a gateway's (a
+    #: caller presenting ``[auth] service_token``), so a client cannot pick trace ids or force
+    #: every request of its own to be recorded; a client's request starts a trace here.
+    trust_client_context: bool = False
 
 
 #: The tracer of the app serving the request in progress; None: tracing is off.
@@ -79,14 +84,15 @@ class Tracing:
     """The spans of one app: its provider (OTLP/HTTP, batched) and the server-span
     middleware."""
 
-    def __init__(self, provider: TracerProvider) -> None:
+    def __init__(self, provider: TracerProvider, *, trusted: Callable[[str], bool]) -> None:
         self._provider = provider
         self._tracer = provider.get_tracer("aiplatform", __version__)
+        self._trusted = trusted
 
     @property
     def middleware(self) -> Callable[[ASGIApp], ASGIApp]:
         """ASGI middleware opening a server span per HTTP request."""
-        return _server_span_middleware(self._tracer)
+        return _server_span_middleware(self._tracer, self._trusted)
 
     async def aclose(self) -> None:
         """Send the spans not sent yet and stop the exporter (blocking I/O: on a thread)."""
@@ -126,7 +132,16 @@ def start_tracing(settings: Settings, *, exporter: SpanExporter | None = None) -
             endpoint=traces_url(section.otlp_endpoint), timeout=_EXPORT_TIMEOUT_S
         )
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    return Tracing(provider)
+    return Tracing(provider, trusted=_trusted_callers(settings))
+
+
+def _trusted_callers(settings: Settings) -> Callable[[str], bool]:
+    """Whether a caller presenting this service credential ('' for none) may bring a trace
+    context."""
+    if settings.tracing.trust_client_context:
+        return lambda _: True
+    expected = (settings.auth.service_token or "").encode()
+    return lambda presented: bool(expected) and hmac.compare_digest(presented.encode(), expected)
 
 
 def traces_url(endpoint: str) -> str:
@@ -153,10 +168,12 @@ def service_name(settings: Settings) -> str:
 
 # -- spans of requests and engine calls -------------------------------------------------------
 
-_TRACE_HEADERS = (b"traceparent", b"tracestate")
+_TRACE_HEADERS = (b"traceparent", b"tracestate", SERVICE_TOKEN_HEADER.encode("latin-1"))
 
 
-def _server_span_middleware(tracer: Tracer) -> Callable[[ASGIApp], ASGIApp]:
+def _server_span_middleware(
+    tracer: Tracer, trusted: Callable[[str], bool]
+) -> Callable[[ASGIApp], ASGIApp]:
     from opentelemetry.trace import SpanKind, Status, StatusCode
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -170,7 +187,8 @@ def _server_span_middleware(tracer: Tracer) -> Callable[[ASGIApp], ASGIApp]:
                 return
             http = cast("HTTPScope", scope)
             carrier = _trace_headers(http["headers"])
-            parent = propagator.extract(carrier) if carrier else None
+            presented = carrier.pop(SERVICE_TOKEN_HEADER, "")
+            parent = propagator.extract(carrier) if carrier and trusted(presented) else None
             route = http.get("path_template") or http["path"]
             attributes = {
                 "http.request.method": http["method"],

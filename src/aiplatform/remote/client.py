@@ -89,8 +89,10 @@ class RemoteEngine:
         self._open = False
         self._encoder = msgspec.json.Encoder()
         self._stack: AsyncExitStack | None = None
-        #: Presented to our own pods, which then take the tenant this server names.
-        self._service_token = service_token
+        #: Presented to our own pods, which then take the tenant this server names; never to an
+        #: upstream called with an API key of its own (a third party, or a server the key
+        #: alone admits), which must not get a credential that acts as any tenant.
+        self._service_token = service_token if not settings.api_key else None
         self._breaker = (
             CircuitBreaker(
                 self._name, self._base_url, self._probe, interval_s=settings.probe_interval_s
@@ -116,7 +118,7 @@ class RemoteEngine:
         credential, or on a development set-up without authentication). Calling with an API
         key of its own, the upstream takes the tenant from that key, and a tenant header
         without the service credential would only be refused."""
-        if self._service_token or not self._settings.api_key:
+        if not self._settings.api_key:
             headers[TENANT_HEADER] = current_tenant()
 
     async def __aenter__(self) -> Self:

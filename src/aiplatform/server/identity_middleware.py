@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import msgspec
 from litestar.types import (
@@ -39,13 +40,16 @@ from aiplatform.tenant import (
     check_tenant,
 )
 
-__all__ = ["identity_middleware"]
+__all__ = ["identity_middleware", "reauthenticate"]
 
 _TENANT = TENANT_HEADER.encode("latin-1")
 _SERVICE = SERVICE_TOKEN_HEADER.encode("latin-1")
 _AUTHORIZATION = b"authorization"
 _PROTOCOL = b"sec-websocket-protocol"
 _BEARER_PROTOCOL = "bearer."
+#: Where a WebSocket's scope keeps how to check its token again (a long-lived connection
+#: outlives a revoked key, a logout and an access token's expiry).
+_REAUTHENTICATE = "aiplatform.reauthenticate"
 
 
 def identity_middleware(
@@ -118,7 +122,18 @@ class _Guard:
                 "You did not provide an API key: send 'Authorization: Bearer <key or token>'.",
                 code="missing_api_key",
             )
-        return await auth.authenticate(token)
+        identity = await auth.authenticate(token)
+        if str(scope["type"]) == "websocket":
+            scope.setdefault("state", {})[_REAUTHENTICATE] = partial(auth.authenticate, token)
+        return identity
+
+
+async def reauthenticate(scope: Scope) -> None:
+    """Check a WebSocket's token again (401 when it is revoked, logged out or expired);
+    nothing to check on a connection made without one."""
+    check = scope.get("state", {}).get(_REAUTHENTICATE)
+    if check is not None:
+        await check()
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]], wanted: tuple[bytes, ...]) -> dict[bytes, str]:

@@ -49,6 +49,12 @@ from aiplatform.engines.speakers.operations import EMBED_SPEAKER, IDENTIFY_SPEAK
 from aiplatform.errors import AIPlatformError, InvalidRequestError, RateLimitError
 from aiplatform.forms import FilePart, convert_fields
 from aiplatform.server.errors import error_body
+from aiplatform.server.websocket_common import (
+    CLOSE_ENGINE_FAILED,
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN_LATER,
+    chosen_subprotocol,
+)
 
 __all__ = ["live_routes"]
 
@@ -56,9 +62,6 @@ logger = logging.getLogger(__name__)
 
 CLOSE_UNSUPPORTED = 1003
 CLOSE_MALFORMED = 1007
-CLOSE_POLICY = 1008
-CLOSE_ENGINE_FAILED = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
 
 #: Final utterances that may wait for transcription; one more ends the session (1013).
 MAX_PENDING_FINALS = 16
@@ -82,16 +85,6 @@ class _Final(msgspec.Struct, kw_only=True):
     words: list[TranscriptionWord] | None = None
 
 
-#: The subprotocol a browser offers beside ``bearer.<token>`` (a browser cannot set headers on a
-#: WebSocket), which the server selects so the handshake completes without echoing the token.
-SUBPROTOCOL = "aiplatform"
-
-
-def _chosen_subprotocol(socket: WebSocket[Any, Any, Any]) -> str | None:
-    offered = socket.headers.get("sec-websocket-protocol", "")
-    return SUBPROTOCOL if SUBPROTOCOL in (p.strip() for p in offered.split(",")) else None
-
-
 def live_routes(engines: dict[str, Engine]) -> list[WebsocketRouteHandler]:
     asr = engines.get("asr")
     if asr is None:
@@ -105,7 +98,7 @@ def live_routes(engines: dict[str, Engine]) -> list[WebsocketRouteHandler]:
         except AIPlatformError as exc:
             await socket.close(code=CLOSE_POLICY, reason=exc.message[:120])
             return
-        await socket.accept(subprotocols=_chosen_subprotocol(socket))
+        await socket.accept(subprotocols=chosen_subprotocol(socket))
         try:
             query = convert_fields(dict(socket.query_params.items()), _Query, "query parameters")
         except InvalidRequestError as exc:

@@ -73,6 +73,7 @@ from aiplatform.engines.base import Engine
 from aiplatform.engines.llm.operations import CHAT
 from aiplatform.errors import (
     AIPlatformError,
+    AuthenticationError,
     InternalError,
     InvalidRequestError,
     RateLimitError,
@@ -84,8 +85,14 @@ from aiplatform.limits.headers import refusal, too_large
 from aiplatform.limits.limiter import Charge, Limiter, RateLimiterUnavailableError
 from aiplatform.limits.middleware import RateLimits, _charges, _owners
 from aiplatform.server.errors import error_body
-from aiplatform.server.live import SUBPROTOCOL
+from aiplatform.server.identity_middleware import reauthenticate
 from aiplatform.server.strict import decode_strict
+from aiplatform.server.websocket_common import (
+    CLOSE_ENGINE_FAILED,
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN_LATER,
+    chosen_subprotocol,
+)
 from aiplatform.tenant import current_tenant
 
 __all__ = [
@@ -103,10 +110,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
-CLOSE_ENGINE_FAILED = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
 
 #: Generations one connection may run at once.
 MAX_GENERATIONS = 4
@@ -141,17 +145,10 @@ def ws_chat_routes(
         except AIPlatformError as exc:
             await socket.close(code=CLOSE_POLICY, reason=_reason(exc.message))
             return
-        await socket.accept(subprotocols=_chosen_subprotocol(socket))
+        await socket.accept(subprotocols=chosen_subprotocol(socket))
         await _Session(socket, llm, quota, max_message_bytes).run()
 
     return [chat_socket]
-
-
-def _chosen_subprotocol(socket: WebSocket[Any, Any, Any]) -> str | None:
-    """``aiplatform`` when the client offers it (beside ``bearer.<token>``), so the handshake
-    completes without echoing the token."""
-    offered = socket.headers.get("sec-websocket-protocol", "")
-    return SUBPROTOCOL if SUBPROTOCOL in (p.strip() for p in offered.split(",")) else None
 
 
 def _reason(text: str) -> str:
@@ -379,6 +376,12 @@ class _Session:
                     code="too_many_generations",
                 ),
             )
+            return
+        try:
+            await reauthenticate(self._socket.scope)
+        except AuthenticationError as exc:  # revoked, logged out or expired since the handshake
+            await self._refuse(ident, exc)
+            self._end(_Ending(CLOSE_POLICY, exc.message, flush=True))
             return
         try:
             request = decode_strict(message.request, ChatCompletionRequest)

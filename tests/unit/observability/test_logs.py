@@ -9,6 +9,7 @@ import logging
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from aiplatform.observability.logs import (
     ACCESS_LOGGER,
     RequestContextFilter,
+    _log_access,
     json_formatter,
 )
 from aiplatform.observability.request_id import (
@@ -204,6 +206,15 @@ async def test_the_access_line_has_no_query_string(caplog: pytest.LogCaptureFixt
     (line,) = access_lines(caplog)
     assert line["path"] == "/v1/models"
     assert "query-secret" not in caplog.text
+
+
+def test_a_path_cannot_forge_an_access_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Paths arrive percent-decoded: a decoded newline is encoded again before it is logged."""
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        _log_access("GET", "/v1/x\n2026-12-02 INFO forged", 404, None, time.perf_counter())
+    (line,) = access_lines(caplog)
+    assert "\n" not in str(line["message"])
+    assert line["path"] == "/v1/x%0A2026-12-02%20INFO%20forged"
 
 
 # -- JSON lines ----------------------------------------------------------------------------

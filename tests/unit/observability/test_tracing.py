@@ -186,8 +186,21 @@ async def test_a_chat_through_gateway_and_pod_is_one_trace(exports: Exports, str
     assert sent["x-request-id"] == response.headers["x-request-id"]
 
 
+async def test_a_clients_trace_context_is_not_continued_by_default(exports: Exports) -> None:
+    """A client cannot pick the trace id, nor force its requests to be recorded."""
+    async with split({**TRACING_ON, "AIPLATFORM_TRACING__SAMPLE_RATIO": "0"}) as setup:
+        response = await setup.client.post(
+            "/v1/chat/completions", json=CHAT, headers={"traceparent": TRACEPARENT}
+        )
+        assert response.status_code == 200
+    await exports.flush()
+    assert exports.spans("aiplatform") == []  # its sampled flag did not force a recording
+    assert CALLER_TRACE not in setup.to_pod.sent[-1]["traceparent"]
+
+
 async def test_an_incoming_trace_context_is_continued(exports: Exports) -> None:
-    async with split(TRACING_ON) as setup:
+    trusting = {**TRACING_ON, "AIPLATFORM_TRACING__TRUST_CLIENT_CONTEXT": "true"}
+    async with split(trusting) as setup:
         response = await setup.client.post(
             "/v1/chat/completions", json=CHAT, headers={"traceparent": TRACEPARENT}
         )
@@ -303,4 +316,5 @@ def test_a_sample_ratio_outside_zero_to_one_is_refused() -> None:
         "otlp_endpoint": None,
         "service_name": None,
         "sample_ratio": 1.0,
+        "trust_client_context": False,
     }

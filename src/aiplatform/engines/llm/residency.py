@@ -290,6 +290,7 @@ class Resident:
             await self._blocking(self.load_now)
             return
         claim = await self._claim(memory, footprint)
+        await self.release_lease()  # whatever an earlier failure left held
         lease = self._lease = await memory.leaser.lease(
             claim, on_release=partial(memory.releases.ask, self)
         )
@@ -350,8 +351,10 @@ class Resident:
                 f"Model '{self.model.name}' still has generations finishing; unload it later.",
                 param="model",
             )
-        await self._blocking(self.unload_now)
-        await self.release_lease()
+        try:
+            await self._blocking(self.unload_now)
+        finally:  # a failed unload has marked the model unloaded: its memory is not held
+            await self.release_lease()
 
     def _guard(self) -> asyncio.Lock:
         if self._lock is None:
