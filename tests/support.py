@@ -22,6 +22,7 @@ __all__ = [
     "FAKE_LLM_ENV",
     "FAKE_LLM_MODEL",
     "ServerProcess",
+    "admin_api_key",
     "free_port",
     "llama_cpp_server",
     "running_server",
@@ -96,3 +97,19 @@ def llama_cpp_server(model_path: str, alias: str, *extra: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def admin_api_key(server: testing.ServerProcess, password: str, name: str = "test") -> str:
+    """A new API key of the admin's tenant, made on ``server`` by logging in as ``admin``."""
+    login = httpx.post(
+        f"{server.url}/v1/auth/login", json={"username": "admin", "password": password}
+    )
+    assert login.status_code == 200, login.text
+    created = httpx.post(
+        f"{server.url}/v1/keys",
+        json={"name": name},
+        headers={"authorization": f"Bearer {login.json()['access_token']}"},
+    )
+    assert created.status_code == 201, created.text
+    key: str = created.json()["key"]
+    return key

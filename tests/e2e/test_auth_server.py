@@ -11,7 +11,7 @@ import pytest
 import websockets
 import websockets.sync.client
 
-from tests.support import FAKE_EMBEDDINGS_ENV, FAKE_LLM_MODEL, ServerProcess
+from tests.support import FAKE_EMBEDDINGS_ENV, FAKE_LLM_MODEL, ServerProcess, admin_api_key
 
 ADMIN_PASSWORD = "a-long-enough-admin-password"
 SERVICE_TOKEN = "service-" + "x" * 40
@@ -52,23 +52,13 @@ def split(
         pod.stop()
 
 
-def api_key(server: ServerProcess) -> str:
-    tokens = httpx.post(
-        f"{server.url}/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
-    ).json()
-    created = httpx.post(
-        f"{server.url}/v1/keys",
-        json={"name": "sdk"},
-        headers={"authorization": f"Bearer {tokens['access_token']}"},
-    )
-    assert created.status_code == 201, created.text
-    key: str = created.json()["key"]
-    return key
-
-
 def test_the_openai_sdk_works_with_an_api_key(split: tuple[ServerProcess, ServerProcess]) -> None:
     gateway, _ = split
-    client = openai.OpenAI(api_key=api_key(gateway), base_url=f"{gateway.url}/v1", max_retries=0)
+    client = openai.OpenAI(
+        api_key=admin_api_key(gateway, ADMIN_PASSWORD, "sdk"),
+        base_url=f"{gateway.url}/v1",
+        max_retries=0,
+    )
     embedded = client.embeddings.create(input=["hello", "world"], model="all-MiniLM-L6-v2")
     assert len(embedded.data) == 2
     chat = client.chat.completions.create(
@@ -84,7 +74,7 @@ def test_a_pod_answers_its_gateway_and_refuses_everyone_else(
     split: tuple[ServerProcess, ServerProcess],
 ) -> None:
     gateway, pod = split
-    key = api_key(gateway)
+    key = admin_api_key(gateway, ADMIN_PASSWORD, "sdk")
     through_gateway = httpx.post(
         f"{gateway.url}/v1/embeddings",
         json={"input": "hello"},
@@ -116,7 +106,7 @@ def test_a_websocket_needs_a_token_which_a_browser_sends_as_a_subprotocol(
     with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
         websockets.sync.client.connect(url, open_timeout=10).close()
     assert refused.value.response.status_code == 403
-    key = api_key(gateway)
+    key = admin_api_key(gateway, ADMIN_PASSWORD, "sdk")
     with websockets.sync.client.connect(
         url,
         subprotocols=["aiplatform", f"bearer.{key}"],

@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.support import FAKE_LLM_MODEL, ServerProcess
+from tests.support import FAKE_LLM_MODEL, ServerProcess, admin_api_key
 
 ADMIN_PASSWORD = "traces-admin-password-" + "p" * 16
 SERVICE_TOKEN = "traces-service-token-" + "s" * 24
@@ -171,24 +171,10 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Split]:
         try:
             pod.start()
             gateway.start()
-            yield Split(collector, gateway, pod, api_key(gateway))
+            yield Split(collector, gateway, pod, admin_api_key(gateway, ADMIN_PASSWORD, "traces"))
         finally:
             gateway.stop()
             pod.stop()
-
-
-def api_key(gateway: ServerProcess) -> str:
-    tokens = httpx.post(
-        f"{gateway.url}/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
-    ).json()
-    created = httpx.post(
-        f"{gateway.url}/v1/keys",
-        json={"name": "traces"},
-        headers={"authorization": f"Bearer {tokens['access_token']}"},
-    )
-    assert created.status_code == 201, created.text
-    key: str = created.json()["key"]
-    return key
 
 
 def chat(split: Split, request_id: str, **fields: Any) -> httpx.Response:

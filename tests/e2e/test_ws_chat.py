@@ -20,7 +20,7 @@ import pytest
 import websockets
 import websockets.sync.client
 
-from tests.support import FAKE_EMBEDDINGS_ENV, FAKE_LLM_MODEL, ServerProcess
+from tests.support import FAKE_EMBEDDINGS_ENV, FAKE_LLM_MODEL, ServerProcess, admin_api_key
 
 pytestmark = pytest.mark.anyio
 
@@ -73,17 +73,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
 
 @pytest.fixture(scope="module")
 def key(gateway: ServerProcess) -> str:
-    login = httpx.post(
-        f"{gateway.url}/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
-    )
-    created = httpx.post(
-        f"{gateway.url}/v1/keys",
-        json={"name": "chat"},
-        headers={"authorization": f"Bearer {login.json()['access_token']}"},
-    )
-    assert created.status_code == 201, created.text
-    value: str = created.json()["key"]
-    return value
+    return admin_api_key(gateway, ADMIN_PASSWORD, "chat")
 
 
 def ws_url(server: ServerProcess) -> str:
