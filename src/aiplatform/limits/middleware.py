@@ -14,7 +14,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
-import anyio
 import msgspec
 from litestar.types import (
     ASGIApp,
@@ -28,8 +27,9 @@ from litestar.types import (
     Send,
 )
 
-from aiplatform.auth.identity import Identity, current_identity
+from aiplatform.auth.identity import current_identity
 from aiplatform.errors import AIPlatformError
+from aiplatform.limits.charges import charges_for, limit_of, owners_of, settle
 from aiplatform.limits.estimate import TOKEN_PATHS, estimate_tokens
 from aiplatform.limits.headers import RawHeaders, rate_headers, refusal, too_large
 from aiplatform.limits.limiter import Charge, Limiter, RateLimiterUnavailableError, build_limiter
@@ -99,12 +99,12 @@ class _Exchange:
         self.estimate = 0
 
     async def run(self, app: ASGIApp, receive: Receive, send: Send) -> None:
-        owners = _owners(current_identity(), current_tenant())
+        owners = owners_of(current_identity(), current_tenant())
         counts_tokens = self._counts_tokens(owners)
         if counts_tokens:
             body, receive = await _buffered(receive, self.max_body_bytes)
             self.estimate = _estimate(body, self.scope["path"])
-        charges = _charges(owners, self.settings, self.estimate, counts_tokens)
+        charges = charges_for(owners, self.settings, self.estimate, counts_tokens)
         if not charges:
             await app(self.scope, receive, send)
             return
@@ -139,56 +139,12 @@ class _Exchange:
     def _counts_tokens(self, owners: Sequence[tuple[str, str, bool]]) -> bool:
         if self.scope["method"] != "POST" or self.scope["path"] not in TOKEN_PATHS:
             return False
-        return any(_limit(self.settings, subject, "tokens") is not None for _, _, subject in owners)
+        return any(
+            limit_of(self.settings, subject, "tokens") is not None for _, _, subject in owners
+        )
 
     async def _settle(self, charges: Sequence[Charge], used: int) -> None:
-        """Charge (or refund) the difference between what the request used and its estimate;
-        shielded, so a client that went away is still settled."""
-        difference = used - self.estimate
-        if difference == 0:
-            return
-        adjustments = [Charge(c.scope, c.name, c.unit, c.limit, float(difference)) for c in charges]
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.limiter.settle(adjustments)
-            except RateLimiterUnavailableError:
-                logger.warning("rate limiter: usage of %s not settled", self.scope["path"])
-
-
-def _owners(identity: Identity, tenant: str) -> list[tuple[str, str, bool]]:
-    """Whose buckets a request is counted in: (scope, name, whether it is the caller's own
-    rather than the tenant's)."""
-    if identity.kind == "service":
-        return []
-    owners = [("tenant", tenant, False)]
-    if identity.kind == "key":
-        owners.insert(0, ("key", identity.key_id or identity.subject, True))
-    elif identity.kind == "user":
-        owners.insert(0, ("user", identity.subject, True))
-    return owners
-
-
-def _limit(settings: RateLimitSettings, subject: bool, unit: str) -> int | None:
-    if unit == "requests":
-        return settings.requests_per_minute if subject else settings.tenant_requests_per_minute
-    return settings.tokens_per_minute if subject else settings.tenant_tokens_per_minute
-
-
-def _charges(
-    owners: Sequence[tuple[str, str, bool]],
-    settings: RateLimitSettings,
-    estimate: int,
-    counts_tokens: bool,
-) -> list[Charge]:
-    charges = []
-    for scope, name, subject in owners:
-        requests = _limit(settings, subject, "requests")
-        if requests is not None:
-            charges.append(Charge(scope, name, "requests", requests, 1.0))
-        tokens = _limit(settings, subject, "tokens")
-        if tokens is not None and counts_tokens:
-            charges.append(Charge(scope, name, "tokens", tokens, float(estimate)))
-    return charges
+        await settle(self.limiter, charges, used - self.estimate, what=self.scope["path"])
 
 
 async def _buffered(receive: Receive, max_bytes: int) -> tuple[bytes | None, Receive]:

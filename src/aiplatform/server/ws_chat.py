@@ -80,10 +80,11 @@ from aiplatform.errors import (
     ServiceUnavailableError,
 )
 from aiplatform.forms import param_of
+from aiplatform.limits.charges import charges_for, owners_of, settle
 from aiplatform.limits.estimate import CHAT_PATH, estimate_tokens
 from aiplatform.limits.headers import refusal, too_large
-from aiplatform.limits.limiter import Charge, Limiter, RateLimiterUnavailableError
-from aiplatform.limits.middleware import RateLimits, _charges, _owners
+from aiplatform.limits.limiter import Charge, Limiter
+from aiplatform.limits.middleware import RateLimits
 from aiplatform.server.errors import error_body
 from aiplatform.server.identity_middleware import reauthenticate
 from aiplatform.server.strict import decode_strict
@@ -180,9 +181,9 @@ class _Quota:
         """Charge ``request``; a 429 when over a limit (or asking more than one allows)."""
         if self._limits is None or self._limiter is None:
             return _Taken()
-        owners = _owners(current_identity(), current_tenant())
+        owners = owners_of(current_identity(), current_tenant())
         estimate = estimate_tokens(msgspec.to_builtins(request), CHAT_PATH)
-        charges = _charges(owners, self._limits.settings, estimate, counts_tokens=True)
+        charges = charges_for(owners, self._limits.settings, estimate, counts_tokens=True)
         if not charges:
             return _Taken()
         oversized = next((charge for charge in charges if charge.amount > charge.limit), None)
@@ -196,17 +197,10 @@ class _Quota:
     async def settle(self, taken: _Taken, used: int) -> None:
         """Charge (or refund) the difference between ``used`` and the estimate; shielded, so a
         cancelled generation is settled too."""
-        difference = used - taken.estimate
-        if self._limiter is None or not taken.tokens or difference == 0:
-            return
-        adjustments = [
-            Charge(c.scope, c.name, c.unit, c.limit, float(difference)) for c in taken.tokens
-        ]
-        with anyio.CancelScope(shield=True):
-            try:
-                await self._limiter.settle(adjustments)
-            except RateLimiterUnavailableError:
-                logger.warning("rate limiter: usage of a WebSocket chat not settled")
+        if self._limiter is not None:
+            await settle(
+                self._limiter, taken.tokens, used - taken.estimate, what="a WebSocket chat"
+            )
 
 
 # -- one connection --------------------------------------------------------------------------
