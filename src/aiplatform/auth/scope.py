@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiplatform.auth.identity import current_identity
 from aiplatform.errors import PermissionDeniedError
 
-__all__ = ["check_engine_scope", "check_operation_access"]
+__all__ = ["check_admin", "check_engine_scope", "check_operation_access"]
 
 
 def check_engine_scope(engine: str) -> None:
@@ -23,8 +23,13 @@ def check_engine_scope(engine: str) -> None:
 def check_operation_access(engine: str, *, admin_only: bool) -> None:
     """403 when the caller may not call this operation of ``engine``."""
     check_engine_scope(engine)
+    if admin_only:
+        check_admin("This changes what every tenant shares; it needs an admin.")
+
+
+def check_admin(message: str) -> None:
+    """403 ``admin_only`` unless the caller is an admin, or a pod's gateway (the service
+    credential: it checked its own caller)."""
     identity = current_identity()
-    if admin_only and identity.role != "admin" and identity.kind != "service":
-        raise PermissionDeniedError(
-            "This changes what every tenant shares; it needs an admin.", code="admin_only"
-        )
+    if identity.role != "admin" and identity.kind != "service":
+        raise PermissionDeniedError(message, code="admin_only")

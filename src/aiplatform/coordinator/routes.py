@@ -13,7 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody
 
 from aiplatform.api.ids import check_id
-from aiplatform.auth.identity import current_identity
+from aiplatform.auth.scope import check_admin
 from aiplatform.coordinator.api import (
     CoordinatorState,
     Heartbeat,
@@ -23,7 +23,7 @@ from aiplatform.coordinator.api import (
     LeaseRequest,
 )
 from aiplatform.coordinator.core import Claim, Coordinator, LeaseRecord
-from aiplatform.errors import NotFoundError, PermissionDeniedError
+from aiplatform.errors import NotFoundError
 from aiplatform.server.guard.json_body import require_json_body
 from aiplatform.server.openapi import JSON_ONLY, error_response
 
@@ -49,11 +49,7 @@ _JSON_ERRORS = {**_ERRORS, 415: error_response(JSON_ONLY)}
 
 def check_coordinator_access() -> None:
     """403 unless the caller is an admin or a pod of the platform (the service credential)."""
-    identity = current_identity()
-    if identity.role != "admin" and identity.kind != "service":
-        raise PermissionDeniedError(
-            "The memory coordinator is for admins and the platform's own pods.", code="admin_only"
-        )
+    check_admin("The memory coordinator is for admins and the platform's own pods.")
 
 
 def coordinator_routes(coordinator: Coordinator, *, serve: bool) -> list[HTTPRouteHandler]:
