@@ -1,10 +1,12 @@
-"""Distributed traces: OpenTelemetry spans of each request, exported over OTLP/HTTP.
+"""Distributed traces: a span of each request and engine call, sent to an OpenTelemetry
+collector over OTLP/HTTP.
 
-Off unless ``[tracing] otlp_endpoint`` is set, and then free: the OpenTelemetry SDK is not
-imported, no middleware is added, no header is read. On, the app gets:
+Off unless ``[tracing] otlp_endpoint`` is set, and then free: no middleware is added, no header
+is read, no span made. On, the app gets:
 
 - a server span per HTTP request (``POST /v1/chat/completions``), continuing the trace of an
-  incoming W3C ``traceparent`` header (a gateway's call to its pod arrives with one);
+  incoming W3C ``traceparent`` header when the caller may bring one (a gateway's call to its pod
+  arrives with one);
 - a span per engine call, named ``<kind>.<operation>`` (``llm.chat``, ``embeddings.embed``),
   with the attributes ``aiplatform.engine``, ``aiplatform.operation``, ``aiplatform.call``
   (``invoke`` or ``stream``), ``aiplatform.model`` (when the request names one) and
@@ -12,32 +14,38 @@ imported, no middleware is added, no header is read. On, the app gets:
 - the trace context sent on with every forwarded call (:func:`propagate`), so a pod's spans
   join the gateway's trace.
 
-Spans are batched in memory and sent from a background thread to the collector's
-``/v1/traces``; the app's shutdown sends what is left. The tracer is that of the app serving the
-request (a context variable the server span sets), not a process-wide global, so two apps in one
-process (a test's gateway and pod) keep their own.
+Spans are made by :mod:`aiplatform.observability.spans` and sent in batches from a background
+thread by :mod:`aiplatform.observability.otlp` (why not the OpenTelemetry SDK: its cost per
+request, measured there); the app's shutdown sends what is left.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Annotated, TypeVar, cast
+from types import TracebackType
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar, cast
 
 import msgspec
 
 from aiplatform import __version__
 from aiplatform.observability.request_id import REQUEST_ID_HEADER, current_request_id, note_engine
+from aiplatform.observability.spans import (
+    AttributeValue,
+    Span,
+    SpanKind,
+    StatusCode,
+    Tracer,
+    current_span,
+)
+from aiplatform.observability.trace_context import parse_traceparent
 from aiplatform.tenant import SERVICE_TOKEN_HEADER, current_tenant
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import Span, Status, Tracer
 
+    from aiplatform.observability.otlp import BatchSender
     from aiplatform.settings import Settings
 
 __all__ = [
@@ -58,6 +66,8 @@ T = TypeVar("T")
 TRACES_PATH = "/v1/traces"
 #: Seconds one export may take; the app's shutdown waits at most about this long for the last.
 _EXPORT_TIMEOUT_S = 5.0
+#: The instrumentation scope of every span.
+_SCOPE = ("aiplatform", __version__)
 
 
 class TracingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -75,64 +85,79 @@ class TracingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: every request of its own to be recorded; a client's request starts a trace here.
     trust_client_context: bool = False
 
+    #: Headers sent with every export: the credentials of a hosted collector
+    #: (``{"authorization": "Bearer ..."}``).
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    #: ``gzip``: compress each export (for a collector across a slow or metered link; it costs
+    #: CPU on the exporting thread).
+    compression: Literal["none", "gzip"] = "none"
+    #: Seconds between two exports while fewer spans than a batch (512) wait.
+    export_interval_s: Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)] = 1.0
 
-#: The tracer of the app serving the request in progress; None: tracing is off.
-_tracer: ContextVar[Tracer | None] = ContextVar("aiplatform_tracer", default=None)
+
+#: What sends a batch of ended spans (blocking; called on the sender's thread).
+Export = Callable[[Sequence[Span]], None]
 
 
 class Tracing:
-    """The spans of one app: its provider (OTLP/HTTP, batched) and the server-span
-    middleware."""
+    """The spans of one app: its tracer, the thread that sends its spans, and the
+    server-span middleware."""
 
-    def __init__(self, provider: TracerProvider, *, trusted: Callable[[str], bool]) -> None:
-        self._provider = provider
-        self._tracer = provider.get_tracer("aiplatform", __version__)
+    def __init__(
+        self,
+        tracer: Tracer,
+        sender: BatchSender,
+        *,
+        trusted: Callable[[str], bool],
+        close: Callable[[], None],
+    ) -> None:
+        self.tracer = tracer
+        self.sender = sender
         self._trusted = trusted
+        self._close = close
 
     @property
     def middleware(self) -> Callable[[ASGIApp], ASGIApp]:
         """ASGI middleware opening a server span per HTTP request."""
-        return _server_span_middleware(self._tracer, self._trusted)
+        return _server_span_middleware(self.tracer, self._trusted)
 
     async def aclose(self) -> None:
-        """Send the spans not sent yet and stop the exporter (blocking I/O: on a thread)."""
+        """Send the spans not sent yet and stop (blocking I/O: on a thread)."""
         import anyio
 
-        await anyio.to_thread.run_sync(self._provider.shutdown)
+        def shutdown() -> None:
+            self.sender.shutdown(_EXPORT_TIMEOUT_S + 1)
+            self._close()
+
+        await anyio.to_thread.run_sync(shutdown)
 
 
-def start_tracing(settings: Settings, *, exporter: SpanExporter | None = None) -> Tracing | None:
-    """The app's tracing, or None when ``[tracing] otlp_endpoint`` is unset (nothing of
-    OpenTelemetry is imported then). ``exporter`` replaces the OTLP/HTTP one (tests)."""
+def start_tracing(settings: Settings, *, export: Export | None = None) -> Tracing | None:
+    """The app's tracing, or None when ``[tracing] otlp_endpoint`` is unset. ``export``
+    replaces the OTLP/HTTP one (tests)."""
     section = settings.tracing
     if not section.otlp_endpoint:
         return None
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-    except ImportError as exc:
-        from aiplatform.settings import SettingsError
+    from aiplatform.observability.otlp import BatchSender, OtlpHttpExport
 
-        raise SettingsError(
-            "[tracing] otlp_endpoint is set but the OpenTelemetry SDK is not installed: "
-            "pip install 'aiplatform[otel]'"
-        ) from exc
-
-    resource = Resource.create({SERVICE_NAME: service_name(settings), SERVICE_VERSION: __version__})
-    provider = TracerProvider(
-        sampler=ParentBased(TraceIdRatioBased(section.sample_ratio)),
-        resource=resource,
-        shutdown_on_exit=False,  # the app's shutdown does it
-    )
-    if exporter is None:
-        exporter = OTLPSpanExporter(
-            endpoint=traces_url(section.otlp_endpoint), timeout=_EXPORT_TIMEOUT_S
+    close: Callable[[], None] = lambda: None  # noqa: E731
+    if export is None:
+        resource: dict[str, AttributeValue] = {
+            "service.name": service_name(settings),
+            "service.version": __version__,
+        }
+        otlp = OtlpHttpExport(
+            traces_url(section.otlp_endpoint),
+            resource=resource,
+            scope=_SCOPE,
+            headers=section.headers,
+            compress=section.compression == "gzip",
+            timeout=_EXPORT_TIMEOUT_S,
         )
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    return Tracing(provider, trusted=_trusted_callers(settings))
+        export, close = otlp, otlp.close
+    sender = BatchSender(export, interval_s=section.export_interval_s)
+    tracer = Tracer(sample_ratio=section.sample_ratio, on_end=sender.add)
+    return Tracing(tracer, sender, trusted=_trusted_callers(settings), close=close)
 
 
 def _trusted_callers(settings: Settings) -> Callable[[str], bool]:
@@ -168,29 +193,32 @@ def service_name(settings: Settings) -> str:
 
 # -- spans of requests and engine calls -------------------------------------------------------
 
-_TRACE_HEADERS = (b"traceparent", b"tracestate", SERVICE_TOKEN_HEADER.encode("latin-1"))
+_SERVICE_TOKEN = SERVICE_TOKEN_HEADER.encode("latin-1")
 
 
 def _server_span_middleware(
     tracer: Tracer, trusted: Callable[[str], bool]
 ) -> Callable[[ASGIApp], ASGIApp]:
-    from opentelemetry.trace import SpanKind, Status, StatusCode
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    propagator = TraceContextTextMapPropagator()
-    failed = Status(StatusCode.ERROR)
-
     def wrap(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if str(scope["type"]) != "http":
                 await app(scope, receive, send)
                 return
             http = cast("HTTPScope", scope)
-            carrier = _trace_headers(http["headers"])
-            presented = carrier.pop(SERVICE_TOKEN_HEADER, "")
-            parent = propagator.extract(carrier) if carrier and trusted(presented) else None
+            traceparent = tracestate = None
+            presented = ""
+            for key, value in http["headers"]:
+                if key == b"traceparent":
+                    traceparent = value.decode("latin-1")
+                elif key == b"tracestate":
+                    tracestate = value.decode("latin-1")
+                elif key == _SERVICE_TOKEN:
+                    presented = value.decode("latin-1")
+            parent = None
+            if traceparent is not None and trusted(presented):
+                parent = parse_traceparent(traceparent, tracestate)
             route = http.get("path_template") or http["path"]
-            attributes = {
+            attributes: dict[str, AttributeValue] = {
                 "http.request.method": http["method"],
                 "http.route": route,
                 "url.path": http["path"],
@@ -198,32 +226,28 @@ def _server_span_middleware(
             }
             if (request_id := current_request_id()) is not None:
                 attributes["aiplatform.request_id"] = request_id
-            with tracer.start_as_current_span(
+            span = tracer.start(
                 f"{http['method']} {route}",
-                context=parent,
                 kind=SpanKind.SERVER,
+                parent=parent,
                 attributes=attributes,
-            ) as span:
-                token = _tracer.set(tracer)
-                try:
-                    await app(scope, receive, _noting_status(send, span, failed))
-                finally:
-                    _tracer.reset(token)
+            )
+            token = current_span.set(span)
+            try:
+                await app(scope, receive, _noting_status(send, span))
+            except Exception as exc:
+                span.record_exception(exc)
+                raise
+            finally:
+                current_span.reset(token)
+                span.end()
 
         return middleware
 
     return wrap
 
 
-def _trace_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    return {
-        key.decode("latin-1"): value.decode("latin-1")
-        for key, value in headers
-        if key in _TRACE_HEADERS
-    }
-
-
-def _noting_status(send: Send, span: Span, failed: Status) -> Send:
+def _noting_status(send: Send, span: Span) -> Send:
     """``send``, noting the response's status (and the tenant it was for) on ``span``."""
 
     async def send_noted(message: Message) -> None:
@@ -232,14 +256,16 @@ def _noting_status(send: Send, span: Span, failed: Status) -> Send:
             span.set_attribute("http.response.status_code", status)
             span.set_attribute("aiplatform.tenant", current_tenant())
             if status >= 500:
-                span.set_status(failed)
+                span.set_status(StatusCode.ERROR)
         await send(message)
 
     return send_noted
 
 
-def _call_attributes(kind: str, operation: str, call: str, request: object) -> dict[str, str]:
-    attributes = {
+def _call_attributes(
+    kind: str, operation: str, call: str, request: object
+) -> dict[str, AttributeValue]:
+    attributes: dict[str, AttributeValue] = {
         "aiplatform.engine": kind,
         "aiplatform.operation": operation,
         "aiplatform.call": call,
@@ -251,15 +277,41 @@ def _call_attributes(kind: str, operation: str, call: str, request: object) -> d
     return attributes
 
 
+class _CurrentSpan:
+    """``span`` as the span in progress while the ``with`` block runs, ended at its end
+    (failed by an exception that escapes it)."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> Span:
+        self._token = current_span.set(self._span)
+        return self._span
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        current_span.reset(self._token)
+        if isinstance(exc, Exception):  # not a cancellation: the client went away
+            self._span.record_exception(exc)
+        self._span.end()
+
+
 def engine_span(kind: str, operation: str, request: object) -> AbstractContextManager[object]:
     """The span of one call of engine ``kind`` (a null context with tracing off). It also
     names the engine in the request's record, for its access log line."""
     note_engine(kind)
-    tracer = _tracer.get()
-    if tracer is None:
+    parent = current_span.get()
+    if parent is None:
         return nullcontext()
-    return tracer.start_as_current_span(
-        f"{kind}.{operation}", attributes=_call_attributes(kind, operation, "invoke", request)
+    attributes = _call_attributes(kind, operation, "invoke", request)
+    return _CurrentSpan(
+        parent.tracer.start(f"{kind}.{operation}", parent=parent, attributes=attributes)
     )
 
 
@@ -269,38 +321,31 @@ def traced_stream(
     """``chunks`` inside a span lasting until the stream ends (``chunks`` itself with
     tracing off). It also names the engine in the request's record, as :func:`engine_span`."""
     note_engine(kind)
-    tracer = _tracer.get()
-    if tracer is None:
+    parent = current_span.get()
+    if parent is None:
         return chunks
     attributes = _call_attributes(kind, operation, "stream", request)
-    return _in_span(tracer, f"{kind}.{operation}", attributes, chunks)
+    span = parent.tracer.start(f"{kind}.{operation}", parent=parent, attributes=attributes)
+    return _in_span(span, chunks)
 
 
-async def _in_span(
-    tracer: Tracer, name: str, attributes: dict[str, str], chunks: AsyncIterator[T]
-) -> AsyncIterator[T]:
-    """Each step of ``chunks`` with the span current. The span is made current for one step at
-    a time, not across the ``yield``: the steps of a streamed response may run in different
-    tasks, and a context attached in one cannot be detached in another."""
-    from opentelemetry import context, trace
-    from opentelemetry.trace import StatusCode
-
-    span = tracer.start_span(name, attributes=attributes)
-    current = trace.set_span_in_context(span)
+async def _in_span(span: Span, chunks: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Each step of ``chunks`` with ``span`` in progress. The span is made current for one step
+    at a time, not across the ``yield``: the steps of a streamed response may run in different
+    tasks, and a context variable set in one cannot be reset in another."""
     iterator = aiter(chunks)
     try:
         while True:
-            token = context.attach(current)
+            token = current_span.set(span)
             try:
                 chunk = await anext(iterator)
             except StopAsyncIteration:
                 return
             finally:
-                context.detach(token)
+                current_span.reset(token)
             yield chunk
     except Exception as exc:
         span.record_exception(exc)
-        span.set_status(StatusCode.ERROR, str(exc))
         raise
     finally:
         span.end()
@@ -314,24 +359,22 @@ async def _in_span(
 
 def propagate(headers: dict[str, str]) -> None:
     """Add the request's context to the headers of a call forwarded on its behalf: its id
-    (``x-request-id``) and, with tracing on, its W3C trace context (``traceparent``)."""
+    (``x-request-id``) and, with tracing on, its W3C trace context (``traceparent``, and the
+    caller's ``tracestate`` when it brought one)."""
     request_id = current_request_id()
     if request_id is not None:
         headers[REQUEST_ID_HEADER] = request_id
-    if _tracer.get() is not None:
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        TraceContextTextMapPropagator().inject(headers)
+    span = current_span.get()
+    if span is not None:
+        headers["traceparent"] = span.traceparent()
+        if span.tracestate:
+            headers["tracestate"] = span.tracestate
 
 
 def current_trace_ids() -> tuple[str, str] | None:
     """The trace id and span id of the span in progress (hex), for log lines; None with
     tracing off or outside a span."""
-    if _tracer.get() is None:
+    span = current_span.get()
+    if span is None:
         return None
-    from opentelemetry import trace
-
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
-        return None
-    return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+    return f"{span.trace_id:032x}", f"{span.span_id:016x}"

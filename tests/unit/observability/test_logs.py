@@ -273,7 +273,7 @@ async def test_json_lines_of_a_traced_request_name_its_trace(
     assert response.status_code == 200
     await exports.flush()
     server = one(exports.spans("aiplatform"), "POST /v1/chat/completions")
-    server_ids = (hex_id(server.context.trace_id, 32), hex_id(server.context.span_id, 16))
+    server_ids = (hex_id(server.trace_id, 32), hex_id(server.span_id, 16))
     lines = {str(line["logger"]): line for line in records(json_lines)}
     # the access line, and a record the handler logs before the engine call, are the request's
     for logger in (ACCESS_LOGGER, "aiplatform.server.routes"):
