@@ -33,9 +33,11 @@ def run_direct(
     seed: int = 0,
     tables: dict[str, Records] | None = None,
     max_rows: int = 1_000_000,
+    prepared: Any = None,
 ) -> Direct:
     """Run engine ``name`` on ``data`` in this process; errors raise as the engine raises them
-    (``InvalidRequestError`` ...)."""
+    (``InvalidRequestError`` ...). ``prepared``: what the engine's prepare step would have
+    handed its computation (engines that call other engines)."""
     method = METHODS[name]
     typed = params if isinstance(params, msgspec.Struct) else msgspec.convert(params, method.params)
     reports: list[tuple[float, str]] = []
@@ -47,6 +49,7 @@ def run_direct(
             table=TableData(records=data),
             tables={key: TableData(records=value) for key, value in (tables or {}).items()},
             max_rows=max_rows,
+            prepared=msgspec.msgpack.encode(prepared) if prepared is not None else b"",
         ),
         lambda fraction, stage: reports.append((fraction, stage)),
     )

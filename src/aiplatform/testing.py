@@ -404,9 +404,12 @@ async def engine_in_mode(
     from aiplatform.server.wiring import build_configured
 
     section = settings.engine(name)
-    local = build_configured(settings, name, served={})  # not entered in socket mode
+    # the kinds it may call are built for it (not entered in socket mode), and served beside
+    # it by a socket pod
+    local = build_configured(settings, name, served={}, build_optional=True)
     if mode == "remote-socket" and pod is None:
-        server = ServerProcess.serving(settings, [name], auth=POD_AUTH)
+        called = list(ENGINE_KINDS[name].optional_uses)
+        server = ServerProcess.serving(settings, [name, *called], auth=POD_AUTH)
         await anyio.to_thread.run_sync(server.start)
         try:
             async with in_mode(mode, local, section, server) as engine:

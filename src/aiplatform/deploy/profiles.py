@@ -141,7 +141,7 @@ def engine_profiles() -> dict[str, EngineProfile]:
             keeps_data="data_dir" in kind.settings_type.__struct_fields__,
             accelerated=name in _ACCELERATED,
             resources=_RESOURCES[name],
-            uses=kind.uses,
+            uses=(*kind.uses, *kind.optional_uses),
         )
         for name, kind in ENGINE_KINDS.items()
     }

@@ -229,6 +229,10 @@ class EngineKind(Generic[S]):
     uses: tuple[str, ...] = ()
     #: Which of ``uses`` a given configuration calls; unset: all of them.
     needs_when: Callable[[S], tuple[str, ...]] | None = None
+    #: Kinds whose engines this kind's in-process engine calls when the server has them (one
+    #: it serves, or one its section forwards to a ``url``), and does without otherwise (the
+    #: operations that need one answer 503). Never built for it in-process, unlike ``uses``.
+    optional_uses: tuple[str, ...] = ()
 
     def needs(self, settings: S) -> tuple[str, ...]:
         """The kinds whose engines ``build_local`` needs for ``settings``."""

@@ -44,10 +44,10 @@ def ordered_by_use(kinds: Iterable[EngineKind[Any]]) -> dict[str, EngineKind[Any
     by_name = {kind.name: kind for kind in kinds}
     sorter: TopologicalSorter[str] = TopologicalSorter()
     for kind in by_name.values():
-        unknown = set(kind.uses) - set(by_name)
+        unknown = {*kind.uses, *kind.optional_uses} - set(by_name)
         if unknown:
             raise ValueError(f"kind {kind.name!r} uses unknown kind(s) {sorted(unknown)}")
-        sorter.add(kind.name, *kind.uses)
+        sorter.add(kind.name, *kind.uses, *kind.optional_uses)
     try:
         sorter.prepare()
     except CycleError as exc:

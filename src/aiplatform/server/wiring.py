@@ -51,17 +51,21 @@ def build_engines(settings: Settings) -> dict[str, Engine]:
     return compose(engines)
 
 
-def build_configured(settings: Settings, name: str, *, served: Needs) -> Engine:
+def build_configured(
+    settings: Settings, name: str, *, served: Needs, build_optional: bool = False
+) -> Engine:
     """Engine ``name`` as ``settings`` configure it.
 
     An in-process engine that calls another kind gets the one ``served`` here; where that kind
     is not served (a pod started with ``--engines rag``) it gets one of its own, built from the
     kind's section (so it is remote when the section has a ``url``) and started and stopped
-    with it.
+    with it. A kind it may do without (``optional_uses``) it gets only when served here or
+    forwarded by a ``url`` — or, with ``build_optional`` (the contract suite's fakes), built
+    in-process as well.
     """
     kind = engine_kind(name)
     section = settings.engine(name)
-    if section.is_remote or not kind.needs(section):
+    if section.is_remote:
         return build_engine(
             kind,
             section,
@@ -70,13 +74,33 @@ def build_configured(settings: Settings, name: str, *, served: Needs) -> Engine:
         )
     needs: dict[str, Engine] = {}
     owned: list[Engine] = []
+    for optional in kind.optional_uses:
+        engine = served.get(optional)
+        if engine is None and (settings.engine(optional).is_remote or build_optional):
+            engine = build_configured(settings, optional, served=needs)
+            owned.append(engine)
+        if engine is not None:
+            needs[optional] = engine
+    if not kind.needs(section) and not needs:
+        return build_engine(
+            kind,
+            section,
+            service_token=settings.auth.service_token,
+            storage_key=settings.storage.encryption_key,
+        )
     for needed in kind.needs(section):
         engine = served.get(needed)
         if engine is None:
             engine = build_configured(settings, needed, served={})
             owned.append(engine)
         needs[needed] = engine
-    built = build_engine(kind, section, needs=needs, storage_key=settings.storage.encryption_key)
+    built = build_engine(
+        kind,
+        section,
+        needs=needs,
+        service_token=settings.auth.service_token,
+        storage_key=settings.storage.encryption_key,
+    )
     return OwningEngine(built, owned) if owned else built
 
 

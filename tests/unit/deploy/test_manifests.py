@@ -297,9 +297,11 @@ def test_network_policies_admit_the_gateway_and_the_users_of_a_kind(
 ) -> None:
     docs = built["microservices"]
     policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
-    assert _admitted(policies["aiplatform-embeddings"]) == {"gateway", "rag", "rerank"}
+    # analytics calls embeddings, RAG and the LLM when they are there (faiss_retrieval,
+    # rag_evaluation)
+    assert _admitted(policies["aiplatform-embeddings"]) == {"gateway", "rag", "rerank", "analytics"}
     assert _admitted(policies["aiplatform-datasets"]) == {"gateway", "analytics"}
-    assert _admitted(policies["aiplatform-llm"]) == {"gateway"}
+    assert _admitted(policies["aiplatform-llm"]) == {"gateway", "analytics"}
     (gateway_rule,) = policies["aiplatform"]["spec"]["ingress"]
     assert "from" not in gateway_rule, "the ingress controller reaches the gateway from anywhere"
     assert all("egress" not in policy["spec"] for policy in policies.values())

@@ -49,6 +49,7 @@ from aiplatform.engines.analytics.operations import (
     METHOD_OPERATIONS,
     SUBMIT_JOB,
 )
+from aiplatform.engines.analytics.preparation import MethodPreparation
 from aiplatform.engines.analytics.settings import AnalyticsSettings
 from aiplatform.engines.analytics.worker import MethodCall, MethodOutput, TableData, run_method
 from aiplatform.engines.base import Engine, Operation
@@ -78,16 +79,20 @@ class LocalAnalyticsEngine(LocalEngine):
         settings: AnalyticsSettings,
         *,
         datasets: Engine | None = None,
+        engines: Mapping[str, Engine] | None = None,
         forwarded: Mapping[str, Engine] | None = None,
         storage_key: str | None = None,
         service_token: str | None = None,
     ) -> None:
-        """``forwarded`` engines (by analytic engine name) replace the remote engines built
-        from ``settings.forward`` (which present ``service_token`` to their pods).
+        """``engines``: the engines of other kinds that analytic engines call (by kind), those
+        the server has. ``forwarded`` engines (by analytic engine name) replace the remote
+        engines built from ``settings.forward`` (which present ``service_token`` to their
+        pods).
         ``storage_key``: the key the job file is encrypted with (None: plain SQLite)."""
         super().__init__(ANALYTICS, settings=settings, executor="processes")
         self._settings = settings
         self._datasets = datasets
+        self._engines = dict(engines or {})
         unknown = set(settings.forward) - set(METHODS)
         if unknown:
             raise ValueError(
@@ -119,6 +124,11 @@ class LocalAnalyticsEngine(LocalEngine):
         self.bind(LIST_JOBS, self.list_jobs)
         self.bind(CANCEL_JOB, self.cancel_job)
         self.bind(DELETE_JOB, self.delete_job)
+
+    @property
+    def called_kinds(self) -> tuple[str, ...]:
+        """The kinds of the engines of other kinds its analytic engines may call here."""
+        return tuple(self._engines)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -245,6 +255,11 @@ class LocalAnalyticsEngine(LocalEngine):
         table = await self._table(
             request.data if request.data is not None else request.dataset, "data"
         )
+        prepared, warnings = b"", []
+        if method.prepare is not None:
+            preparation = MethodPreparation(method, self._engines, table)
+            prepared = msgspec.msgpack.encode(await method.prepare(request.params, preparation))
+            warnings = preparation.warnings
         return MethodCall(
             method=method.name,
             params=msgspec.msgpack.encode(params),
@@ -253,6 +268,8 @@ class LocalAnalyticsEngine(LocalEngine):
             tables=tables,
             max_rows=self._settings.max_rows,
             max_columns=self._settings.max_columns,
+            prepared=prepared,
+            warnings=warnings,
         )
 
     async def _table(self, value: list[Any] | str, where: str) -> TableData:

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 __all__ = ["ANALYTICS"]
 
 
+#: Kinds some analytic engines call (``faiss_retrieval`` embeds, ``rag_evaluation`` searches
+#: and grades), when the server has them.
+_CALLED = ("embeddings", "rag", "llm")
+
+
 def _build_local(
     settings: AnalyticsSettings, needs: Needs, secrets: Secrets = NO_SECRETS
 ) -> Engine:
@@ -26,6 +31,7 @@ def _build_local(
     return LocalAnalyticsEngine(
         settings,
         datasets=needs.get("datasets"),
+        engines={kind: needs[kind] for kind in _CALLED if kind in needs},
         storage_key=secrets.storage_key,
         service_token=secrets.service_token,
     )
@@ -39,4 +45,5 @@ ANALYTICS: EngineKind[AnalyticsSettings] = EngineKind(
     build_local=_build_local,
     build_with_secrets=_build_local,
     uses=("datasets",),
+    optional_uses=_CALLED,
 )

@@ -9,6 +9,10 @@ ever runs in a worker process.
 
 ``compute(frame, params, run)`` gets the request's table as a pandas DataFrame (inline records
 or a stored dataset), the decoded params and a :class:`Run`; it returns an :class:`Outcome`.
+A method that needs another engine's work (texts embedded, a RAG collection searched, an LLM's
+grade) declares :attr:`Method.prepare`: it runs in the server process before the computation,
+calls those engines through their protocols (so they may be in-process or remote), and what it
+returns reaches ``compute`` as :attr:`Run.prepared`.
 It validates the column roles it is given with :mod:`aiplatform.engines.analytics.columns`
 (each bad input is a 4xx naming the column and the rule) and raises
 :class:`~aiplatform.errors.InvalidRequestError` (or
@@ -18,9 +22,9 @@ cannot find an answer in them) rather than returning a made-up number.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar
 
 import msgspec
 
@@ -29,11 +33,14 @@ from aiplatform.api.tables import Cell, Records, Seed, TableInput
 if TYPE_CHECKING:
     import pandas as pd
 
+    from aiplatform.engines.base import Engine
+
 __all__ = [
     "Cell",
     "Method",
     "MethodExample",
     "Outcome",
+    "Preparation",
     "Records",
     "Run",
     "Seed",
@@ -57,12 +64,15 @@ class Run:
         seed: int,
         progress: Callable[[float, str], None] | None = None,
         tables: dict[str, pd.DataFrame] | None = None,
+        prepared: Any = None,
     ) -> None:
         #: Every random choice derives from it: the same seed gives the same result.
         self.seed = seed
         self.warnings: list[str] = []
         self._progress = progress
         self._tables = tables or {}
+        #: What the method's :attr:`Method.prepare` returned (None without one).
+        self.prepared = prepared
 
     def progress(self, fraction: float, stage: str) -> None:
         """Report how far the computation is (0..1) and what it does now. Cheap: call it
@@ -79,6 +89,26 @@ class Run:
         """The table given in the params field ``param`` (one of :attr:`Method.tables`), or
         None when the request left it out."""
         return self._tables.get(param)
+
+
+class Preparation(Protocol):
+    """What :attr:`Method.prepare` gets in the server process: the engines it calls and the
+    request's table, read a column at a time."""
+
+    def engine(self, kind: str) -> Engine:
+        """The engine of ``kind`` (one of :attr:`Method.calls`): in-process or remote. None
+        configured: 503 ``engine_unavailable`` naming the setting."""
+        ...
+
+    async def column(self, name: str, role: str) -> list[Cell]:
+        """The values of column ``name`` of the request's table (inline or a stored dataset),
+        in row order; an unknown column is a 400 ``unknown_column`` naming ``role`` (the
+        params field)."""
+        ...
+
+    def warn(self, message: str) -> None:
+        """Add a warning to the response."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,3 +152,9 @@ class Method(Generic[P, R]):
     numeric_param: str | None = None
     #: Fewest rows the method accepts (fewer: 400 ``too_few_rows``).
     min_rows: int = 3
+    #: Kinds of engines :attr:`prepare` calls (``embeddings``, ``rag``, ``llm``).
+    calls: tuple[str, ...] = ()
+    #: ``prepare(params, preparation)``: runs in the server process before the computation
+    #: (it may call the engines of :attr:`calls`); what it returns (msgpack-encodable: lists,
+    #: dicts, numbers, text, bytes) is ``run.prepared`` in ``compute``.
+    prepare: Callable[[P, Preparation], Awaitable[Any]] | None = None

@@ -40,6 +40,10 @@ class MethodCall(msgspec.Struct, kw_only=True):
     tables: dict[str, TableData] = msgspec.field(default_factory=dict)
     max_rows: int = 1_000_000
     max_columns: int = 1_000
+    #: what the method's prepare step returned, msgpack-encoded (empty: it has none)
+    prepared: bytes = b""
+    #: warnings of the prepare step
+    warnings: list[str] = msgspec.field(default_factory=list)
 
 
 class MethodOutput(msgspec.Struct, kw_only=True):
@@ -68,7 +72,9 @@ def run_method(call: MethodCall, progress: Callable[[float, str], None]) -> Meth
             param="data",
             code="too_few_rows",
         )
-    run = Run(seed=call.seed, progress=progress, tables=tables)
+    prepared = msgspec.msgpack.decode(call.prepared) if call.prepared else None
+    run = Run(seed=call.seed, progress=progress, tables=tables, prepared=prepared)
+    run.warnings.extend(call.warnings)
     outcome = method.compute(frame, params, run)
     if not isinstance(outcome.result, method.result):
         raise TypeError(f"{method.name} returned {type(outcome.result).__name__}")
