@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -49,14 +51,35 @@ def _value(value: AttributeValue) -> dict[str, Any]:
     return {"stringValue": value}
 
 
-#: Encoded attributes by (key, type, value): most repeat from span to span (the engine, the
-#: route, the tenant), and a lookup costs less than building them again. Bounded: emptied when
-#: full.
+#: Longest text an attribute is sent with; longer text is cut (an exception's message, a path).
+MAX_ATTRIBUTE_CHARS = 4096
+#: Attributes whose values come from a small set (the route, the engine, the tenant ...): their
+#: encoding is kept and reused, which costs less than building it again for every span. Others
+#: (request ids, paths, messages) are encoded each time and never kept.
+_REPEATING = frozenset(
+    {
+        "http.request.method",
+        "http.route",
+        "http.response.status_code",
+        "url.scheme",
+        "aiplatform.engine",
+        "aiplatform.operation",
+        "aiplatform.call",
+        "aiplatform.model",
+        "aiplatform.tenant",
+    }
+)
 _encoded: dict[tuple[str, type, AttributeValue], dict[str, Any]] = {}
-_MAX_ENCODED = 8192
+#: Encodings kept, at most (tenants and models are bounded by the deployment, not by clients,
+#: but a bound is a bound): past it the cache starts again.
+_MAX_ENCODED = 4096
 
 
 def _attribute(key: str, value: AttributeValue) -> dict[str, Any]:
+    if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_CHARS:
+        value = value[:MAX_ATTRIBUTE_CHARS]
+    if key not in _REPEATING:
+        return {"key": key, "value": _value(value)}
     cache_key = (key, type(value), value)  # the type: True == 1, and they encode apart
     encoded = _encoded.get(cache_key)
     if encoded is None:
@@ -163,8 +186,8 @@ class OtlpHttpExport:
 class BatchSender:
     """Ended spans, queued (:meth:`add`, from any thread) and handed to ``export`` in batches
     from a thread of its own: when :data:`MAX_BATCH` wait, or every
-    :data:`EXPORT_INTERVAL_S`. An export that fails is logged (once per outage) and its spans
-    counted lost."""
+    :data:`EXPORT_INTERVAL_S`. Spans dropped for want of room, and exports that fail, are
+    logged once per episode and counted. ``close`` runs on that thread when it stops."""
 
     def __init__(
         self,
@@ -173,18 +196,24 @@ class BatchSender:
         max_queued: int = MAX_QUEUED,
         max_batch: int = MAX_BATCH,
         interval_s: float = EXPORT_INTERVAL_S,
+        close: Callable[[], None] | None = None,
     ) -> None:
         self._export = export
+        self._close = close
         self._queue: deque[Span] = deque()
         self._max_queued = max_queued
         self._max_batch = max_batch
         self._interval_s = interval_s
         self._wake = threading.Event()
         self._stopping = False
-        #: Spans dropped because the queue was full, and spans whose export failed.
+        self._deadline = math.inf
+        #: Spans dropped because the queue was full (or the sender stopping), and spans whose
+        #: export failed, since the start.
         self.dropped = 0
         self.failed = 0
-        self._failing = False
+        self._dropped_seen = 0
+        self._drops_from: int | None = None
+        self._failed_before_outage: int | None = None
         self._thread = threading.Thread(target=self._run, name="aiplatform-spans", daemon=True)
         self._thread.start()
 
@@ -197,16 +226,36 @@ class BatchSender:
             self._wake.set()
 
     def _run(self) -> None:
-        while True:
-            self._wake.wait(self._interval_s)
-            self._wake.clear()
-            stopping = self._stopping
-            while self._queue:
-                self._send(self._take())
-                if not stopping and len(self._queue) < self._max_batch:
-                    break
-            if stopping:
-                return
+        try:
+            while True:
+                self._wake.wait(self._interval_s)
+                self._wake.clear()
+                stopping = self._stopping
+                self._note_drops()
+                while self._queue and time.monotonic() < self._deadline:
+                    self._send(self._take())
+                    if not stopping and len(self._queue) < self._max_batch:
+                        break
+                if stopping:
+                    return
+        finally:
+            if self._close is not None:
+                self._close()
+
+    def _note_drops(self) -> None:
+        """Log when spans start being dropped, and how many when it stops (not once a
+        wake)."""
+        dropped = self.dropped
+        if dropped > self._dropped_seen and self._drops_from is None:
+            self._drops_from = self._dropped_seen
+            _log.warning(
+                "spans are being dropped: more end than the collector takes (queue of %d full)",
+                self._max_queued,
+            )
+        elif dropped == self._dropped_seen and self._drops_from is not None:
+            _log.warning("%d spans were dropped", dropped - self._drops_from)
+            self._drops_from = None
+        self._dropped_seen = dropped
 
     def _take(self) -> list[Span]:
         batch: list[Span] = []
@@ -218,17 +267,20 @@ class BatchSender:
         try:
             self._export(batch)
         except Exception as exc:
-            self.failed += len(batch)
-            if not self._failing:  # once per outage, not once a second
+            if self._failed_before_outage is None:  # once per outage, not once a batch
+                self._failed_before_outage = self.failed
                 _log.warning("could not send %d spans to the collector: %s", len(batch), exc)
-            self._failing = True
+            self.failed += len(batch)
             return
-        if self._failing:
-            _log.warning("spans reach the collector again (%d lost meanwhile)", self.failed)
-            self._failing = False
+        if self._failed_before_outage is not None:
+            lost = self.failed - self._failed_before_outage
+            _log.warning("spans reach the collector again (%d lost meanwhile)", lost)
+            self._failed_before_outage = None
 
     def shutdown(self, timeout: float) -> None:
-        """Send what is queued (waiting at most about ``timeout`` seconds) and stop."""
+        """Send what is queued, for at most ``timeout`` seconds, and stop: past it, what is
+        left is not sent (the thread stops after the export in progress)."""
+        self._deadline = time.monotonic() + timeout
         self._stopping = True
         self._wake.set()
-        self._thread.join(timeout)
+        self._thread.join(timeout + 0.5)

@@ -72,6 +72,7 @@ class Span:
         "kind",
         "name",
         "parent_id",
+        "random",
         "sampled",
         "span_id",
         "start_ns",
@@ -90,6 +91,7 @@ class Span:
         kind: SpanKind,
         ids: tuple[int, int, int],
         sampled: bool,
+        random: bool,
         tracestate: str | None,
         attributes: dict[str, AttributeValue],
     ) -> None:
@@ -98,6 +100,7 @@ class Span:
         self.kind = kind
         self.trace_id, self.span_id, self.parent_id = ids  # parent_id 0: a trace's root
         self.sampled = sampled
+        self.random = random  # the trace id's right-most 7 bytes are random (W3C level 2)
         self.tracestate = tracestate
         self.attributes = attributes
         self.events: list[SpanEvent] = []
@@ -137,7 +140,9 @@ class Span:
 
     def traceparent(self) -> str:
         """The ``traceparent`` that makes this span the parent of a call to another process."""
-        return format_traceparent(self.trace_id, self.span_id, sampled=self.sampled)
+        return format_traceparent(
+            self.trace_id, self.span_id, sampled=self.sampled, random=self.random
+        )
 
 
 #: The span in progress in this context; None: no traced request.
@@ -165,16 +170,17 @@ class Tracer:
             trace_id, span_id = new_ids()
             ids = (trace_id, span_id, 0)
             sampled = (trace_id & _LOW_64) < self._bound
-            tracestate = None
+            random, tracestate = True, None
         else:
             ids = (parent.trace_id, new_span_id(), parent.span_id)
-            sampled, tracestate = parent.sampled, parent.tracestate
+            sampled, random, tracestate = parent.sampled, parent.random, parent.tracestate
         return Span(
             self,
             name,
             kind=kind,
             ids=ids,
             sampled=sampled,
+            random=random,
             tracestate=tracestate,
             attributes=attributes or {},
         )

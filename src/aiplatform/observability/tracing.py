@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar, cast
 import msgspec
 
 from aiplatform import __version__
+from aiplatform.errors import ClientDisconnectedError
 from aiplatform.observability.request_id import REQUEST_ID_HEADER, current_request_id, note_engine
 from aiplatform.observability.spans import (
     AttributeValue,
@@ -104,17 +105,11 @@ class Tracing:
     server-span middleware."""
 
     def __init__(
-        self,
-        tracer: Tracer,
-        sender: BatchSender,
-        *,
-        trusted: Callable[[str], bool],
-        close: Callable[[], None],
+        self, tracer: Tracer, sender: BatchSender, *, trusted: Callable[[str], bool]
     ) -> None:
         self.tracer = tracer
         self.sender = sender
         self._trusted = trusted
-        self._close = close
 
     @property
     def middleware(self) -> Callable[[ASGIApp], ASGIApp]:
@@ -125,11 +120,7 @@ class Tracing:
         """Send the spans not sent yet and stop (blocking I/O: on a thread)."""
         import anyio
 
-        def shutdown() -> None:
-            self.sender.shutdown(_EXPORT_TIMEOUT_S + 1)
-            self._close()
-
-        await anyio.to_thread.run_sync(shutdown)
+        await anyio.to_thread.run_sync(self.sender.shutdown, _EXPORT_TIMEOUT_S + 1)
 
 
 def start_tracing(settings: Settings, *, export: Export | None = None) -> Tracing | None:
@@ -140,7 +131,7 @@ def start_tracing(settings: Settings, *, export: Export | None = None) -> Tracin
         return None
     from aiplatform.observability.otlp import BatchSender, OtlpHttpExport
 
-    close: Callable[[], None] = lambda: None  # noqa: E731
+    close: Callable[[], None] | None = None
     if export is None:
         resource: dict[str, AttributeValue] = {
             "service.name": service_name(settings),
@@ -155,9 +146,9 @@ def start_tracing(settings: Settings, *, export: Export | None = None) -> Tracin
             timeout=_EXPORT_TIMEOUT_S,
         )
         export, close = otlp, otlp.close
-    sender = BatchSender(export, interval_s=section.export_interval_s)
+    sender = BatchSender(export, interval_s=section.export_interval_s, close=close)
     tracer = Tracer(sample_ratio=section.sample_ratio, on_end=sender.add)
-    return Tracing(tracer, sender, trusted=_trusted_callers(settings), close=close)
+    return Tracing(tracer, sender, trusted=_trusted_callers(settings))
 
 
 def _trusted_callers(settings: Settings) -> Callable[[str], bool]:
@@ -205,18 +196,21 @@ def _server_span_middleware(
                 await app(scope, receive, send)
                 return
             http = cast("HTTPScope", scope)
-            traceparent = tracestate = None
+            traceparents: list[bytes] = []
+            tracestates: list[bytes] = []
             presented = ""
             for key, value in http["headers"]:
                 if key == b"traceparent":
-                    traceparent = value.decode("latin-1")
+                    traceparents.append(value)
                 elif key == b"tracestate":
-                    tracestate = value.decode("latin-1")
+                    tracestates.append(value)
                 elif key == _SERVICE_TOKEN:
                     presented = value.decode("latin-1")
             parent = None
-            if traceparent is not None and trusted(presented):
-                parent = parse_traceparent(traceparent, tracestate)
+            # two traceparent headers make no trace context; tracestate headers are one list
+            if len(traceparents) == 1 and trusted(presented):
+                tracestate = b",".join(tracestates).decode("latin-1") if tracestates else None
+                parent = parse_traceparent(traceparents[0].decode("latin-1"), tracestate)
             route = http.get("path_template") or http["path"]
             attributes: dict[str, AttributeValue] = {
                 "http.request.method": http["method"],
@@ -297,9 +291,15 @@ class _CurrentSpan:
         traceback: TracebackType | None,
     ) -> None:
         current_span.reset(self._token)
-        if isinstance(exc, Exception):  # not a cancellation: the client went away
+        if exc is not None and _failed(exc):
             self._span.record_exception(exc)
         self._span.end()
+
+
+def _failed(exc: BaseException) -> bool:
+    """Whether ``exc`` ends a span as failed: an error, not the client going away (a
+    cancellation, or the disconnect the server noticed)."""
+    return isinstance(exc, Exception) and not isinstance(exc, ClientDisconnectedError)
 
 
 def engine_span(kind: str, operation: str, request: object) -> AbstractContextManager[object]:
@@ -345,7 +345,8 @@ async def _in_span(span: Span, chunks: AsyncIterator[T]) -> AsyncIterator[T]:
                 current_span.reset(token)
             yield chunk
     except Exception as exc:
-        span.record_exception(exc)
+        if _failed(exc):
+            span.record_exception(exc)
         raise
     finally:
         span.end()

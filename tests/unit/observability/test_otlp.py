@@ -4,6 +4,7 @@ protobuf schema, and the sender's bounded queue and failures."""
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -14,7 +15,12 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from aiplatform.observability.otlp import BatchSender, OtlpHttpExport, encode_spans
+from aiplatform.observability.otlp import (
+    MAX_ATTRIBUTE_CHARS,
+    BatchSender,
+    OtlpHttpExport,
+    encode_spans,
+)
 from aiplatform.observability.spans import Span, SpanKind, StatusCode, Tracer
 from aiplatform.observability.trace_context import RemoteParent
 from tests.otlp import export_request
@@ -45,6 +51,29 @@ def test_the_encoding_is_otlps_export_request() -> None:
         resource={"service.name": "aiplatform-embeddings", "service.version": "1.0"},
         scope=("aiplatform", "1.0"),
     )
+    raw = json.loads(body)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    # OTLP's JSON rules (protobuf's own parser would take names or numbers alike)
+    assert set(raw[1]) == {
+        "traceId",
+        "spanId",
+        "parentSpanId",
+        "name",
+        "kind",
+        "startTimeUnixNano",
+        "endTimeUnixNano",
+        "attributes",
+        "status",
+        "traceState",
+    }
+    assert raw[1]["traceId"] == f"{PARENT.trace_id:032x}"
+    assert raw[1]["parentSpanId"] == f"{PARENT.span_id:016x}"
+    assert raw[1]["kind"] == 2
+    assert raw[0]["status"] == {"code": 2, "message": "bad input"}
+    assert raw[1]["startTimeUnixNano"] == str(server.start_ns)
+    assert {"key": "http.response.status_code", "value": {"intValue": "200"}} in raw[1][
+        "attributes"
+    ]
+    assert {"key": "ok", "value": {"boolValue": True}} in raw[0]["attributes"]
     message = export_request(body)
     (resource_spans,) = message.resource_spans
     resource = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
@@ -78,6 +107,15 @@ def test_the_encoding_is_otlps_export_request() -> None:
         "exception.message": "bad input",
     }
     assert sent_server.status.code == Status.STATUS_CODE_UNSET
+
+
+def test_a_long_text_attribute_is_cut() -> None:
+    tracer = Tracer(sample_ratio=1.0, on_end=lambda span: None)
+    span = tracer.start("work", attributes={"exception.message": "x" * 100_000})
+    span.end()
+    body = encode_spans([span], resource={}, scope=("aiplatform", "1.0"))
+    (sent,) = export_request(body).resource_spans[0].scope_spans[0].spans
+    assert sent.attributes[0].value.string_value == "x" * MAX_ATTRIBUTE_CHARS
 
 
 def test_a_root_span_has_no_parent() -> None:
@@ -115,7 +153,8 @@ def ended(count: int) -> list[Span]:
 
 def test_a_full_queue_drops_spans_and_counts_them() -> None:
     gate = Gate()
-    sender = BatchSender(gate, max_queued=10, max_batch=4, interval_s=0.01)
+    # a long interval: only a full batch wakes the sender, so the first batch is exactly 4
+    sender = BatchSender(gate, max_queued=10, max_batch=4, interval_s=60)
     spans = ended(40)
     for span in spans[:4]:
         sender.add(span)
@@ -128,6 +167,49 @@ def test_a_full_queue_drops_spans_and_counts_them() -> None:
     gate.opened.set()
     sender.shutdown(5)
     assert gate.sent == spans[:14]
+
+
+def test_dropping_is_logged_once_when_it_starts_and_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gate = Gate()
+    sender = BatchSender(gate, max_queued=2, max_batch=1, interval_s=0.05)
+    spans = ended(30)
+    sender.add(spans[0])  # taken at once; its export hangs
+    deadline = time.monotonic() + 5
+    while sender._queue and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for span in spans[1:]:
+        sender.add(span)  # room for 2
+    time.sleep(0.3)  # several wakes while dropping
+    gate.opened.set()
+    time.sleep(0.3)  # and several after
+    sender.shutdown(5)
+    messages = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert messages == [
+        "spans are being dropped: more end than the collector takes (queue of 2 full)",
+        "27 spans were dropped",
+    ]
+
+
+def test_shutdown_stops_at_its_deadline_and_closes_on_the_senders_thread() -> None:
+    gate = Gate()  # never opened: the collector hangs
+    closed: list[str] = []
+    sender = BatchSender(
+        gate,
+        max_batch=1,
+        interval_s=60,
+        close=lambda: closed.append(threading.current_thread().name),
+    )
+    for span in ended(5):
+        sender.add(span)
+    start = time.monotonic()
+    sender.shutdown(0.2)
+    assert time.monotonic() - start < 2
+    gate.opened.set()  # the export in progress ends; nothing more is sent
+    sender._thread.join(5)
+    assert len(gate.sent) == 1
+    assert closed == ["aiplatform-spans"]
 
 
 def test_a_failing_export_loses_its_batch_and_the_sender_goes_on(

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from aiplatform.observability import tracing
-from aiplatform.observability.spans import Span, SpanKind, StatusCode
+from aiplatform.observability.spans import Span, SpanKind, StatusCode, current_span
 from aiplatform.observability.tracing import Tracing, service_name, traces_url
 from aiplatform.remote.client import RemoteEngine
 from aiplatform.remote.wire import HttpxWire
@@ -212,6 +212,42 @@ async def test_an_incoming_trace_context_is_continued(exports: Exports) -> None:
     assert hex_id(server.trace_id, 32) == CALLER_TRACE
     assert hex_id(server.parent_id, 16) == CALLER_SPAN
     assert {span.trace_id for span in exports.spans("aiplatform-llm")} == {server.trace_id}
+
+
+async def test_a_callers_tracestate_reaches_the_pod(exports: Exports) -> None:
+    trusting = {**TRACING_ON, "AIPLATFORM_TRACING__TRUST_CLIENT_CONTEXT": "true"}
+    async with split(trusting) as setup:
+        response = await setup.client.post(
+            "/v1/chat/completions",
+            json=CHAT,
+            headers=[
+                ("traceparent", TRACEPARENT),
+                ("tracestate", "vendor=a"),
+                ("tracestate", "other=b"),  # repeated headers are one list
+            ],
+        )
+        assert response.status_code == 200
+        assert current_span.get() is None  # nothing of the request stays in the caller's context
+    await exports.flush()
+    assert setup.to_pod.sent[-1]["tracestate"] == "vendor=a,other=b"
+    (pod_server,) = [s for s in exports.spans("aiplatform-llm") if s.name.startswith("POST")]
+    assert pod_server.tracestate == "vendor=a,other=b"
+
+
+async def test_two_traceparent_headers_start_a_trace_here(exports: Exports) -> None:
+    trusting = {**TRACING_ON, "AIPLATFORM_TRACING__TRUST_CLIENT_CONTEXT": "true"}
+    other = f"00-{'1' * 32}-{CALLER_SPAN}-01"
+    async with split(trusting) as setup:
+        response = await setup.client.post(
+            "/v1/chat/completions",
+            json=CHAT,
+            headers=[("traceparent", TRACEPARENT), ("traceparent", other)],
+        )
+        assert response.status_code == 200
+    await exports.flush()
+    server = one(exports.spans("aiplatform"), "POST /v1/chat/completions")
+    assert server.parent_id == 0
+    assert hex_id(server.trace_id, 32) not in {CALLER_TRACE, "1" * 32}
 
 
 async def test_a_trace_not_sampled_is_recorded_by_neither_process(exports: Exports) -> None:
