@@ -9,6 +9,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from aiplatform.engines.analytics.operations import (
     SUBMIT_JOB,
 )
 from aiplatform.engines.analytics.settings import AnalyticsSettings
+from aiplatform.engines.base import Engine
 from aiplatform.engines.datasets.engine import LocalDatasetsEngine
 from aiplatform.engines.datasets.operations import UPLOAD_DATASET
 from aiplatform.engines.datasets.settings import DatasetsSettings
@@ -40,7 +42,8 @@ from aiplatform.errors import (
     NotFoundError,
 )
 from aiplatform.forms import FilePart
-from aiplatform.testing import asgi_remote
+from aiplatform.server.wiring import build_configured
+from aiplatform.testing import asgi_remote, fake_settings
 from tests.analytics import assert_valid_charts
 
 pytestmark = pytest.mark.anyio
@@ -61,10 +64,25 @@ async def datasets(tmp_path: Path) -> AsyncIterator[LocalDatasetsEngine]:
 
 
 @pytest.fixture
+async def called(tmp_path: Path) -> AsyncIterator[dict[str, Engine]]:
+    """The engines some analytic engines call, on their fake backends, as a monolith has
+    them."""
+    settings = fake_settings(tmp_path / "called")
+    async with AsyncExitStack() as stack:
+        engines: dict[str, Engine] = {}
+        for kind in ("embeddings", "rag", "llm"):
+            built = build_configured(settings, kind, served=engines)
+            engines[kind] = await stack.enter_async_context(built)
+        yield engines
+
+
+@pytest.fixture
 async def engine(
-    tmp_path: Path, datasets: LocalDatasetsEngine
+    tmp_path: Path, datasets: LocalDatasetsEngine, called: dict[str, Engine]
 ) -> AsyncIterator[LocalAnalyticsEngine]:
-    async with LocalAnalyticsEngine(_settings(tmp_path), datasets=datasets) as engine:
+    async with LocalAnalyticsEngine(
+        _settings(tmp_path), datasets=datasets, engines=called
+    ) as engine:
         yield engine
 
 

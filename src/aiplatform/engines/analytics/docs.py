@@ -60,7 +60,7 @@ def section(method: Method[Any, Any]) -> str:
     name = method.name
     body = _json_lines(example_body(method))
     return (
-        f"### `{name}`\n\n{method.summary}.\n\n"
+        f"### `{name}`\n\n{method.summary.rstrip('.')}.\n\n"
         f"`POST /v1/analytics/{name}`\n\n"
         f"**params**\n\n{table(method.params)}\n"
         f"**result**\n\n{_result_table(method)}\n"

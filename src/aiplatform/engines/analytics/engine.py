@@ -257,7 +257,7 @@ class LocalAnalyticsEngine(LocalEngine):
         )
         prepared, warnings = b"", []
         if method.prepare is not None:
-            preparation = MethodPreparation(method, self._engines, table)
+            preparation = MethodPreparation(method, self._engines, table, seed=request.seed)
             prepared = msgspec.msgpack.encode(await method.prepare(request.params, preparation))
             warnings = preparation.warnings
         return MethodCall(

@@ -95,6 +95,9 @@ class Preparation(Protocol):
     """What :attr:`Method.prepare` gets in the server process: the engines it calls and the
     request's table, read a column at a time."""
 
+    #: The request's seed (for the engines it calls that take one).
+    seed: int
+
     def engine(self, kind: str) -> Engine:
         """The engine of ``kind`` (one of :attr:`Method.calls`): in-process or remote. None
         configured: 503 ``engine_unavailable`` naming the setting."""

@@ -8,11 +8,12 @@ a thread); what it computes with numbers belongs in ``compute``, in a worker pro
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from aiplatform.errors import EngineUnavailableError, InvalidRequestError
+from aiplatform.errors import AIPlatformError, EngineUnavailableError, InvalidRequestError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,15 +22,24 @@ if TYPE_CHECKING:
     from aiplatform.engines.analytics.worker import TableData
     from aiplatform.engines.base import Engine
 
-__all__ = ["MethodPreparation"]
+__all__ = ["MethodPreparation", "map_bounded"]
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 class MethodPreparation:
     """One request's preparation: the engines the server has, and the request's table."""
 
     def __init__(
-        self, method: Method[Any, Any], engines: Mapping[str, Engine], table: TableData
+        self,
+        method: Method[Any, Any],
+        engines: Mapping[str, Engine],
+        table: TableData,
+        *,
+        seed: int = 0,
     ) -> None:
+        self.seed = seed
         self._method = method
         self._engines = engines
         self._table = table
@@ -78,3 +88,39 @@ def _parquet_column(parquet: bytes, name: str) -> list[Cell] | None:
         return None
     values: list[Cell] = file.read(columns=[name]).column(0).to_pylist()
     return values
+
+
+async def map_bounded(
+    call: Callable[[T], Awaitable[U]], items: Sequence[T], concurrency: int
+) -> list[U]:
+    """``call`` on every item, at most ``concurrency`` at a time; the answers in item order
+    (the engine calls of a prepare step, bounded so one request cannot flood an engine).
+    The first failure is raised as it is (not as an exception group), the other calls
+    cancelled."""
+    answers: dict[int, U] = {}
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def one(index: int) -> None:
+        async with limiter:
+            answers[index] = await call(items[index])
+
+    try:
+        async with anyio.create_task_group() as group:
+            for index in range(len(items)):
+                group.start_soon(one, index)
+    except BaseExceptionGroup as failures:
+        raise _first(failures) from None
+    return [answers[index] for index in range(len(items))]
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first error of a (nested) exception group, preferring a platform error."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return next((error for error in leaves if isinstance(error, AIPlatformError)), leaves[0])

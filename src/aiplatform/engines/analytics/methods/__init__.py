@@ -13,14 +13,23 @@ from aiplatform.engines.analytics.methods.anomaly import METHOD as ANOMALY
 from aiplatform.engines.analytics.methods.chaos import METHOD as CHAOS
 from aiplatform.engines.analytics.methods.chronos import METHOD as CHRONOS
 from aiplatform.engines.analytics.methods.clustering import METHOD as CLUSTERING
+from aiplatform.engines.analytics.methods.cost_optimization import METHOD as COST_OPTIMIZATION
+from aiplatform.engines.analytics.methods.faiss_retrieval import METHOD as FAISS_RETRIEVAL
 from aiplatform.engines.analytics.methods.galileo import METHOD as GALILEO
+from aiplatform.engines.analytics.methods.inventory_optimization import (
+    METHOD as INVENTORY_OPTIMIZATION,
+)
 from aiplatform.engines.analytics.methods.mirror import METHOD as MIRROR
 from aiplatform.engines.analytics.methods.newton import METHOD as NEWTON
 from aiplatform.engines.analytics.methods.oracle import METHOD as ORACLE
+from aiplatform.engines.analytics.methods.pricing_strategy import METHOD as PRICING_STRATEGY
+from aiplatform.engines.analytics.methods.rag_evaluation import METHOD as RAG_EVALUATION
+from aiplatform.engines.analytics.methods.roi_prediction import METHOD as ROI_PREDICTION
 from aiplatform.engines.analytics.methods.scout import METHOD as SCOUT
 from aiplatform.engines.analytics.methods.statistical import METHOD as STATISTICAL
 from aiplatform.engines.analytics.methods.titan import METHOD as TITAN
 from aiplatform.engines.analytics.methods.trend import METHOD as TREND
+from aiplatform.engines.analytics.methods.universal_graph import METHOD as UNIVERSAL_GRAPH
 
 __all__ = ["METHODS"]
 
@@ -29,14 +38,21 @@ _METHODS: tuple[Method[Any, Any], ...] = (
     CHAOS,
     CHRONOS,
     CLUSTERING,
+    COST_OPTIMIZATION,
+    FAISS_RETRIEVAL,
     GALILEO,
+    INVENTORY_OPTIMIZATION,
     MIRROR,
     NEWTON,
     ORACLE,
+    PRICING_STRATEGY,
+    RAG_EVALUATION,
+    ROI_PREDICTION,
     SCOUT,
     STATISTICAL,
     TITAN,
     TREND,
+    UNIVERSAL_GRAPH,
 )
 
 METHODS: dict[str, Method[Any, Any]] = {method.name: method for method in _METHODS}
