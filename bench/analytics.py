@@ -10,10 +10,16 @@ called directly, and jobs throughput against synchronous calls.
       inline request's :class:`~aiplatform.engines.analytics.worker.MethodCall` (records to a
       DataFrame, the engine's compute calling its library, the result encoded): the baseline;
     - inline: ``POST /v1/analytics/<engine>`` to ``aiplatform serve --engines
-      analytics,datasets`` (defaults: two worker processes) with the table inline (``data``),
-      the body encoded before the clock starts and the answer read whole before it stops;
+      analytics,datasets,embeddings,rag,llm`` (defaults: two worker processes) with the table
+      inline (``data``), the body encoded before the clock starts and the answer read whole
+      before it stops;
     - dataset: the same request naming the table uploaded once (``POST /v1/datasets``,
       Parquet) by ``dataset``.
+
+    An engine that calls other engines (``faiss_retrieval``, ``rag_evaluation``) is served
+    with the server's fake embeddings, RAG and LLM engines; its direct call computes from what
+    its prepare step made against the same fakes here, run once before any clock, so its
+    server time also holds the calls to those engines (the embedding, the searches).
 
     Ratios are server / direct. A case whose direct call is short (under :data:`CHEAP_S`) gets
     an untimed round first and more rounds. Engines that cannot take a large table in
@@ -34,15 +40,18 @@ printed; a failed check exits 1. Run: ``python -m bench.analytics [--rows 10000,
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import math
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,6 +62,7 @@ from tests.support import ServerProcess
 from aiplatform.engines.analytics.method import Cell, Method, Records
 from aiplatform.engines.analytics.methods import METHODS
 from aiplatform.engines.analytics.worker import MethodCall, TableData, run_method, to_frame
+from aiplatform.testing import fake_settings, settings_env
 from bench.checks import fail, require, require_count, require_status, run_bench
 
 #: Columns of a generated table, by name.
@@ -380,6 +390,9 @@ class Case:
     records: Records = field(init=False)
     #: The params' own tables as records, by params field.
     tables: dict[str, Records] = field(init=False)
+    #: What the engine's prepare step made, msgpack-encoded (engines that call others).
+    prepared: bytes = b""
+    prepare_warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # A params table given inline (the example's rows to predict ...) travels as a table.
@@ -401,13 +414,16 @@ class Case:
 
     def call(self) -> MethodCall:
         """The worker's call for the inline request, as the server builds it: the params'
-        tables travel beside the params, not in them."""
+        tables travel beside the params, not in them; an engine that calls other engines gets
+        what its prepare step made (:func:`prepare_case`, run once, before any clock)."""
         return MethodCall(
             method=self.engine,
             params=msgspec.msgpack.encode(self.params),
             seed=SEED,
             table=TableData(records=self.records),
             tables={name: TableData(records=records) for name, records in self.tables.items()},
+            prepared=self.prepared,
+            warnings=self.prepare_warnings,
         )
 
     def inline_body(self) -> bytes:
@@ -431,7 +447,43 @@ class Case:
 def make_case(engine: str, rows: int) -> Case:
     generator = GENERATORS.get(engine)
     table = _example_table(engine) if generator is None else generator(rows, rng(rows))
-    return Case(engine=engine, asked=rows, table=table)
+    case = Case(engine=engine, asked=rows, table=table)
+    if METHODS[engine].prepare is not None:
+        case.prepared, case.prepare_warnings = asyncio.run(prepare_case(case))
+    return case
+
+
+#: The engines some analytic engines call, on their fake backends, in the server as here.
+CALLED = ("embeddings", "rag", "llm")
+
+
+def called_env(folder: Path) -> dict[str, str]:
+    """The server's settings for :data:`CALLED`: their fake backends."""
+    env = settings_env(fake_settings(folder))
+    return {key: env[key] for key in (f"AIPLATFORM_ENGINES__{kind.upper()}" for kind in CALLED)}
+
+
+async def prepare_case(case: Case) -> tuple[bytes, list[str]]:
+    """The prepare step of ``case``'s engine run here, against the same fake engines the
+    server has: what its direct call computes from (the server's answer must equal it)."""
+    from contextlib import AsyncExitStack
+
+    from aiplatform.engines.analytics.preparation import MethodPreparation
+    from aiplatform.server.wiring import build_configured
+
+    method = METHODS[case.engine]
+    assert method.prepare is not None
+    with tempfile.TemporaryDirectory() as folder:
+        settings = fake_settings(folder)
+        async with AsyncExitStack() as stack:
+            engines: dict[str, Any] = {}
+            for kind in CALLED:
+                built = build_configured(settings, kind, served=engines)
+                engines[kind] = await stack.enter_async_context(built)
+            table = TableData(records=case.records)
+            preparation = MethodPreparation(method, engines, table, seed=SEED)
+            value = await method.prepare(case.params, preparation)
+            return msgspec.msgpack.encode(value), preparation.warnings
 
 
 def rng(seed: int) -> np.random.Generator:
@@ -626,6 +678,8 @@ def warm_up(client: httpx.Client, engines: list[str]) -> None:
 
     for engine in engines:
         case = Case(engine=engine, asked=0, table=_example_table(engine))
+        if METHODS[engine].prepare is not None:
+            case.prepared, case.prepare_warnings = asyncio.run(prepare_case(case))
         direct(case)
         path, body = f"/v1/analytics/{engine}", case.inline_body()
         with ThreadPoolExecutor(2) as pool:
@@ -787,7 +841,11 @@ def main() -> None:
     began = time.perf_counter()
     print(f"Machine: {_machine()}")
     print(f"Engines: {', '.join(engines)}; rows: {', '.join(f'{n:,}' for n in sizes)}")
-    server = ServerProcess(["--engines", "analytics,datasets"], {})
+    called = tempfile.TemporaryDirectory()
+    server = ServerProcess(
+        ["--engines", ",".join(("analytics", "datasets", *CALLED))],
+        called_env(Path(called.name)),
+    )
     server.start()
     try:
         with httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT_S) as client:
@@ -822,6 +880,7 @@ def main() -> None:
                 report_jobs(args.jobs_engine, args.jobs, args.jobs_rows, jobs)
     finally:
         server.stop()
+        called.cleanup()
     print(f"\nRun time: {time.perf_counter() - began:.0f} s")
 
 
