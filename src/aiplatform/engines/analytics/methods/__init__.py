@@ -10,6 +10,8 @@ from typing import Any
 
 from aiplatform.engines.analytics.method import Method
 from aiplatform.engines.analytics.methods.anomaly import METHOD as ANOMALY
+from aiplatform.engines.analytics.methods.budget_variance import METHOD as BUDGET_VARIANCE
+from aiplatform.engines.analytics.methods.cash_flow import METHOD as CASH_FLOW
 from aiplatform.engines.analytics.methods.chaos import METHOD as CHAOS
 from aiplatform.engines.analytics.methods.chronos import METHOD as CHRONOS
 from aiplatform.engines.analytics.methods.clustering import METHOD as CLUSTERING
@@ -23,7 +25,9 @@ from aiplatform.engines.analytics.methods.mirror import METHOD as MIRROR
 from aiplatform.engines.analytics.methods.newton import METHOD as NEWTON
 from aiplatform.engines.analytics.methods.oracle import METHOD as ORACLE
 from aiplatform.engines.analytics.methods.pricing_strategy import METHOD as PRICING_STRATEGY
+from aiplatform.engines.analytics.methods.profit_margin import METHOD as PROFIT_MARGIN
 from aiplatform.engines.analytics.methods.rag_evaluation import METHOD as RAG_EVALUATION
+from aiplatform.engines.analytics.methods.revenue_forecast import METHOD as REVENUE_FORECAST
 from aiplatform.engines.analytics.methods.roi_prediction import METHOD as ROI_PREDICTION
 from aiplatform.engines.analytics.methods.scout import METHOD as SCOUT
 from aiplatform.engines.analytics.methods.statistical import METHOD as STATISTICAL
@@ -35,6 +39,8 @@ __all__ = ["METHODS"]
 
 _METHODS: tuple[Method[Any, Any], ...] = (
     ANOMALY,
+    BUDGET_VARIANCE,
+    CASH_FLOW,
     CHAOS,
     CHRONOS,
     CLUSTERING,
@@ -46,7 +52,9 @@ _METHODS: tuple[Method[Any, Any], ...] = (
     NEWTON,
     ORACLE,
     PRICING_STRATEGY,
+    PROFIT_MARGIN,
     RAG_EVALUATION,
+    REVENUE_FORECAST,
     ROI_PREDICTION,
     SCOUT,
     STATISTICAL,
