@@ -14,13 +14,16 @@ from aiplatform.engines.analytics.methods.budget_variance import METHOD as BUDGE
 from aiplatform.engines.analytics.methods.cash_flow import METHOD as CASH_FLOW
 from aiplatform.engines.analytics.methods.chaos import METHOD as CHAOS
 from aiplatform.engines.analytics.methods.chronos import METHOD as CHRONOS
+from aiplatform.engines.analytics.methods.churn import METHOD as CHURN
 from aiplatform.engines.analytics.methods.clustering import METHOD as CLUSTERING
 from aiplatform.engines.analytics.methods.cost_optimization import METHOD as COST_OPTIMIZATION
 from aiplatform.engines.analytics.methods.faiss_retrieval import METHOD as FAISS_RETRIEVAL
+from aiplatform.engines.analytics.methods.flash import METHOD as FLASH
 from aiplatform.engines.analytics.methods.galileo import METHOD as GALILEO
 from aiplatform.engines.analytics.methods.inventory_optimization import (
     METHOD as INVENTORY_OPTIMIZATION,
 )
+from aiplatform.engines.analytics.methods.lead_scoring import METHOD as LEAD_SCORING
 from aiplatform.engines.analytics.methods.mirror import METHOD as MIRROR
 from aiplatform.engines.analytics.methods.newton import METHOD as NEWTON
 from aiplatform.engines.analytics.methods.oracle import METHOD as ORACLE
@@ -43,11 +46,14 @@ _METHODS: tuple[Method[Any, Any], ...] = (
     CASH_FLOW,
     CHAOS,
     CHRONOS,
+    CHURN,
     CLUSTERING,
     COST_OPTIMIZATION,
     FAISS_RETRIEVAL,
+    FLASH,
     GALILEO,
     INVENTORY_OPTIMIZATION,
+    LEAD_SCORING,
     MIRROR,
     NEWTON,
     ORACLE,
