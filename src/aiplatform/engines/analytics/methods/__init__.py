@@ -17,6 +17,7 @@ from aiplatform.engines.analytics.methods.chronos import METHOD as CHRONOS
 from aiplatform.engines.analytics.methods.churn import METHOD as CHURN
 from aiplatform.engines.analytics.methods.clustering import METHOD as CLUSTERING
 from aiplatform.engines.analytics.methods.cost_optimization import METHOD as COST_OPTIMIZATION
+from aiplatform.engines.analytics.methods.customer_ltv import METHOD as CUSTOMER_LTV
 from aiplatform.engines.analytics.methods.faiss_retrieval import METHOD as FAISS_RETRIEVAL
 from aiplatform.engines.analytics.methods.flash import METHOD as FLASH
 from aiplatform.engines.analytics.methods.galileo import METHOD as GALILEO
@@ -24,6 +25,7 @@ from aiplatform.engines.analytics.methods.inventory_optimization import (
     METHOD as INVENTORY_OPTIMIZATION,
 )
 from aiplatform.engines.analytics.methods.lead_scoring import METHOD as LEAD_SCORING
+from aiplatform.engines.analytics.methods.market_basket import METHOD as MARKET_BASKET
 from aiplatform.engines.analytics.methods.mirror import METHOD as MIRROR
 from aiplatform.engines.analytics.methods.newton import METHOD as NEWTON
 from aiplatform.engines.analytics.methods.oracle import METHOD as ORACLE
@@ -33,6 +35,7 @@ from aiplatform.engines.analytics.methods.rag_evaluation import METHOD as RAG_EV
 from aiplatform.engines.analytics.methods.revenue_forecast import METHOD as REVENUE_FORECAST
 from aiplatform.engines.analytics.methods.roi_prediction import METHOD as ROI_PREDICTION
 from aiplatform.engines.analytics.methods.scout import METHOD as SCOUT
+from aiplatform.engines.analytics.methods.spend_pattern import METHOD as SPEND_PATTERN
 from aiplatform.engines.analytics.methods.statistical import METHOD as STATISTICAL
 from aiplatform.engines.analytics.methods.titan import METHOD as TITAN
 from aiplatform.engines.analytics.methods.trend import METHOD as TREND
@@ -49,11 +52,13 @@ _METHODS: tuple[Method[Any, Any], ...] = (
     CHURN,
     CLUSTERING,
     COST_OPTIMIZATION,
+    CUSTOMER_LTV,
     FAISS_RETRIEVAL,
     FLASH,
     GALILEO,
     INVENTORY_OPTIMIZATION,
     LEAD_SCORING,
+    MARKET_BASKET,
     MIRROR,
     NEWTON,
     ORACLE,
@@ -63,6 +68,7 @@ _METHODS: tuple[Method[Any, Any], ...] = (
     REVENUE_FORECAST,
     ROI_PREDICTION,
     SCOUT,
+    SPEND_PATTERN,
     STATISTICAL,
     TITAN,
     TREND,

@@ -53,7 +53,9 @@ class CashFlowParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: ``outflow_label``, case and surrounding spaces ignored); its amount is added for an
     #: inflow and subtracted for an outflow. None: the amounts carry their sign.
     flow_type: str | None = None
+    #: The ``flow_type`` value of an inflow.
     inflow_label: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "inflow"
+    #: The ``flow_type`` value of an outflow.
     outflow_label: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "outflow"
     #: Cash at hand before the first entry.
     starting_balance: Annotated[float, msgspec.Meta(ge=-1e15, le=1e15)] = 0.0
