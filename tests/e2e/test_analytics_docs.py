@@ -48,7 +48,9 @@ def _documents(output: str) -> list[dict[str, object]]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    process = ServerProcess(["--engines", "analytics,datasets"], {})
+    # with the engines faiss_retrieval and rag_evaluation call, on their defaults, as the
+    # monolith the examples are written for has them
+    process = ServerProcess(["--engines", "analytics,datasets,embeddings,rag"], {})
     process.start()
     try:
         yield process

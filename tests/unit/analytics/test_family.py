@@ -430,3 +430,16 @@ async def test_a_job_running_when_the_engine_stops_is_failed_at_the_next_start(
     assert job.status == "failed"
     assert job.error is not None
     assert job.error.code == "job_interrupted"
+
+
+def test_the_29_analytic_engines_are_registered() -> None:
+    assert sorted(METHODS) == sorted(
+        [
+            *("anomaly", "chaos", "chronos", "clustering", "galileo", "mirror", "newton"),
+            *("oracle", "scout", "statistical", "titan", "trend"),
+            *("revenue_forecast", "cash_flow", "budget_variance", "profit_margin"),
+            *("cost_optimization", "pricing_strategy", "customer_ltv", "market_basket"),
+            *("spend_pattern", "inventory_optimization", "roi_prediction", "churn"),
+            *("lead_scoring", "flash", "faiss_retrieval", "universal_graph", "rag_evaluation"),
+        ]
+    )
