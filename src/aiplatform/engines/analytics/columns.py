@@ -327,3 +327,37 @@ def require_rows(count: int, minimum: int, why: str = "this engine") -> None:
             param="data",
             code="too_few_rows",
         )
+
+
+def numeric_like(series: pd.Series) -> bool:
+    """Whether every present value of ``series`` reads as a number (booleans do)."""
+    import pandas as pd
+
+    if series.dtype == bool:
+        return True
+    values = pd.to_numeric(series, errors="coerce")
+    return not bool((values.isna() & series.notna()).any())
+
+
+def _number_label(value: Any) -> str:
+    number = float(value)
+    return str(int(number)) if number.is_integer() else str(number)
+
+
+def supervised_target(
+    frame: pd.DataFrame, name: str, task: str, max_labels: int, role: str = "target"
+) -> tuple[str, pd.Series]:
+    """A model's target and its task: ``regression`` (floats) or ``classification`` (text
+    labels; whole numbers without a decimal point). ``task`` ``auto`` takes numbers for a
+    regression unless they are whole with at most ``max_labels`` distinct values."""
+    series = column(frame, name, role)
+    if task == "regression":
+        return task, numeric(frame, name, role)
+    if series.dtype != bool and numeric_like(series):
+        values = numeric(frame, name, role)
+        present = values.dropna()
+        whole = bool((present == present.round()).all())
+        if task == "auto" and not (whole and present.nunique() <= max_labels):
+            return "regression", values
+        return "classification", values.map(_number_label, na_action="ignore")
+    return "classification", categorical(frame, name, role)

@@ -175,15 +175,6 @@ class Scored:
 # ---------------------------------------------------------------- input
 
 
-def _numeric_like(series: pd.Series) -> bool:
-    import pandas as pd
-
-    if series.dtype == bool:
-        return True
-    values = pd.to_numeric(series, errors="coerce")
-    return not bool((values.isna() & series.notna()).any())
-
-
 def feature_names(
     frame: pd.DataFrame, features: Sequence[str] | None, reserved: dict[str, str]
 ) -> list[str]:
@@ -246,7 +237,7 @@ def read_features(
 ) -> tuple[pd.DataFrame, Features]:
     """The feature table (numbers as floats, other values as text with missing marked) and how
     each column is read: a column whose every present value is a number is numeric."""
-    numeric = [name for name in names if _numeric_like(columns.column(frame, name, role))]
+    numeric = [name for name in names if columns.numeric_like(columns.column(frame, name, role))]
     features = Features(
         names=names, numeric=numeric, categorical=[name for name in names if name not in numeric]
     )

@@ -128,33 +128,9 @@ class _Data:
     allowed: list[str]
 
 
-def _numeric_like(series: pd.Series) -> bool:
-    import pandas as pd
-
-    if series.dtype == bool:
-        return True
-    values = pd.to_numeric(series, errors="coerce")
-    return not bool((values.isna() & series.notna()).any())
-
-
-def _label(value: Any) -> str:
-    number = float(value)
-    return str(int(number)) if number.is_integer() else str(number)
-
-
 def _target(frame: pd.DataFrame, params: FlashParams) -> tuple[str, pd.Series]:
     """The task and the target (floats for regression, text labels for classification)."""
-    series = columns.column(frame, params.target, "target")
-    if params.task == "regression":
-        return "regression", columns.numeric(frame, params.target, "target")
-    if series.dtype != bool and _numeric_like(series):
-        values = columns.numeric(frame, params.target, "target")
-        present = values.dropna()
-        whole = bool((present == present.round()).all())
-        if params.task == "auto" and not (whole and present.nunique() <= _MAX_LABELS):
-            return "regression", values
-        return "classification", values.map(_label, na_action="ignore")
-    return "classification", columns.categorical(frame, params.target, "target")
+    return columns.supervised_target(frame, params.target, params.task, _MAX_LABELS)
 
 
 def _allowed(params: FlashParams, names: list[str]) -> list[str]:

@@ -180,34 +180,9 @@ class _Cell:
 # ---------------------------------------------------------------- input
 
 
-def _numeric_like(series: pd.Series) -> bool:
-    import pandas as pd
-
-    if series.dtype == bool:
-        return True
-    values = pd.to_numeric(series, errors="coerce")
-    return not bool((values.isna() & series.notna()).any())
-
-
-def _label(value: Any) -> str:
-    number = float(value)
-    return str(int(number)) if number.is_integer() else str(number)
-
-
 def _target(frame: pd.DataFrame, params: TitanParams) -> tuple[str, pd.Series]:
     """The task and the target (floats for regression, text labels for classification)."""
-    series = columns.column(frame, params.target, "target")
-    task = params.task
-    if task == "regression":
-        return task, columns.numeric(frame, params.target, "target")
-    if series.dtype != bool and _numeric_like(series):
-        values = columns.numeric(frame, params.target, "target")
-        present = values.dropna()
-        whole = bool((present == present.round()).all())
-        if task == "auto" and not (whole and present.nunique() <= _MAX_LABELS):
-            return "regression", values
-        return "classification", values.map(_label, na_action="ignore")
-    return "classification", columns.categorical(frame, params.target, "target")
+    return columns.supervised_target(frame, params.target, params.task, _MAX_LABELS)
 
 
 def _features(frame: pd.DataFrame, params: TitanParams) -> list[str]:
@@ -238,7 +213,9 @@ def _encode(
 
     table: dict[str, pd.Series] = {}
     if numeric is None:
-        numeric = [name for name in names if _numeric_like(columns.column(frame, name, role))]
+        numeric = [
+            name for name in names if columns.numeric_like(columns.column(frame, name, role))
+        ]
     for name in names:
         series = columns.column(frame, name, role)
         if name not in numeric:
