@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -273,7 +273,17 @@ def display(value: Any) -> Cell:
 # ---------------------------------------------------------------- model
 
 
-def preprocessor(features: Features) -> Any:
+class ColumnKinds(Protocol):
+    """Which feature columns are numbers and which are categories."""
+
+    @property
+    def numeric(self) -> list[str]: ...
+
+    @property
+    def categorical(self) -> list[str]: ...
+
+
+def preprocessor(features: ColumnKinds) -> Any:
     """Missing numbers filled with the column's median, other columns one-hot encoded (the 30
     most frequent values; the rest, and values not seen in fitting, share one column)."""
     from sklearn.compose import ColumnTransformer

@@ -35,6 +35,7 @@ from aiplatform.engines.analytics.method import (
     Run,
     TableInput,
 )
+from aiplatform.engines.analytics.methods._classifier import preprocessor
 from aiplatform.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -271,26 +272,8 @@ def _class_counts(y: np.ndarray[Any, Any]) -> tuple[list[str], list[int]]:
 
 
 def _prep(data: _Data) -> Any:
-    """The families' shared input: missing numbers filled with the median, other columns
-    one-hot encoded (the 30 most frequent values; the rest, and values not seen in fitting,
-    share one column)."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.preprocessing import OneHotEncoder
-
-    return ColumnTransformer(
-        [
-            ("num", SimpleImputer(strategy="median", keep_empty_features=True), data.numeric),
-            (
-                "cat",
-                OneHotEncoder(
-                    handle_unknown="infrequent_if_exist", max_categories=30, sparse_output=False
-                ),
-                data.categorical,
-            ),
-        ],
-        sparse_threshold=0,
-    )
+    """The families' shared input (see :func:`_classifier.preprocessor`)."""
+    return preprocessor(data)
 
 
 def _on_table(model: Any, data: _Data) -> Any:
