@@ -235,3 +235,47 @@ async def test_a_paraphrase_finds_its_row_with_minilm(tmp_path: Path) -> None:
         )
     assert response.result.query_matches[0].row == len(texts) - 1
     assert response.result.dimension == 384
+
+
+@pytest.mark.anyio
+async def test_a_key_for_analytics_only_reaches_no_other_engine(
+    tmp_path: Path, remote_embeddings: Engine
+) -> None:
+    """An analytic engine calls others as its caller: a key limited to analytics is refused
+    (403), for a run and for a job, before anything is embedded."""
+    from aiplatform.api.analytics import JobRequest
+    from aiplatform.auth.identity import Identity, acting_identity
+    from aiplatform.engines.analytics.operations import SUBMIT_JOB
+    from aiplatform.errors import PermissionDeniedError
+
+    limited = Identity(
+        kind="key", subject="k1", tenant="default", role="member", engines=("analytics",)
+    )
+    data = [{"text": t} for t in TEXTS]
+    async with _analytics(tmp_path, {"embeddings": remote_embeddings}) as analytics:
+        with acting_identity(limited):
+            with pytest.raises(PermissionDeniedError) as refused:
+                await analytics.invoke(
+                    METHOD_OPERATIONS[NAME], _request(data, text_column="text", query=QUERY)
+                )
+            assert refused.value.code == "engine_not_allowed"
+            job = JobRequest(engine=NAME, data=data, params={"text_column": "text", "query": QUERY})
+            with pytest.raises(PermissionDeniedError):
+                await analytics.invoke(SUBMIT_JOB, job)
+
+
+@pytest.mark.anyio
+async def test_more_vector_bytes_than_a_run_may_search_is_a_413(
+    tmp_path: Path, remote_embeddings: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiplatform.engines.analytics.methods import faiss_retrieval
+    from aiplatform.errors import RequestTooLargeError
+
+    monkeypatch.setattr(faiss_retrieval, "MAX_VECTOR_BYTES", 1024)
+    async with _analytics(tmp_path, {"embeddings": remote_embeddings}) as analytics:
+        with pytest.raises(RequestTooLargeError) as refused:
+            await analytics.invoke(
+                METHOD_OPERATIONS[NAME],
+                _request([{"text": t} for t in TEXTS], text_column="text", query=QUERY),
+            )
+    assert refused.value.code == "dataset_too_large"

@@ -399,3 +399,49 @@ async def test_without_a_rag_engine_it_is_a_503(tmp_path: Path) -> None:
         with pytest.raises(EngineUnavailableError) as refused:
             await analytics.invoke(METHOD_OPERATIONS[NAME], _request(QUERIES, collection="c"))
     assert (refused.value.status_code, refused.value.code) == (503, "engine_unavailable")
+
+
+@pytest.mark.anyio
+async def test_a_graded_job_without_an_llm_is_refused_when_submitted(
+    tmp_path: Path, fakes: tuple[Engine, Engine, LocalLLMEngine]
+) -> None:
+    """The job would otherwise wait for an engine this server does not have; without
+    grading, no LLM is needed and the job is taken."""
+    from aiplatform.api.analytics import JobRequest
+    from aiplatform.engines.analytics.operations import SUBMIT_JOB
+
+    _, remote, _ = fakes
+    params = {"collection": "c", "query_column": "query", "relevant_column": "relevant"}
+    async with _analytics(tmp_path, {"rag": remote}) as analytics:
+        graded = {**params, "faithfulness": True, "model": "fake-llm"}
+        with pytest.raises(EngineUnavailableError) as refused:
+            await analytics.invoke(SUBMIT_JOB, JobRequest(engine=NAME, data=QUERIES, params=graded))
+        assert "llm" in refused.value.message
+        taken = await analytics.invoke(
+            SUBMIT_JOB, JobRequest(engine=NAME, data=QUERIES, params=params)
+        )
+        assert taken.status in ("queued", "running", "succeeded", "failed")
+
+
+@pytest.mark.anyio
+async def test_the_runs_own_collection_is_deleted_even_when_a_run_fails(
+    tmp_path: Path,
+    fakes: tuple[Engine, Engine, LocalLLMEngine],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiplatform.api.rag import CollectionListRequest
+    from aiplatform.engines.analytics.methods import rag_evaluation
+    from aiplatform.engines.rag.operations import LIST_COLLECTIONS
+    from aiplatform.errors import BadGatewayError
+
+    async def failing_search(*args: Any, **kwargs: Any) -> Any:
+        raise BadGatewayError("the RAG engine failed mid-run")
+
+    monkeypatch.setattr(rag_evaluation, "_search", failing_search)
+    _, remote, _ = fakes
+    documents = [{"id": key, "text": text} for key, text in HANDBOOK.items()]
+    async with _analytics(tmp_path, {"rag": remote}) as analytics:
+        with pytest.raises(BadGatewayError):  # after the documents were indexed
+            await analytics.invoke(METHOD_OPERATIONS[NAME], _request(QUERIES, documents=documents))
+        listed = await remote.invoke(LIST_COLLECTIONS, CollectionListRequest())
+    assert not [c for c in listed.data if c.name.startswith("rag-evaluation-")]

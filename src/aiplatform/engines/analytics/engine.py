@@ -49,7 +49,7 @@ from aiplatform.engines.analytics.operations import (
     METHOD_OPERATIONS,
     SUBMIT_JOB,
 )
-from aiplatform.engines.analytics.preparation import MethodPreparation
+from aiplatform.engines.analytics.preparation import MethodPreparation, require_engine
 from aiplatform.engines.analytics.settings import AnalyticsSettings
 from aiplatform.engines.analytics.worker import MethodCall, MethodOutput, TableData, run_method
 from aiplatform.engines.base import Engine, Operation
@@ -168,8 +168,9 @@ class LocalAnalyticsEngine(LocalEngine):
         forwarded = self._forwarded.get(method.name)
         if forwarded is not None:
             return await forwarded.invoke(METHOD_OPERATIONS[method.name], request)
-        call = await self._method_call(method, request)
+        # one deadline for the prepare step (engine calls) and the computation
         with anyio.move_on_after(self._settings.run_timeout_s) as scope:
+            call = await self._method_call(method, request)
             output = await self.call(run_method, call)
         if scope.cancelled_caught:
             raise _run_timeout(self._settings.run_timeout_s)
@@ -194,9 +195,9 @@ class LocalAnalyticsEngine(LocalEngine):
                     yield forwarded_event
             return
         event = event_type(method)
-        call = await self._method_call(method, request)
         if self._task_group is None:
             raise EngineUnavailableError("The analytics engine has not been started.")
+        call = await self._bounded_call(method, request, timeout_s)
         progress = _LatestProgress()
         outcome: list[MethodOutput] = []
         failure: list[BaseException] = []
@@ -240,10 +241,20 @@ class LocalAnalyticsEngine(LocalEngine):
             raise EngineUnavailableError("The analytics engine stopped during the run.")
         yield event(object="analytics.result", response=_response(method, outcome[0]))
 
+    async def _bounded_call(
+        self, method: Method[Any, Any], request: Any, timeout_s: float | None
+    ) -> MethodCall:
+        """:meth:`_method_call`, its prepare step's engine calls bounded by the run's
+        deadline."""
+        with anyio.move_on_after(timeout_s or math.inf):
+            return await self._method_call(method, request)
+        raise _run_timeout(timeout_s or math.inf)
+
     async def _method_call(self, method: Method[Any, Any], request: Any) -> MethodCall:
         """The worker's call: the tables resolved (inline, or read from the datasets engine),
         sizes checked before anything crosses to a worker."""
         _check_one_table(request)
+        self._check_called(method, request.params)
         params = request.params
         tables: dict[str, TableData] = {}
         for name in method.tables:
@@ -271,6 +282,12 @@ class LocalAnalyticsEngine(LocalEngine):
             prepared=prepared,
             warnings=warnings,
         )
+
+    def _check_called(self, method: Method[Any, Any], params: Any) -> None:
+        """403 or 503 for an engine a request with ``params`` calls (see
+        :func:`require_engine`)."""
+        for kind in method.called(params):
+            require_engine(method, self._engines, kind)
 
     async def _table(self, value: list[Any] | str, where: str) -> TableData:
         if isinstance(value, list):
@@ -332,7 +349,10 @@ class LocalAnalyticsEngine(LocalEngine):
         if method.name in self._forwarded:  # the pod reads and checks the tables itself
             _check_one_table(run)
         else:
-            await self._check_tables(method, run)  # refuse bad tables now, not in the job
+            # refuse now, not in the job: bad tables, and engines it calls that the server
+            # lacks or the caller's key may not use (the job runs without the caller's key)
+            self._check_called(method, cast(Any, run).params)
+            await self._check_tables(method, run)
         job = await self._runner.submit(
             JOB_TYPE,
             current_tenant(),
@@ -376,6 +396,8 @@ class LocalAnalyticsEngine(LocalEngine):
                         else:
                             response = event.response
             except UpstreamTimeoutError as exc:
+                if method.name not in self._forwarded:
+                    raise  # an engine its prepare step called: not the run's own deadline
                 # A forwarded run that outlasts the pod's run_timeout_s or this section's
                 # timeout_s would do so again: it fails (the runner would defer and retry an
                 # unavailable engine).

@@ -161,3 +161,11 @@ class Method(Generic[P, R]):
     #: (it may call the engines of :attr:`calls`); what it returns (msgpack-encodable: lists,
     #: dicts, numbers, text, bytes) is ``run.prepared`` in ``compute``.
     prepare: Callable[[P, Preparation], Awaitable[Any]] | None = None
+    #: Which of :attr:`calls` a request with these params calls (the LLM only when asked to
+    #: grade, say); unset: all of them. Checked before anything is computed, and when a job is
+    #: submitted: a missing engine is a 503 then, not a job that waits for it.
+    calls_for: Callable[[P], tuple[str, ...]] | None = None
+
+    def called(self, params: P) -> tuple[str, ...]:
+        """The kinds of engines a request with ``params`` calls."""
+        return self.calls_for(params) if self.calls_for is not None else self.calls

@@ -8,21 +8,20 @@ a thread); what it computes with numbers belongs in ``compute``, in a worker pro
 from __future__ import annotations
 
 import io
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from aiplatform.auth.scope import check_engine_scope
 from aiplatform.errors import AIPlatformError, EngineUnavailableError, InvalidRequestError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from aiplatform.engines.analytics.method import Cell, Method
     from aiplatform.engines.analytics.worker import TableData
     from aiplatform.engines.base import Engine
 
-__all__ = ["MethodPreparation", "map_bounded"]
+__all__ = ["MethodPreparation", "map_bounded", "require_engine"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -48,14 +47,7 @@ class MethodPreparation:
     def engine(self, kind: str) -> Engine:
         if kind not in self._method.calls:
             raise ValueError(f"{self._method.name} does not declare that it calls {kind}")
-        engine = self._engines.get(kind)
-        if engine is None:
-            raise EngineUnavailableError(
-                f"The {self._method.name} engine calls the {kind} engine, and this server has "
-                f"none: serve it here, or set engines.{kind}.url to the service that runs it.",
-                code="engine_unavailable",
-            )
-        return engine
+        return require_engine(self._method, self._engines, kind)
 
     async def column(self, name: str, role: str) -> list[Cell]:
         if self._table.parquet is not None:
@@ -124,3 +116,18 @@ def _first(group: BaseExceptionGroup[Any]) -> BaseException:
         else:
             leaves.append(error)
     return next((error for error in leaves if isinstance(error, AIPlatformError)), leaves[0])
+
+
+def require_engine(method: Method[Any, Any], engines: Mapping[str, Engine], kind: str) -> Engine:
+    """The engine of ``kind`` that ``method`` calls for the caller: 403 when the caller's API
+    key may not use that engine (an analytics-only key reaches no other engine through an
+    analytic one), 503 ``engine_unavailable`` when the server has none."""
+    check_engine_scope(kind)
+    engine = engines.get(kind)
+    if engine is None:
+        raise EngineUnavailableError(
+            f"The {method.name} engine calls the {kind} engine, and this server has none: "
+            f"serve it here, or set engines.{kind}.url to the service that runs it.",
+            code="engine_unavailable",
+        )
+    return engine

@@ -26,7 +26,7 @@ from aiplatform.engines.analytics.method import (
     Run,
 )
 from aiplatform.engines.analytics.preparation import map_bounded
-from aiplatform.errors import InternalError, InvalidRequestError
+from aiplatform.errors import InternalError, InvalidRequestError, RequestTooLargeError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,6 +47,8 @@ EMBED_BATCH = 64
 EMBED_CONCURRENCY = 4
 #: The most texts one run embeds (their vectors travel to the worker).
 MAX_TEXTS = 20_000
+#: The most bytes of vectors one run searches (texts x dimensions x 4).
+MAX_VECTOR_BYTES = 128 * 2**20
 
 
 class FaissRetrievalParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -120,6 +122,18 @@ async def prepare(params: FaissRetrievalParams, preparation: Preparation) -> dic
     if params.query is not None:
         query = (await _embed(engine, [params.query], params.model))[0]
     model, dimension = embedded[0][1], embedded[0][2]
+    if any(size != dimension for _, _, size in embedded) or (
+        query is not None and len(query) != 4 * dimension
+    ):
+        raise InternalError("The embeddings engine answered vectors of unequal length.")
+    if len(present) * dimension * 4 > MAX_VECTOR_BYTES:
+        raise RequestTooLargeError(
+            f"{len(present)} texts of {dimension} dimensions make "
+            f"{len(present) * dimension * 4 // 2**20} MiB of vectors; the limit is "
+            f"{MAX_VECTOR_BYTES // 2**20} MiB per run: search fewer rows.",
+            param="data",
+            code="dataset_too_large",
+        )
     return {
         "model": model,
         "dimension": dimension,

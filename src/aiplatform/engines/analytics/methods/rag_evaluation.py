@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -39,7 +40,7 @@ from aiplatform.engines.analytics.method import (
     Run,
 )
 from aiplatform.engines.analytics.preparation import map_bounded
-from aiplatform.errors import InternalError, InvalidRequestError, NotFoundError
+from aiplatform.errors import AIPlatformError, InternalError, InvalidRequestError, NotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,6 +66,9 @@ MAX_GRADED = 200
 MAX_DOCUMENTS = 2_000
 #: Documents per add request to the RAG engine.
 _ADD_BATCH = 256
+#: Seconds the run's own collection may take to delete, past the run's end or cancellation.
+_DELETE_DEADLINE_S = 30.0
+_log = logging.getLogger(__name__)
 #: Matched by document, a search asks for this many chunks per document wanted (a document
 #: often has several chunks among the best), at most the RAG engine's 200.
 _CHUNKS_PER_DOCUMENT = 4
@@ -319,12 +323,10 @@ async def _collection(rag: Engine, params: RagEvaluationParams) -> AsyncIterator
     """The collection searched: the one named (404 naming params.collection when the RAG
     engine has none of that name), or one made of ``documents`` for the run, deleted
     afterwards whatever happens."""
-    import anyio
 
     from aiplatform.api.rag import CollectionCreateRequest, CollectionRef
     from aiplatform.engines.rag.operations import (
         CREATE_COLLECTION,
-        DELETE_COLLECTION,
         GET_COLLECTION,
     )
 
@@ -336,16 +338,33 @@ async def _collection(rag: Engine, params: RagEvaluationParams) -> AsyncIterator
         yield found.id
         return
     name = f"rag-evaluation-{uuid.uuid4().hex}"
-    created = await rag.invoke(
-        CREATE_COLLECTION,
-        CollectionCreateRequest(name=name, metadata={"made_by": "rag_evaluation"}),
-    )
     try:
+        created = await rag.invoke(
+            CREATE_COLLECTION,
+            CollectionCreateRequest(name=name, metadata={"made_by": "rag_evaluation"}),
+        )
         await _add_documents(rag, created.id, params.documents or [])
         yield created.id
     finally:
-        with anyio.CancelScope(shield=True):
-            await rag.invoke(DELETE_COLLECTION, CollectionRef(collection_id=created.id))
+        # by name: a create interrupted by a cancellation may still have made it
+        await _delete_quietly(rag, name)
+
+
+async def _delete_quietly(rag: Engine, name: str) -> None:
+    """Delete the run's own collection (looked up by name), shielded from the run's
+    cancellation but bounded; a failure is logged, never put in place of the run's answer."""
+    import anyio
+
+    from aiplatform.api.rag import CollectionRef
+    from aiplatform.engines.rag.operations import DELETE_COLLECTION
+
+    with anyio.move_on_after(_DELETE_DEADLINE_S, shield=True):
+        try:
+            await rag.invoke(DELETE_COLLECTION, CollectionRef(collection_id=name))
+        except NotFoundError:
+            pass  # the create never happened
+        except AIPlatformError as exc:
+            _log.warning("could not delete the evaluation collection %s: %s", name, exc.message)
 
 
 async def _add_documents(rag: Engine, collection_id: str, documents: list[EvalDocument]) -> None:
@@ -701,4 +720,5 @@ METHOD: Method[RagEvaluationParams, RagEvaluationResult] = Method(
     min_rows=1,
     calls=("rag", "llm"),
     prepare=prepare,
+    calls_for=lambda params: ("rag", "llm") if params.faithfulness else ("rag",),
 )
