@@ -92,8 +92,13 @@ def rag_on(collection: str) -> Fields:
     return lambda b: {"rag": {"collection": b[collection]}}
 
 
-#: Every analytic method: each reads B's dataset by id (titan and scout also as their second
-#: table); each must find nothing.
+def evaluated_collection(b: Owned) -> Mapping[str, Any]:
+    """rag_evaluation scoring B's RAG collection (by id or name) on the caller's own queries."""
+    return {"params.collection": b["collection_id"], "params.documents": None}
+
+
+#: Every analytic method: each reads B's dataset by id (titan, scout and lead_scoring also as
+#: their second table; rag_evaluation B's collection); each must find nothing.
 ANALYTIC_METHODS: dict[str, tuple[Fields, ...]] = {
     "anomaly": (),
     "chaos": (),
@@ -107,6 +112,23 @@ ANALYTIC_METHODS: dict[str, tuple[Fields, ...]] = {
     "statistical": (),
     "titan": (dataset_as("predict"),),
     "trend": (),
+    "budget_variance": (),
+    "cash_flow": (),
+    "churn": (),
+    "cost_optimization": (),
+    "customer_ltv": (),
+    "faiss_retrieval": (),
+    "flash": (),
+    "inventory_optimization": (),
+    "lead_scoring": (dataset_as("predict"),),
+    "market_basket": (),
+    "pricing_strategy": (),
+    "profit_margin": (),
+    "rag_evaluation": (evaluated_collection,),
+    "revenue_forecast": (),
+    "roi_prediction": (),
+    "spend_pattern": (),
+    "universal_graph": (),
 }
 
 ROUTES: dict[str, Expect] = {
