@@ -361,3 +361,22 @@ def supervised_target(
             return "regression", values
         return "classification", values.map(_number_label, na_action="ignore")
     return "classification", categorical(frame, name, role)
+
+
+def refuse_rare_classes(
+    labels: Sequence[Any], counts: Sequence[int], name: str, minimum: int, role: str = "target"
+) -> None:
+    """400 ``rare_class`` naming the classes of column ``name`` with fewer than ``minimum``
+    rows (``labels`` and their ``counts``): a model cannot learn, or be checked on, them."""
+    rare = [
+        f"'{label}' ({count})"
+        for label, count in zip(labels, counts, strict=True)
+        if count < minimum
+    ]
+    if rare:
+        raise InvalidRequestError(
+            f"Each class of {role} '{name}' needs at least {minimum} rows; these have fewer: "
+            f"{', '.join(rare[:10])}.",
+            param=f"params.{role}",
+            code="rare_class",
+        )

@@ -208,18 +208,7 @@ def _check_classes(y: np.ndarray[Any, Any], params: FlashParams) -> None:
     import numpy as np
 
     labels, counts = np.unique(y.astype(str), return_counts=True)
-    rare = [
-        f"'{label}' ({count})"
-        for label, count in zip(labels, counts, strict=True)
-        if count < _MIN_CLASS_ROWS
-    ]
-    if rare:
-        raise InvalidRequestError(
-            f"Each class of target '{params.target}' needs at least {_MIN_CLASS_ROWS} rows; "
-            f"these have fewer: {', '.join(rare[:10])}.",
-            param="params.target",
-            code="rare_class",
-        )
+    columns.refuse_rare_classes(labels.tolist(), counts.tolist(), params.target, _MIN_CLASS_ROWS)
     if params.desired is not None and params.desired not in set(labels.tolist()):
         raise InvalidRequestError(
             f"Class '{params.desired}' given as desired is not a class of target "

@@ -218,10 +218,24 @@ def _margins(
     operating = gross - float(sums["opex"]) if "opex" in sums else None
     above = gross if operating is None else operating
     net_profit = above - float(sums["other"]) if "other" in sums else None
+    share = None if share_of is None or share_of <= 0 else revenue / share_of
+    return _margin_row(segment, period, revenue, (gross, operating, net_profit), share)
+
+
+def _margin_row(
+    segment: str | None,
+    period: str | None,
+    revenue: float,
+    profits: tuple[float, float | None, float | None],
+    revenue_share: float | None,
+) -> Margins:
+    """The margins of a revenue and its (gross, operating, net) profits; a margin of no
+    revenue is None."""
 
     def margin(profit: float | None) -> float | None:
         return None if profit is None or revenue <= 0 else profit / revenue
 
+    gross, operating, net = profits
     return Margins(
         segment=segment,
         period=period,
@@ -230,9 +244,9 @@ def _margins(
         gross_margin=margin(gross),
         operating_profit=operating,
         operating_margin=margin(operating),
-        net_profit=net_profit,
-        net_margin=margin(net_profit),
-        revenue_share=None if share_of is None or share_of <= 0 else revenue / share_of,
+        net_profit=net,
+        net_margin=margin(net),
+        revenue_share=revenue_share,
     )
 
 
@@ -547,21 +561,7 @@ def _margins_total(result: ProfitMarginResult) -> Margins:
         else math.fsum(item.net_profit or 0.0 for item in result.segments)
     )
 
-    def margin(profit: float | None) -> float | None:
-        return None if profit is None or revenue <= 0 else profit / revenue
-
-    return Margins(
-        segment=None,
-        period=None,
-        revenue=revenue,
-        gross_profit=gross,
-        gross_margin=margin(gross),
-        operating_profit=operating,
-        operating_margin=margin(operating),
-        net_profit=net,
-        net_margin=margin(net),
-        revenue_share=None,
-    )
+    return _margin_row(None, None, revenue, (gross, operating, net), None)
 
 
 def _segment_chart(result: ProfitMarginResult, levels: tuple[Level, ...]) -> dict[str, Any]:

@@ -240,18 +240,7 @@ def _prepare(frame: pd.DataFrame, params: TitanParams, run: Run) -> _Data:
     y = target[keep].to_numpy(dtype=float if task == "regression" else object)
     if task == "classification":
         labels, counts = _class_counts(y)
-        rare = [
-            f"'{label}' ({count})"
-            for label, count in zip(labels, counts, strict=True)
-            if count < _MIN_CLASS_ROWS
-        ]
-        if rare:
-            raise InvalidRequestError(
-                f"Each class of target '{params.target}' needs at least {_MIN_CLASS_ROWS} rows; "
-                f"these have fewer: {', '.join(rare[:10])}.",
-                param="params.target",
-                code="rare_class",
-            )
+        columns.refuse_rare_classes(labels, counts, params.target, _MIN_CLASS_ROWS)
     return _Data(
         task=task,
         x=x.loc[keep].reset_index(drop=True),
