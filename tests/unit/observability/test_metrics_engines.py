@@ -8,6 +8,7 @@ calls with one before them; the gauges (queues, models, jobs) are read from what
 from __future__ import annotations
 
 import json
+import mmap
 import threading
 from pathlib import Path
 from typing import Any
@@ -146,12 +147,16 @@ async def test_a_model_that_reports_its_size_is_reported_as_it_says() -> None:
 
 
 def test_a_measured_load_is_what_it_added_to_the_process() -> None:
-    hoard: list[bytes] = []
+    hoard: list[mmap.mmap] = []
 
     class Growing(FakeLLM):
         def load(self) -> None:
             super().load()
-            hoard.append(b"\1" * (64 * 2**20))  # 64 MiB, written: resident
+            # Fresh pages from the kernel, written: 64 MiB that must become resident. (A bytes
+            # object could reuse heap pages an earlier test freed and add nothing to RSS.)
+            pages = mmap.mmap(-1, 64 * 2**20)
+            pages.write(b"\1" * len(pages))
+            hoard.append(pages)
 
     model = MeasuredModel(Growing("growing"))
     model.load()
@@ -160,6 +165,7 @@ def test_a_measured_load_is_what_it_added_to_the_process() -> None:
     assert 32 * 2**20 <= size <= 256 * 2**20
     model.unload()
     assert model.memory_bytes is None
+    hoard.pop().close()
 
 
 # -- forwarded calls -------------------------------------------------------------------------------
