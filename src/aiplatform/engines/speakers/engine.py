@@ -60,7 +60,9 @@ class LocalSpeakersEngine(LocalEngine):
         """``storage_key``: the key the speakers' database is encrypted with (None: plain)."""
         super().__init__(SPEAKERS, settings=settings)
         self._settings = settings
-        self._encoder = encoder or make_voice_encoder(settings.backend, settings.device)
+        self._encoder = encoder or make_voice_encoder(
+            settings.backend, settings.device, settings.path
+        )
         folder = settings.data_dir or str(Path(default_data_dir()) / "speakers")
         self._store = SpeakerStore(folder, key=storage_key)
         self.bind(ENROLL_SPEAKER, self.enroll)

@@ -12,9 +12,13 @@ __all__ = ["SpeakersSettings"]
 
 
 class SpeakersSettings(AudioInputSettings, kw_only=True, forbid_unknown_fields=True):
-    #: ``resemblyzer`` (the GE2E voice encoder), or ``fake``.
-    backend: Literal["resemblyzer", "fake"] = "resemblyzer"
-    #: Torch device.
+    #: ``resemblyzer`` (the GE2E voice encoder), ``nemo`` (a ``.nemo`` speaker model), or
+    #: ``fake``.
+    backend: Literal["resemblyzer", "nemo", "fake"] = "resemblyzer"
+    #: nemo: the ``.nemo`` speaker-verification checkpoint (an ``EncDecSpeakerLabelModel``,
+    #: such as TitaNet); ``pip install 'aiplatform[nemo]'``.
+    path: str | None = None
+    #: Torch device (``cuda`` with a GPU build of torch).
     device: str = "cpu"
     #: Enrolled speakers are kept here; unset: ``<data dir>/speakers``.
     data_dir: str | None = None
