@@ -373,13 +373,14 @@ def bench_nemo(rounds: int, threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
     nemo_logging.setLevel(nemo_logging.ERROR)  # NeMo logs a few lines for every transcribe call
-    folder = Path(tempfile.mkdtemp(prefix="aiplatform-bench-nemo-"))
-    timing_model = build_timing_model(folder / "quartznet-sized.nemo")
-    trained_model = build_ctc(folder / "ctc.nemo")
-    threads_used = torch.get_num_threads()
-    print(f"nemo: CTC checkpoints built with NeMo's modules; torch threads: {threads_used}")
-    bench_nemo_rtf(timing_model, rounds, threads)
-    bench_nemo_wer(trained_model, threads)
+    with tempfile.TemporaryDirectory(prefix="aiplatform-bench-nemo-") as name:
+        folder = Path(name)
+        timing_model = build_timing_model(folder / "quartznet-sized.nemo")
+        trained_model = build_ctc(folder / "ctc.nemo")
+        threads_used = torch.get_num_threads()
+        print(f"nemo: CTC checkpoints built with NeMo's modules; torch threads: {threads_used}")
+        bench_nemo_rtf(timing_model, rounds, threads)
+        bench_nemo_wer(trained_model, threads)
 
 
 def main() -> None:

@@ -38,7 +38,12 @@ def make_backend(settings: ASRSettings) -> AsrBackend:
     if settings.backend == "nemo":
         from aiplatform.engines.asr.nemo import NemoBackend
 
-        return NemoBackend(path=settings.path, device=settings.device, language=settings.language)
+        return NemoBackend(
+            path=settings.path,
+            device=settings.device,
+            language=settings.language,
+            threads=settings.threads,
+        )
     from aiplatform.engines.asr.whisper import FasterWhisperBackend
 
     return FasterWhisperBackend(

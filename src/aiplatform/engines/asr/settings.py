@@ -29,7 +29,8 @@ class ASRSettings(AudioInputSettings, kw_only=True, forbid_unknown_fields=True):
     language: str = "en"
     #: CTranslate2 weight type (int8 is fastest on CPUs).
     compute_type: str = "int8"
-    #: CPU threads per transcription; unset: every core.
+    #: CPU threads per transcription (nemo: torch's threads, for the whole process); unset:
+    #: every core.
     threads: PositiveInt | None = None
     #: 1 decodes greedily (fastest); larger values search more hypotheses.
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
