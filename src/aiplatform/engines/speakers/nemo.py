@@ -15,6 +15,9 @@ from aiplatform.engines.speakers.encoder import Matrix
 
 __all__ = ["NemoVoiceEncoder"]
 
+#: Windows embedded per forward pass.
+_BATCH = 32
+
 
 class NemoVoiceEncoder:
     """The checkpoint's speaker embeddings, unit-normalized.
@@ -42,7 +45,11 @@ class NemoVoiceEncoder:
     def embed_windows(self, samples: Samples, windows: Sequence[tuple[int, int]]) -> Matrix:
         if not windows:
             return np.zeros((0, self._dimensions()), dtype=np.float32)
-        return self._embed([samples[start:end] for start, end in windows])
+        # In batches: an hour of speech is thousands of windows, too many for one forward pass.
+        pieces = [samples[start:end] for start, end in windows]
+        return np.concatenate(
+            [self._embed(pieces[i : i + _BATCH]) for i in range(0, len(pieces), _BATCH)]
+        )
 
     def _embed(self, pieces: Sequence[Samples]) -> Matrix:
         """One batch through the model: pieces padded to the longest, with their lengths."""
