@@ -213,38 +213,21 @@ def build_timing_model(path: Path) -> Path:
     blocks of five separable convolutions, 256 to 512 channels, kernels 33 to 87), saved as a
     ``.nemo`` file."""
     import torch
-    from nemo.collections.asr.models import EncDecCTCModel
-    from omegaconf import OmegaConf
-    from tests.nemo_models import LABELS, block, encoder_config, preprocessor_config
+    from tests.nemo_models import block, ctc_model
 
     torch.manual_seed(0)
-    blocks = [
-        block(256, 33, stride=2, residual=False),
-        block(256, 33, repeat=5),
-        block(256, 39, repeat=5),
-        block(512, 51, repeat=5),
-        block(512, 63, repeat=5),
-        block(512, 75, repeat=5),
-        block(512, 87, residual=False),
-        block(1024, 1, residual=False),
-    ]
-    config = {
-        "sample_rate": SAMPLE_RATE,
-        "labels": LABELS,
-        "train_ds": None,
-        "validation_ds": None,
-        "preprocessor": preprocessor_config(),
-        "spec_augment": None,
-        "encoder": encoder_config(blocks),
-        "decoder": {
-            "_target_": "nemo.collections.asr.modules.ConvASRDecoder",
-            "feat_in": 1024,
-            "num_classes": len(LABELS),
-            "vocabulary": LABELS,
-        },
-        "decoding": {"strategy": "greedy_batch"},
-    }
-    model = EncDecCTCModel(cfg=OmegaConf.create(config))
+    model = ctc_model(
+        [
+            block(256, 33, stride=2, residual=False),
+            block(256, 33, repeat=5),
+            block(256, 39, repeat=5),
+            block(512, 51, repeat=5),
+            block(512, 63, repeat=5),
+            block(512, 75, repeat=5),
+            block(512, 87, residual=False),
+            block(1024, 1, residual=False),
+        ]
+    )
     model.save_to(str(path))
     return path
 

@@ -137,20 +137,11 @@ def _train(model: Any, step: Any, *, until: float, max_steps: int, lr: float = 3
     return index + 1
 
 
-def build_ctc(path: Path) -> Path:
-    """A character CTC model (QuartzNet-style, 0.2 M parameters) that knows CTC_SENTENCES."""
-    import torch
+def ctc_model(blocks: list[dict[str, Any]]) -> Any:
+    """An untrained character CTC model (``EncDecCTCModel``) with the encoder ``blocks``."""
     from nemo.collections.asr.models import EncDecCTCModel
     from omegaconf import OmegaConf
 
-    torch.manual_seed(0)
-    blocks = [
-        block(128, 11, stride=2, residual=False),
-        block(128, 13, repeat=2),
-        block(128, 15, repeat=2),
-        block(128, 17, repeat=2),
-        block(128, 1, residual=False),
-    ]
     config = {
         "sample_rate": SAMPLE_RATE,
         "labels": LABELS,
@@ -161,13 +152,29 @@ def build_ctc(path: Path) -> Path:
         "encoder": encoder_config(blocks),
         "decoder": {
             "_target_": "nemo.collections.asr.modules.ConvASRDecoder",
-            "feat_in": 128,
+            "feat_in": blocks[-1]["filters"],
             "num_classes": len(LABELS),
             "vocabulary": LABELS,
         },
         "decoding": {"strategy": "greedy"},
     }
-    model = EncDecCTCModel(cfg=OmegaConf.create(config))
+    return EncDecCTCModel(cfg=OmegaConf.create(config))
+
+
+def build_ctc(path: Path) -> Path:
+    """A character CTC model (QuartzNet-style, 0.2 M parameters) that knows CTC_SENTENCES."""
+    import torch
+
+    torch.manual_seed(0)
+    model = ctc_model(
+        [
+            block(128, 11, stride=2, residual=False),
+            block(128, 13, repeat=2),
+            block(128, 15, repeat=2),
+            block(128, 17, repeat=2),
+            block(128, 1, residual=False),
+        ]
+    )
     signal, lengths = _batch([speak_samples(s) for s in CTC_SENTENCES])
     targets, target_lengths = _targets([normalize(s) for s in CTC_SENTENCES])
 
