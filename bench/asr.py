@@ -52,6 +52,7 @@ from tests.speech import SENTENCES, VOICE_A, VOICE_B, speak, speak_samples
 from tests.support import ServerProcess
 
 from aiplatform.audio.decode import SAMPLE_RATE, Samples, decode_audio, to_wav
+from aiplatform.engines.asr.nemo import load_nemo_model
 from aiplatform.engines.asr.shipped import resolve_whisper_path
 from aiplatform.engines.cpus import usable_cpus
 from bench.checks import require, require_count, require_status, run_bench
@@ -242,12 +243,9 @@ def long_clip(voice: str) -> bytes:
 
 
 def load_nemo(path: Path) -> Any:
-    """The checkpoint as the engine loads it."""
-    from nemo.collections.asr.models import ASRModel
-
-    model = ASRModel.restore_from(str(path), map_location="cpu")
-    model.eval()
-    return model
+    """The checkpoint as the engine loads it (restored, in eval mode, NeMo's objects frozen out
+    of the garbage collector's reach)."""
+    return load_nemo_model(str(path), "cpu", "ASRModel")
 
 
 def transcribe_raw(model: Any, samples: Samples) -> str:

@@ -62,10 +62,13 @@ class ServerProcess(testing.ServerProcess):
 
 @contextmanager
 def running_server(
-    *args: str, env: Mapping[str, str] | None = None, wait_ready: bool = True
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    wait_ready: bool = True,
+    timeout_s: float = 180.0,
 ) -> Iterator[ServerProcess]:
     server = ServerProcess(list(args), env or {})
-    server.start(wait_ready=wait_ready)
+    server.start(wait_ready=wait_ready, timeout_s=timeout_s)
     try:
         yield server
     finally:

@@ -61,7 +61,7 @@ def nemo_pod(
             "AIPLATFORM_ENGINES__SPEAKERS__DATA_DIR": str(tmp_path_factory.mktemp("pod-speakers")),
         },
     )
-    server.start()
+    server.start(timeout_s=300)  # NeMo's import and three restores, on a busy machine
     yield server
     server.stop()
 

@@ -4,9 +4,10 @@ timestamps.
 
 A checkpoint is restored with NeMo's ``ASRModel.restore_from``, which picks the model class the
 file names, and every request is one call of the model's own ``transcribe``. Timestamps are
-always asked for: NeMo switches its decoding configuration when that choice changes, so a fixed
-choice keeps that switch out of the request path and keeps concurrent requests from racing on
-it; words are dropped from the answer when they were not requested. The model is not safe for
+always asked for: NeMo switches its decoding configuration when that choice changes (CTC models
+rebuild their decoding on every call that names it either way), so a fixed choice keeps requests
+from switching it back and forth; words are dropped from the answer when they were not
+requested. The model is not safe for
 concurrent calls, so they take turns (one transcription uses every core anyway).
 """
 
@@ -14,17 +15,21 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from aiplatform.api.audio import TranscriptionSegment, TranscriptionWord
 from aiplatform.audio.decode import SAMPLE_RATE, Samples
 from aiplatform.engines.asr.backend import AsrOptions, AsrRun, RecognizedSegment
+from aiplatform.engines.cpus import usable_cpus
 from aiplatform.errors import InvalidRequestError
 
-__all__ = ["NemoBackend", "load_nemo_model"]
+__all__ = ["NemoBackend", "load_nemo_model", "release_nemo_model"]
 
 #: NeMo's ``restore_from`` changes the process's working directory while it unpacks a checkpoint,
 #: so two engines restoring at once (ASR and speakers load concurrently) would unpack into each
@@ -37,7 +42,9 @@ def load_nemo_model(path: str, device: str, model_class: str) -> Any:
     mode, with NeMo's per-call INFO logging quietened.
 
     Raises RuntimeError when NeMo is not installed and ValueError for a path that is not a
-    ``.nemo`` file, or a model whose sample rate is not the 16 kHz that uploads are decoded to.
+    ``.nemo`` file, a checkpoint of another kind of model (``restore_from`` builds whatever
+    class the file names), or a model whose sample rate is not the 16 kHz that uploads are
+    decoded to.
     """
     if not path.endswith(".nemo"):
         raise ValueError(f"the nemo backend loads a .nemo checkpoint, not {path!r}")
@@ -49,27 +56,35 @@ def load_nemo_model(path: str, device: str, model_class: str) -> Any:
     except ImportError as exc:
         raise RuntimeError("the nemo backend needs NeMo: pip install 'aiplatform[nemo]'") from exc
     nemo_logging.setLevel(logging.WARNING)
+    wanted = getattr(models, model_class)
     with _RESTORING:
-        model = getattr(models, model_class).restore_from(
-            str(Path(path).resolve()), map_location=device
-        )
+        model = wanted.restore_from(path, map_location=device)
+    if not isinstance(model, wanted):
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not an {model_class}")
     rate = _sample_rate(model)
     if rate is not None and rate != SAMPLE_RATE:
         raise ValueError(f"{path!r} expects {rate} Hz audio; the engines decode uploads to 16 kHz")
     model.eval()
     # NeMo leaves about 800k objects the cyclic collector would otherwise walk on every full
     # collection (about 0.45 s each, in the middle of some request); they live as long as the
-    # server, so they are moved out of its reach.
+    # model, so they are moved out of its reach (and back by release_nemo_model).
     gc.collect()
     gc.freeze()
     return model
+
+
+def release_nemo_model() -> None:
+    """Give what :func:`load_nemo_model` froze back to the collector, so that an unloaded
+    model's memory can be freed (everything frozen is; the next load freezes again)."""
+    gc.unfreeze()
 
 
 class NemoBackend:
     def __init__(
         self, *, path: str, device: str = "cpu", language: str = "en", threads: int | None = None
     ) -> None:
-        self._path = path
+        # Absolute now: NeMo's restore moves the whole process into a temporary folder.
+        self._path = os.path.abspath(path)
         self._device = device
         self._language = language
         self._threads = threads
@@ -77,16 +92,16 @@ class NemoBackend:
         self._turn = threading.Lock()
 
     def load(self) -> None:
-        if self._threads is not None:
-            import torch
+        import torch
 
-            # torch's intra-op pool is the process's: on a shared host fewer threads than cores
-            # wait on each other less.
-            torch.set_num_threads(self._threads)
+        # torch's intra-op pool is the process's; unset, it would count the host's cores
+        # rather than those the container may use.
+        torch.set_num_threads(self._threads or usable_cpus())
         self._model = load_nemo_model(self._path, self._device, "ASRModel")
 
     def unload(self) -> None:
         self._model = None
+        release_nemo_model()
 
     def transcribe(self, samples: Samples, options: AsrOptions) -> AsrRun:
         model = self._model
@@ -102,9 +117,12 @@ class NemoBackend:
                 f"language '{options.language}' is not supported.",
                 param="language",
             )
+        # NeMo pads a clip shorter than a second on both sides, which shifts every time it
+        # reports; padded here at the end, the times stay those of the audio.
+        padded = np.pad(samples, (0, max(0, SAMPLE_RATE - samples.size)))
         with self._turn:
             results = model.transcribe(
-                [samples], batch_size=1, return_hypotheses=True, timestamps=True, verbose=False
+                [padded], batch_size=1, return_hypotheses=True, timestamps=True, verbose=False
             )
         hypothesis = _best(results)
         text = str(getattr(hypothesis, "text", hypothesis) or "").strip()

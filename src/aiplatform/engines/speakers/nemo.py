@@ -3,6 +3,7 @@ ECAPA-TDNN, SpeakerNet; any ``EncDecSpeakerLabelModel``), through ``nemo_toolkit
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +31,7 @@ class NemoVoiceEncoder:
     window_threshold = 0.6
 
     def __init__(self, *, path: str, device: str = "cpu") -> None:
-        self._path = path
+        self._path = os.path.abspath(path)  # NeMo's restore moves the process's working dir
         self._device = device
         self._model: Any = None
         self._turn = threading.Lock()
