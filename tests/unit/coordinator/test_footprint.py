@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import pytest
@@ -32,17 +33,24 @@ def test_the_estimate_is_the_size_of_the_weights_on_disk(tmp_path: Path) -> None
 
 
 def test_a_load_is_measured_as_the_resident_memory_it_adds() -> None:
-    held: list[bytearray] = []
+    held: list[mmap.mmap] = []
 
     def load() -> None:
-        held.append(bytearray(64 * MIB))  # zero-filled: every page touched
+        # Fresh pages from the kernel, every one written: resident whatever the heap held before
+        # (a zero-filled bytearray may be mapped lazily, or reuse pages already counted).
+        pages = mmap.mmap(-1, 64 * MIB)
+        pages.write(b"\1" * len(pages))
+        held.append(pages)
+
+    def unload() -> None:
+        held.pop().close()
 
     measured = measured_load("cpu", load)
     assert measured is not None
     assert 60 * MIB <= measured <= 80 * MIB
     before = resident_bytes()
     assert before is not None
-    measured_unload("cpu", held.clear)
+    measured_unload("cpu", unload)
     after = resident_bytes()
     assert after is not None
     assert before - after >= 60 * MIB  # given back to the system, not kept by the allocator
