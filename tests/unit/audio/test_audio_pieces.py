@@ -15,7 +15,13 @@ from aiplatform.api.audio import (
 )
 from aiplatform.api.emotion import TimedText
 from aiplatform.audio.alignment import label_segments, label_words, speaker_at
-from aiplatform.audio.decode import SAMPLE_RATE, decode_audio, to_wav
+from aiplatform.audio.decode import (
+    SAMPLE_RATE,
+    _decode_with_av,
+    _pcm16_wav_at_rate,
+    decode_audio,
+    to_wav,
+)
 from aiplatform.audio.formats import render_transcription
 from aiplatform.audio.live import LiveSegmenter
 from aiplatform.engines.diarization.clustering import cluster_voices
@@ -103,6 +109,23 @@ def test_decoding_resamples_and_refuses_what_is_not_audio() -> None:
     with pytest.raises(InvalidRequestError) as too_long:
         decode_audio(to_wav(tone(3.0)), max_duration_s=2)
     assert too_long.value.code == "audio_too_long"
+
+
+def test_a_16khz_pcm_wav_is_read_directly_as_pyav_would_decode_it() -> None:
+    audio = np.concatenate([tone(0.7), -tone(0.3), np.array([1.0, -1.0], dtype=np.float32)])
+    wav = to_wav(audio)
+    direct = decode_audio(wav, max_duration_s=10)
+    assert _pcm16_wav_at_rate(wav) is not None, "the direct path was taken"
+    assert np.array_equal(direct, _decode_with_av(wav, 10 * SAMPLE_RATE, 10))
+    # cut short (the header promises more samples than follow): left to PyAV, which still
+    # decodes what is there
+    cut = wav[: len(wav) - 1000]
+    assert _pcm16_wav_at_rate(cut) is None
+    assert decode_audio(cut, max_duration_s=10).size == audio.size - 500
+    # a header and nothing else is still no audio
+    with pytest.raises(InvalidRequestError) as empty:
+        decode_audio(to_wav(np.zeros(0, dtype=np.float32)), max_duration_s=10)
+    assert empty.value.code == "invalid_audio"
 
 
 def test_live_segmenter_gives_partials_then_a_final_after_a_pause() -> None:
