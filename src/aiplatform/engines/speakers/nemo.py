@@ -34,6 +34,7 @@ class NemoVoiceEncoder:
         self._path = os.path.abspath(path)  # NeMo's restore moves the process's working dir
         self._device = device
         self._model: Any = None
+        self._width: int | None = None
         self._turn = threading.Lock()
 
     def load(self) -> None:
@@ -72,4 +73,7 @@ class NemoVoiceEncoder:
         return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
     def _dimensions(self) -> int:
-        return int(self._embed([np.zeros(16000, dtype=np.float32)]).shape[1])
+        """The embedding width, measured once (a forward pass) rather than per empty request."""
+        if self._width is None:
+            self._width = int(self._embed([np.zeros(16000, dtype=np.float32)]).shape[1])
+        return self._width
