@@ -8,6 +8,7 @@ import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import httpx
 import jiwer
 import numpy as np
@@ -141,8 +142,6 @@ async def test_words_only_when_asked_and_concurrent_requests_agree(ctc: LocalAsr
 
     async def run(request: TranscriptionRequest) -> None:
         results.append(await ctc.invoke(TRANSCRIBE, request))
-
-    import anyio
 
     async with anyio.create_task_group() as group:
         for request in (plain, worded) * 3:
