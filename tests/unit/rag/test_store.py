@@ -12,7 +12,7 @@ from aiplatform.api.rag import SearchRequest
 from aiplatform.engines.rag.chunking import split_text
 from aiplatform.engines.rag.index import IndexParams, Vectors
 from aiplatform.engines.rag.search import search_collection
-from aiplatform.engines.rag.store import CollectionRow, PreparedDocument, RagStore
+from aiplatform.engines.rag.sqlite_store import CollectionRow, PreparedDocument, SqliteStore
 
 DIMENSION = 16
 
@@ -33,13 +33,13 @@ def document(key: str, seed: int, words: str = "") -> PreparedDocument:
     )
 
 
-def open_store(folder: Path, **params: int) -> RagStore:
-    store = RagStore(folder, IndexParams(**params), checkpoint_every=10)
+def open_store(folder: Path, **params: int) -> SqliteStore:
+    store = SqliteStore(folder, IndexParams(**params), checkpoint_every=10)
     store.open()
     return store
 
 
-def new_collection(store: RagStore, index: str = "flat") -> CollectionRow:
+def new_collection(store: SqliteStore, index: str = "flat") -> CollectionRow:
     return store.create_collection(
         "owner",
         "documents",
@@ -51,7 +51,7 @@ def new_collection(store: RagStore, index: str = "flat") -> CollectionRow:
     )
 
 
-def consistent(store: RagStore, collection: CollectionRow) -> bool:
+def consistent(store: SqliteStore, collection: CollectionRow) -> bool:
     """The index answers for exactly the chunks in the database."""
     _, chunks = store.counts(collection)
     indexed = store.index_of(collection).size
@@ -171,7 +171,7 @@ def test_filters_select_inside_the_database(tmp_path: Path) -> None:
 
 def test_indexes_beyond_the_memory_budget_are_written_and_dropped(tmp_path: Path) -> None:
     one_index = 20 * (4 * DIMENSION + 8)
-    store = RagStore(tmp_path, IndexParams(), checkpoint_every=1000, index_memory_bytes=one_index)
+    store = SqliteStore(tmp_path, IndexParams(), checkpoint_every=1000, index_memory_bytes=one_index)
     store.open()
     collections = [
         store.create_collection(

@@ -1,4 +1,4 @@
-"""Collections in the RAG database: one row each, and a full-text table of their own.
+"""Collections in the RAG database: one row each.
 
 A collection is only ever found through its owner (and its kind: documents or a conversation's
 memory), so one tenant never sees another's.
@@ -14,18 +14,10 @@ from typing import Any
 
 import msgspec
 
-from aiplatform.engines.rag.database import Database, fts_table, json_text
+from aiplatform.engines.rag.database import Database, json_text
 from aiplatform.errors import ConflictError, NotFoundError
 
 __all__ = ["CollectionRow", "Collections", "new_collection_row"]
-
-#: Each collection's full-text index: its own FTS5 table over the chunks' text (so one owner's
-#: large collection never slows another's searches), kept in the same transactions as chunks.
-_FTS_TABLE = (
-    "CREATE VIRTUAL TABLE {table} USING fts5(text, content='chunks', content_rowid='id', "
-    "tokenize='porter unicode61 remove_diacritics 2')"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class CollectionRow:
@@ -48,8 +40,7 @@ class Collections:
         self._db = database
 
     def insert(self, db: sqlite3.Connection, row: CollectionRow) -> None:
-        """Inside a write: the collection and its full-text table; 409 if the owner has one of
-        that name."""
+        """Inside a write: the collection; 409 if the owner has one of that name."""
         try:
             db.execute(
                 "INSERT INTO collections (id, owner, kind, name, embedding_model, dimension, "
@@ -74,7 +65,6 @@ class Collections:
                 param="name",
                 code="collection_exists",
             ) from None
-        db.execute(_FTS_TABLE.format(table=fts_table(row.id)))
 
     def get(self, owner: str, kind: str, ref: str) -> CollectionRow:
         """The owner's collection whose id or name is ``ref``; 404 otherwise."""
@@ -124,8 +114,7 @@ class Collections:
 
     @staticmethod
     def delete(db: sqlite3.Connection, collection: CollectionRow) -> None:
-        """Inside a write: the collection, its documents and chunks, and its full-text table."""
-        db.execute(f"DROP TABLE IF EXISTS {fts_table(collection.id)}")
+        """Inside a write: the collection, its documents and chunks."""
         db.execute("DELETE FROM collections WHERE id = ?", (collection.id,))
 
     @staticmethod

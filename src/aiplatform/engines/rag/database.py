@@ -79,6 +79,24 @@ class Database:
     def open(self) -> None:
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
+        self._drop_full_text_tables()
+
+    def _drop_full_text_tables(self) -> None:
+        """Files written before words were indexed in memory kept an FTS5 table per
+        collection; the chunks' text stays in ``chunks``, so the tables go."""
+        assert self._writer is not None
+        names = [
+            row[0]
+            for row in self._writer.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'fts_col_*' "
+                "AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+            )
+        ]
+        if not names:
+            return
+        with self.write_lock, self.transaction() as db:
+            for name in names:
+                db.execute(f"DROP TABLE IF EXISTS {fts_table(name.removeprefix('fts_'))}")
 
     def close(self) -> None:
         with self.write_lock:
@@ -144,8 +162,8 @@ class Transaction:
 
 
 def fts_table(collection_id: str) -> str:
-    """The name of a collection's full-text table (ids are made here; checked all the same,
-    as the name is spliced into SQL)."""
+    """The name of the full-text table a collection had in older files (ids are made here;
+    checked all the same, as the name is spliced into SQL)."""
     if not _COLLECTION_ID.fullmatch(collection_id):
         raise ValueError(f"not a collection id: {collection_id!r}")
     return f"fts_{collection_id}"

@@ -1,12 +1,11 @@
-"""Documents and their chunks in the RAG database: each chunk's text, offsets and vector, and
-its entry in the collection's full-text table, written in the same transaction.
+"""Documents and their chunks in the RAG database: each chunk's text, offsets and vector,
+written in one transaction.
 
 Documents and chunks are only ever found through their collection.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,14 +16,12 @@ import numpy as np
 
 from aiplatform.engines.rag.chunking import Chunk
 from aiplatform.engines.rag.collections import CollectionRow
-from aiplatform.engines.rag.database import Database, fts_table, json_text
-from aiplatform.engines.rag.filters import compile_filter
+from aiplatform.engines.rag.database import Database, json_text
 from aiplatform.engines.rag.index import Ids, Vectors
 from aiplatform.errors import ConflictError, NotFoundError
 
 __all__ = ["ChunkRecord", "DocumentRow", "Documents", "PreparedDocument"]
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 _DOCUMENT = (
     "pk, id, collection_id, metadata, filename, created_at, chunk_count, length(text) AS characters"
 )
@@ -81,11 +78,10 @@ class Documents:
         documents: Sequence[PreparedDocument],
         now: int,
     ) -> tuple[list[DocumentRow], list[int]]:
-        """The documents, their chunks and full-text entries; the rows and the new chunk ids
-        (in the order of the documents' vectors). 409 for an id the collection has."""
+        """The documents and their chunks; the rows and the new chunk ids (in the order of the
+        documents' vectors). 409 for an id the collection has."""
         added: list[DocumentRow] = []
         chunk_ids: list[int] = []
-        fts = fts_table(collection.id)
         for document in documents:
             try:
                 cursor = db.execute(
@@ -114,9 +110,7 @@ class Documents:
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (pk, collection.id, chunk.start, chunk.end, chunk.text, _blob(vector)),
                 )
-                chunk_id = int(cursor.lastrowid or 0)
-                db.execute(f"INSERT INTO {fts}(rowid, text) VALUES (?, ?)", (chunk_id, chunk.text))
-                chunk_ids.append(chunk_id)
+                chunk_ids.append(int(cursor.lastrowid or 0))
             added.append(
                 DocumentRow(
                     pk=pk,
@@ -132,24 +126,20 @@ class Documents:
         return added, chunk_ids
 
     @staticmethod
-    def delete(db: sqlite3.Connection, collection: CollectionRow, document_id: str) -> Ids:
-        """The document, its chunks and their full-text entries; the removed chunk ids."""
+    def delete(
+        db: sqlite3.Connection, collection: CollectionRow, document_id: str
+    ) -> tuple[int, Ids]:
+        """The document and its chunks; its key and the removed chunk ids."""
         row = db.execute(
             "SELECT pk FROM documents WHERE collection_id = ? AND id = ?",
             (collection.id, document_id),
         ).fetchone()
         if row is None:
             raise _no_document(document_id)
-        chunks = db.execute(
-            "SELECT id, text FROM chunks WHERE document_pk = ?", (row[0],)
-        ).fetchall()
-        fts = fts_table(collection.id)
-        db.executemany(
-            f"INSERT INTO {fts}({fts}, rowid, text) VALUES ('delete', ?, ?)",
-            [(chunk[0], chunk[1]) for chunk in chunks],
-        )
-        db.execute("DELETE FROM documents WHERE pk = ?", (row[0],))
-        return np.fromiter((chunk[0] for chunk in chunks), dtype=np.int64)
+        pk = int(row[0])
+        chunks = db.execute("SELECT id FROM chunks WHERE document_pk = ?", (pk,)).fetchall()
+        db.execute("DELETE FROM documents WHERE pk = ?", (pk,))
+        return pk, np.fromiter((chunk[0] for chunk in chunks), dtype=np.int64, count=len(chunks))
 
     @staticmethod
     def update_metadata(
@@ -157,13 +147,15 @@ class Documents:
         collection: CollectionRow,
         document_id: str,
         metadata: dict[str, Any],
-    ) -> None:
-        cursor = db.execute(
-            "UPDATE documents SET metadata = ? WHERE collection_id = ? AND id = ?",
+    ) -> int:
+        """The document's new metadata; its key."""
+        row = db.execute(
+            "UPDATE documents SET metadata = ? WHERE collection_id = ? AND id = ? RETURNING pk",
             (json_text(metadata), collection.id, document_id),
-        )
-        if cursor.rowcount == 0:
+        ).fetchone()
+        if row is None:
             raise _no_document(document_id)
+        return int(row[0])
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -230,47 +222,12 @@ class Documents:
 
     # -- chunks --------------------------------------------------------------------------------
 
-    def matching_chunk_ids(self, collection: CollectionRow, spec: dict[str, Any]) -> Ids:
-        condition, params = compile_filter(spec, "d.metadata")
-        return self.ids(
-            "SELECT c.id FROM chunks c JOIN documents d ON d.pk = c.document_pk "
-            f"WHERE c.collection_id = ? AND {condition}",
-            (collection.id, *params),
-        )
-
     def ids(self, sql: str, params: Sequence[Any]) -> Ids:
         """The integers of the query's one column (plain tuples: no Row per id)."""
         cursor = self._db.read().cursor()
         cursor.row_factory = None
         rows = cursor.execute(sql, params).fetchall()
         return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-
-    def lexical_search(
-        self, collection: CollectionRow, text: str, k: int, spec: dict[str, Any] | None
-    ) -> list[tuple[int, float]]:
-        """The ``k`` chunks that best match ``text`` by BM25 (higher is better)."""
-        words = list(dict.fromkeys(word.lower() for word in _WORD.findall(text)))
-        if not words:
-            return []
-        match = " OR ".join(f'"{word}"' for word in words[:64])
-        fts = fts_table(collection.id)
-        cursor = self._db.read().cursor()
-        cursor.row_factory = None
-        if spec:  # the documents' metadata is joined only when a filter reads it
-            condition, params = compile_filter(spec, "d.metadata")
-            rows = cursor.execute(
-                f"SELECT {fts}.rowid, bm25({fts}) AS rank FROM {fts} "
-                f"JOIN chunks c ON c.id = {fts}.rowid JOIN documents d ON d.pk = c.document_pk "
-                f"WHERE {fts} MATCH ? AND {condition} ORDER BY rank LIMIT ?",
-                (match, *params, k),
-            )
-        else:
-            rows = cursor.execute(
-                f"SELECT rowid, bm25({fts}) AS rank FROM {fts} WHERE {fts} MATCH ? "
-                "ORDER BY rank LIMIT ?",
-                (match, k),
-            )
-        return [(int(row[0]), -float(row[1])) for row in rows]
 
     def chunk_records(
         self, collection: CollectionRow, ids: Sequence[int]
@@ -339,6 +296,59 @@ class Documents:
             last = int(rows[-1][0])
             yield _stack(rows)
 
+    def text_batches(self, collection_id: str, only: Ids | None) -> Iterator[tuple[Ids, list[str]]]:
+        """The collection's chunk texts (or those of ``only``) in batches, in id order."""
+        reader = self._db.read()
+        if only is not None:
+            for start in range(0, only.size, 500):
+                batch = [int(i) for i in only[start : start + 500]]
+                marks = ", ".join("?" * len(batch))
+                rows = reader.execute(
+                    f"SELECT id, text FROM chunks WHERE id IN ({marks}) ORDER BY id", batch
+                ).fetchall()
+                if rows:
+                    yield _texts(rows)
+            return
+        last = 0
+        while True:
+            rows = reader.execute(
+                "SELECT id, text FROM chunks WHERE collection_id = ? AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (collection_id, last, _READ_BATCH),
+            ).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield _texts(rows)
+
+    def metadata_of(self, collection_id: str) -> Iterator[tuple[int, dict[str, Any], Ids]]:
+        """Each document of the collection: its key, metadata and chunk ids."""
+        cursor = self._db.read().cursor()
+        cursor.row_factory = None
+        pairs = cursor.execute(
+            "SELECT document_pk, id FROM chunks WHERE collection_id = ? ORDER BY document_pk, id",
+            (collection_id,),
+        ).fetchall()
+        keys = np.fromiter((pair[0] for pair in pairs), dtype=np.int64, count=len(pairs))
+        chunk_ids = np.fromiter((pair[1] for pair in pairs), dtype=np.int64, count=len(pairs))
+        bounds: dict[int, tuple[int, int]] = {}
+        if keys.size:
+            first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            ends = np.r_[first[1:], keys.size]
+            bounds = dict(
+                zip(
+                    keys[first].tolist(),
+                    zip(first.tolist(), ends.tolist(), strict=True),
+                    strict=True,
+                )
+            )
+        rows = cursor.execute(
+            "SELECT pk, metadata FROM documents WHERE collection_id = ?", (collection_id,)
+        )
+        for pk, metadata in rows:
+            start, end = bounds.get(int(pk), (0, 0))
+            yield int(pk), msgspec.json.decode(metadata), chunk_ids[start:end]
+
 
 def _no_document(document_id: str) -> NotFoundError:
     return NotFoundError(
@@ -352,6 +362,11 @@ def _stack(rows: list[Any]) -> tuple[Ids, Vectors]:
     ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
     vectors = np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
     return ids, np.ascontiguousarray(vectors)
+
+
+def _texts(rows: list[Any]) -> tuple[Ids, list[str]]:
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    return ids, [row[1] for row in rows]
 
 
 def _blob(vector: Vectors) -> bytes:

@@ -50,12 +50,12 @@ from aiplatform.engines.rag.extract import (
     needs_process,
     too_slow,
 )
-from aiplatform.engines.rag.index import IndexParams
 from aiplatform.engines.rag.ingest import JOB_RETRY_S, IngestJobs
 from aiplatform.engines.rag.kind import RAG
 from aiplatform.engines.rag.memory import ConversationMemory
 from aiplatform.engines.rag.settings import RagSettings
 from aiplatform.engines.rag.store import RagStore
+from aiplatform.engines.rag.stores import make_store
 from aiplatform.engines.settings import default_data_dir
 from aiplatform.engines.workers import WorkerPool
 from aiplatform.errors import EngineUnavailableError, InvalidRequestError
@@ -80,20 +80,7 @@ class LocalRagEngine(LocalEngine):
         self._settings = settings
         self._embeddings = embeddings
         folder = Path(settings.data_dir or Path(default_data_dir()) / "rag")
-        params = IndexParams(
-            hnsw_m=settings.hnsw_m,
-            hnsw_ef_search=settings.hnsw_ef_search,
-            ivf_min_train=settings.ivf_min_train,
-            ivf_nprobe=settings.ivf_nprobe,
-        )
-        budget = settings.index_memory_mb
-        self._store = RagStore(
-            folder,
-            params,
-            checkpoint_every=settings.checkpoint_every,
-            index_memory_bytes=budget * 1024 * 1024 if budget is not None else None,
-            storage_key=storage_key,
-        )
+        self._store = make_store(settings, folder, storage_key=storage_key)
         embedder = Embedder(embeddings, batch_size=settings.embed_batch_size)
         self._core = RagCore(self._store, embedder, settings, self.run_blocking)
         self._jobs = IngestJobs(self._core, folder, storage_key=storage_key)

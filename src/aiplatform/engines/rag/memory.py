@@ -3,6 +3,7 @@ in order and recalled by similarity."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -20,11 +21,19 @@ from aiplatform.api.rag import (
     SearchRequest,
 )
 from aiplatform.engines.rag.core import MEMORY, RagCore
-from aiplatform.engines.rag.store import CollectionRow, DocumentRow
-from aiplatform.errors import InvalidRequestError, NotFoundError
+from aiplatform.engines.rag.store import CollectionRow, DocumentRow, PreparedDocument
+from aiplatform.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from aiplatform.tenant import current_tenant
 
 __all__ = ["ConversationMemory"]
+
+#: Times the next turn numbers are counted again after another writer took them.
+_NUMBERING_ATTEMPTS = 8
 
 
 class ConversationMemory:
@@ -47,25 +56,62 @@ class ConversationMemory:
         )
         assert self._lock is not None, "the engine has not been started"
         async with self._lock:  # turns are numbered in the order they are added
-            row = await core.run_blocking(core.store.find_collection, owner, MEMORY, conversation)
-            if row is None:
-                row = await core.new_collection(owner, MEMORY, conversation)
-            first_turn = (await core.run_blocking(core.store.counts, row))[0]
+            row = await self._conversation_row(owner, conversation)
             inputs = [
-                DocumentInput(
-                    id=f"turn-{turn}",
-                    text=message.content,
-                    metadata={**message.metadata, "role": message.role, "turn": turn},
-                )
-                for turn, message in enumerate(request.messages, first_turn)
+                DocumentInput(text=message.content, metadata=dict(message.metadata))
+                for message in request.messages
             ]
+            # embedded once: a turn's number is in its id and metadata, not in its vectors
             prepared = await core.prepare(row, inputs, ChunkingOptions())
-            added = await core.run_blocking(core.store.add_documents, row, prepared)
-        texts = {document.id: document.text for document in inputs}
+            added, numbered = await self._add_numbered(row, request, prepared)
+        texts = {document.id: document.text for document in numbered}
         return MemoryList(
             data=[_turn(conversation, document, texts[document.id]) for document in added]
         )
 
+    async def _conversation_row(self, owner: str, conversation: str) -> CollectionRow:
+        """The conversation's collection, made now if it has none (another replica making it at
+        the same moment wins, and its collection is used)."""
+        core = self._core
+        row = await core.run_blocking(core.store.find_collection, owner, MEMORY, conversation)
+        if row is not None:
+            return row
+        try:
+            return await core.new_collection(owner, MEMORY, conversation)
+        except ConflictError:
+            return await core.run_blocking(core.store.collection, owner, MEMORY, conversation)
+
+    async def _add_numbered(
+        self,
+        row: CollectionRow,
+        request: MemoryAddRequest,
+        prepared: list[PreparedDocument],
+    ) -> tuple[list[DocumentRow], list[PreparedDocument]]:
+        """The turns stored under the next free numbers. Turn ``n`` is the document
+        ``turn-n``: the store refuses an id twice, so replicas sharing a store that add turns
+        at the same moment cannot both take a number; the one refused counts again."""
+        core = self._core
+        for _ in range(_NUMBERING_ATTEMPTS):
+            first_turn = (await core.run_blocking(core.store.counts, row))[0]
+            numbered = [
+                replace(
+                    document,
+                    id=f"turn-{turn}",
+                    metadata={**message.metadata, "role": message.role, "turn": turn},
+                )
+                for turn, (document, message) in enumerate(
+                    zip(prepared, request.messages, strict=True), first_turn
+                )
+            ]
+            try:
+                added = await core.run_blocking(core.store.add_documents, row, numbered)
+            except ConflictError:
+                continue  # numbers taken meanwhile by another replica
+            return added, numbered
+        raise ServiceUnavailableError(
+            "The conversation is being written by others too often; try again shortly.",
+            code="memory_contended",
+        )
     async def recent(self, request: MemoryListRequest) -> MemoryList:
         core = self._core
         row = await self._conversation(request.conversation_id)

@@ -1,8 +1,11 @@
-"""Which collections' vector indexes are in memory, and how they agree with the database.
+"""Which collections' indexes are in memory, and how they agree with the database.
 
-An index is loaded when its collection is first used, compared with the database then and
-caught up (vectors missing from it added, removed ones taken out), or rebuilt from the database
-when its file is missing or unreadable. Indexes are derived data: each is written (atomically)
+A collection in memory has three indexes, all derived from the database: its vector index
+(FAISS), its lexical index (BM25 over the chunks' words) and its metadata index (what filters
+resolve to chunk ids with). The vector and lexical indexes are loaded from their files when the
+collection is first used, compared with the database then and caught up (chunks missing from
+them added, removed ones taken out), or rebuilt from the database when a file is missing or
+unreadable; the metadata index is built from the database each time. Indexes are derived data: each is written (atomically)
 after ``checkpoint_every`` changes, and when all loaded ones together exceed the memory budget
 the least recently used are written and dropped. IVF clustering and HNSW graphs with many
 masked nodes are rebuilt in the background, while searches use the old index.
@@ -15,15 +18,19 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from aiplatform.engines.rag.collections import CollectionRow
 from aiplatform.engines.rag.database import Database
-from aiplatform.engines.rag.documents import Documents
-from aiplatform.engines.rag.index import Ids, IndexParams, VectorIndex, Vectors
+from aiplatform.engines.rag.documents import DocumentRow, Documents, PreparedDocument
+from aiplatform.engines.rag.index import Ids, IndexParams, VectorIndex
+from aiplatform.engines.rag.lexical import LexicalIndex
+from aiplatform.engines.rag.metadata_index import MetadataIndex
 
 __all__ = ["IndexResidency", "LoadedIndex"]
 
@@ -32,13 +39,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class LoadedIndex:
-    """A collection's index and the changes made since it was last written."""
+    """A collection's indexes and the changes made since they were last written."""
 
     index: VectorIndex
+    lexical: LexicalIndex
+    metadata: MetadataIndex
     dirty: int = 0
-    #: Vectors removed since the index was last written (their file still holds them).
+    #: Chunks removed since the indexes were last written (their files still hold them).
     removed: int = 0
     rebuilding: bool = False
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.index.memory_bytes + self.lexical.memory_bytes + self.metadata.memory_bytes
 
 
 class IndexResidency:
@@ -62,7 +75,11 @@ class IndexResidency:
         self.indexes: OrderedDict[str, LoadedIndex] = OrderedDict()
 
     def path(self, collection_id: str) -> Path:
+        """The vector index's file."""
         return self._folder / f"{collection_id}.faiss"
+
+    def lexical_path(self, collection_id: str) -> Path:
+        return self._folder / f"{collection_id}.lexical"
 
     def open(self) -> None:
         self._folder.mkdir(parents=True, exist_ok=True)
@@ -78,25 +95,50 @@ class IndexResidency:
 
     def created(self, collection: CollectionRow) -> None:
         self.indexes[collection.id] = LoadedIndex(
-            VectorIndex(collection.dimension, collection.index_type, self._params)
+            VectorIndex(collection.dimension, collection.index_type, self._params),
+            LexicalIndex(),
+            MetadataIndex(),
         )
         self._evict(keep=collection.id)
 
     def dropped(self, collection_id: str) -> None:
         self.indexes.pop(collection_id, None)
         self.path(collection_id).unlink(missing_ok=True)
+        self.lexical_path(collection_id).unlink(missing_ok=True)
 
-    def added(self, collection: CollectionRow, ids: Ids, vectors: Vectors) -> None:
+    def added(
+        self,
+        collection: CollectionRow,
+        rows: Sequence[DocumentRow],
+        documents: Sequence[PreparedDocument],
+        chunk_ids: Ids,
+    ) -> None:
+        """The stored ``documents`` (``rows``; their chunks got ``chunk_ids``, in order)."""
         loaded = self.loaded(collection)
-        loaded.index.add(ids, vectors)
-        loaded.dirty += int(ids.size)
+        texts = [chunk.text for document in documents for chunk in document.chunks]
+        vectors = np.concatenate([document.vectors for document in documents])
+        loaded.index.add(chunk_ids, np.ascontiguousarray(vectors, dtype=np.float32))
+        loaded.lexical.add(chunk_ids, texts)
+        start = 0
+        for row, document in zip(rows, documents, strict=True):
+            end = start + len(document.chunks)
+            loaded.metadata.add(row.pk, document.metadata, chunk_ids[start:end])
+            start = end
+        loaded.dirty += int(chunk_ids.size)
         self._evict(keep=collection.id)
 
-    def removed(self, collection: CollectionRow, ids: Ids) -> None:
+    def removed(self, collection: CollectionRow, document_pk: int, ids: Ids) -> None:
         loaded = self.loaded(collection)
         loaded.index.remove(ids)
+        loaded.lexical.remove(ids)
+        loaded.metadata.remove(document_pk)
         loaded.dirty += int(ids.size)
         loaded.removed += int(ids.size)
+
+    def metadata_changed(
+        self, collection: CollectionRow, document_pk: int, metadata: dict[str, Any]
+    ) -> None:
+        self.loaded(collection).metadata.update(document_pk, metadata)
 
     # -- use -----------------------------------------------------------------------------------
 
@@ -147,7 +189,7 @@ class IndexResidency:
         the memory budget (the one in use stays, however large)."""
         if self._budget is None:
             return
-        total = sum(loaded.index.memory_bytes for loaded in self.indexes.values())
+        total = sum(loaded.memory_bytes for loaded in self.indexes.values())
         for collection_id in list(self.indexes):
             if total <= self._budget:
                 return
@@ -156,7 +198,7 @@ class IndexResidency:
                 continue
             if loaded.dirty:
                 self._save(collection_id, loaded)
-            total -= loaded.index.memory_bytes
+            total -= loaded.memory_bytes
             del self.indexes[collection_id]
             logger.debug("dropped the index of %s from memory", collection_id)
 
@@ -182,30 +224,58 @@ class IndexResidency:
         )
 
     def _load(self, collection: CollectionRow) -> LoadedIndex:
-        path = self.path(collection.id)
-        index = None
-        if path.exists():
-            try:
-                index = VectorIndex.load(
-                    path, collection.dimension, collection.index_type, self._params
-                )
-            except ValueError as exc:
-                logger.warning("rebuilding the index of %s: %s", collection.id, exc)
-        if index is None:
-            index = VectorIndex(collection.dimension, collection.index_type, self._params)
-        loaded = LoadedIndex(index)
+        loaded = LoadedIndex(
+            self._read_vectors(collection), self._read_lexical(collection), MetadataIndex()
+        )
         self.indexes[collection.id] = loaded
-        changes = self._catch_up(collection.id, index)
+        for pk, metadata, chunk_ids in self._documents.metadata_of(collection.id):
+            loaded.metadata.add(pk, metadata, chunk_ids)
+        changes = self._catch_up(collection.id, loaded.index)
+        changes += self._catch_up_lexical(collection.id, loaded.lexical)
         if changes:
-            logger.info("caught the index of %s up by %d changes", collection.id, changes)
+            logger.info("caught the indexes of %s up by %d changes", collection.id, changes)
             self._save(collection.id, loaded)
         return loaded
 
-    def _catch_up(self, collection_id: str, index: VectorIndex) -> int:
-        """Make ``index`` answer for exactly the collection's chunks in the database."""
-        stored = self._documents.ids(
+    def _read_vectors(self, collection: CollectionRow) -> VectorIndex:
+        path = self.path(collection.id)
+        if path.exists():
+            try:
+                return VectorIndex.load(
+                    path, collection.dimension, collection.index_type, self._params
+                )
+            except ValueError as exc:
+                logger.warning("rebuilding the vector index of %s: %s", collection.id, exc)
+        return VectorIndex(collection.dimension, collection.index_type, self._params)
+
+    def _read_lexical(self, collection: CollectionRow) -> LexicalIndex:
+        path = self.lexical_path(collection.id)
+        if path.exists():
+            try:
+                return LexicalIndex.load(path)
+            except ValueError as exc:
+                logger.warning("rebuilding the lexical index of %s: %s", collection.id, exc)
+        return LexicalIndex()
+
+    def _catch_up_lexical(self, collection_id: str, lexical: LexicalIndex) -> int:
+        """Make ``lexical`` answer for exactly the collection's chunks in the database."""
+        stored = self._stored_ids(collection_id)
+        indexed = lexical.ids()
+        extra = np.setdiff1d(indexed, stored, assume_unique=True)
+        missing = np.setdiff1d(stored, indexed, assume_unique=True)
+        lexical.remove(extra)
+        for ids, texts in self._documents.text_batches(collection_id, missing):
+            lexical.add(ids, texts)
+        return int(extra.size + missing.size)
+
+    def _stored_ids(self, collection_id: str) -> Ids:
+        return self._documents.ids(
             "SELECT id FROM chunks WHERE collection_id = ? ORDER BY id", (collection_id,)
         )
+
+    def _catch_up(self, collection_id: str, index: VectorIndex) -> int:
+        """Make ``index`` answer for exactly the collection's chunks in the database."""
+        stored = self._stored_ids(collection_id)
         indexed = index.ids()
         extra = np.setdiff1d(indexed, stored, assume_unique=True)
         missing = np.setdiff1d(stored, indexed, assume_unique=True)
@@ -216,4 +286,5 @@ class IndexResidency:
 
     def _save(self, collection_id: str, loaded: LoadedIndex) -> None:
         loaded.index.save(self.path(collection_id))
+        loaded.lexical.save(self.lexical_path(collection_id))
         loaded.dirty = loaded.removed = 0

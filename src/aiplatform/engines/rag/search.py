@@ -1,5 +1,5 @@
 """One search of a collection, run on a worker thread in one go: the metadata filter selects
-chunk ids in the database, the vector index and/or the full-text index rank candidates among
+chunk ids, the vector index and/or the full-text index rank candidates among
 them, hybrid rankings are fused, the threshold applied, and the hits read back."""
 
 from __future__ import annotations
@@ -7,14 +7,12 @@ from __future__ import annotations
 from aiplatform.api.rag import SearchHit, SearchRequest
 from aiplatform.engines.rag.fusion import reciprocal_rank_fusion
 from aiplatform.engines.rag.index import Vectors
-from aiplatform.engines.rag.store import CollectionRow, RagStore
+from aiplatform.engines.rag.store import CollectionRow, Ranked, RagStore
 
 __all__ = ["search_collection"]
 
 #: Candidates each ranking contributes to a hybrid search, per hit asked for.
 HYBRID_DEPTH = 4
-
-Ranked = list[tuple[int, float]]
 
 
 def search_collection(
@@ -46,7 +44,7 @@ def search_collection(
                 # the graph or the probed lists held too few matches: score them all
                 by_vector = store.exact_search(row, query, depth, allowed)
     if request.mode != "vector" and request.query:
-        by_words = store.lexical_search(row, request.query, depth, request.filter)
+        by_words = store.lexical_search(row, request.query, depth, allowed)
     if request.mode == "vector":
         ranked = by_vector
     elif request.mode == "lexical":

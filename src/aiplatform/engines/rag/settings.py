@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -18,6 +18,17 @@ class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
 
     #: Blocking store calls (searches, writes) that may run at once.
     max_concurrency: PositiveInt = 4
+    #: Where collections, documents and their indexes are kept: ``sqlite`` (embedded: a SQLite
+    #: file and in-memory FAISS, lexical and metadata indexes under ``data_dir``, for one
+    #: server) or ``postgres`` (a PostgreSQL database with pgvector at ``database_url``, which
+    #: several RAG replicas share).
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    #: The PostgreSQL database of ``store = "postgres"``
+    #: (``postgresql://user:password@host:5432/db``; needs ``aiplatform[postgres]`` and the
+    #: ``vector`` extension). Best given from a Secret as ``AIPLATFORM_ENGINES__RAG__DATABASE_URL``.
+    database_url: Annotated[str, msgspec.Meta(pattern=r"^postgres(ql)?://")] | None = None
+    #: Connections to ``database_url`` this server holds at most.
+    database_connections: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
     #: Collections, documents and indexes are kept here; unset: ``<data dir>/rag``.
     data_dir: str | None = None
     #: Longer documents are refused with 400 ``document_too_large``.
@@ -51,3 +62,7 @@ class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
     #: Collection indexes kept in memory together, in MiB; beyond it the least recently used
     #: are written out and dropped (and loaded again when used). Unset: no limit.
     index_memory_mb: PositiveInt | None = 4096
+
+    def __post_init__(self) -> None:
+        if self.store == "postgres" and self.database_url is None and self.url is None:
+            raise ValueError('[engines.rag] store = "postgres" needs database_url')

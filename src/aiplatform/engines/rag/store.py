@@ -1,93 +1,38 @@
-"""The RAG engine's embedded store: SQLite for collections, documents, chunks (with their
-vectors) and a full-text index; a FAISS index file per collection beside it.
+"""What the RAG engine asks of the store that keeps its collections, documents, chunks and
+indexes. Two stores answer it:
 
-Durability: every change is one SQLite transaction in WAL mode with ``synchronous=FULL``, so a
-change the engine acknowledges survives a crash or power loss. The FAISS indexes are derived
-(:mod:`~aiplatform.engines.rag.residency`): written now and then, and caught up with the
-database when loaded. Deletes are real: rows and full-text entries go, ``secure_delete``
-overwrites the freed pages, and the full-text index is merged and the log checkpointed so the
-deleted text leaves the files.
+- :class:`~aiplatform.engines.rag.sqlite_store.SqliteStore` (the default): one SQLite file
+  with FAISS, lexical and metadata indexes in memory beside it, for one server;
+- :class:`~aiplatform.engines.rag.postgres_store.PostgresStore`: a PostgreSQL database with
+  pgvector that several RAG replicas share.
 
 Every read and write names the owner: a collection is only ever found through its owner, and
-documents and chunks only through their collection.
-
-This class binds the repositories (:mod:`~aiplatform.engines.rag.collections`,
-:mod:`~aiplatform.engines.rag.documents`) to the index residency, so that each write changes
-the database and the loaded index together.
+documents and chunks only through their collection. Calls block (the engine runs them on worker
+threads); each write is one transaction, durable once it returns.
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
+from aiplatform.engines.rag.collections import CollectionRow
+from aiplatform.engines.rag.documents import ChunkRecord, DocumentRow, PreparedDocument
+from aiplatform.engines.rag.index import Ids, Vectors
 
-from aiplatform.engines.rag.collections import CollectionRow, Collections, new_collection_row
-from aiplatform.engines.rag.database import Database, fts_table
-from aiplatform.engines.rag.documents import ChunkRecord, DocumentRow, Documents, PreparedDocument
-from aiplatform.engines.rag.index import Ids, IndexParams, VectorIndex, Vectors
-from aiplatform.engines.rag.residency import IndexResidency, LoadedIndex
+__all__ = ["ChunkRecord", "CollectionRow", "DocumentRow", "PreparedDocument", "RagStore", "Ranked"]
 
-__all__ = [
-    "ChunkRecord",
-    "CollectionRow",
-    "DocumentRow",
-    "PreparedDocument",
-    "RagStore",
-]
+#: Chunk ids with their scores, best first.
+Ranked = list[tuple[int, float]]
 
 
-class RagStore:
-    def __init__(
-        self,
-        folder: str | Path,
-        params: IndexParams,
-        *,
-        checkpoint_every: int,
-        index_memory_bytes: int | None = None,
-        storage_key: str | None = None,
-    ) -> None:
-        self._folder = Path(folder)
-        self._db = Database(self._folder / "rag.sqlite3", key=storage_key)
-        self.collections = Collections(self._db)
-        self.documents = Documents(self._db)
-        self.residency = IndexResidency(
-            self._folder / "indexes",
-            params,
-            self._db,
-            self.documents,
-            checkpoint_every=checkpoint_every,
-            memory_bytes=index_memory_bytes,
-        )
-        #: Collections whose full-text table may still hold deleted text in older segments.
-        self._unmerged: set[str] = set()
-        #: Whether deleted rows' old pages may still sit in the write-ahead log.
-        self._log_holds_deleted = False
-
+class RagStore(Protocol):
     # -- lifecycle -----------------------------------------------------------------------------
 
-    @property
-    def database_path(self) -> Path:
-        return self._db.path
-
-    @property
-    def _indexes(self) -> OrderedDict[str, LoadedIndex]:
-        return self.residency.indexes
-
-    def open(self) -> None:
-        self.residency.open()
-        self._db.open()
+    def open(self) -> None: ...
 
     def close(self) -> None:
-        """Write every changed index, then close the database."""
-        with self._db.write_lock:
-            self.residency.save_all()
-            self._purge_deleted_text()
-            self._db.close()
+        """Write what is pending and release the connections."""
 
     # -- collections ---------------------------------------------------------------------------
 
@@ -103,166 +48,84 @@ class RagStore:
         metadata: dict[str, Any],
         shortened: bool = False,
     ) -> CollectionRow:
-        row = new_collection_row(
-            owner,
-            kind,
-            name,
-            embedding_model=embedding_model,
-            dimension=dimension,
-            index_type=index_type,
-            metadata=metadata,
-            shortened=shortened,
-        )
-        with self._db.write_lock:
-            with self._db.transaction() as db:
-                self.collections.insert(db, row)
-            self.residency.created(row)
-        return row
+        """A new collection; 409 ``collection_exists`` if the owner has one of that name."""
 
     def collection(self, owner: str, kind: str, ref: str) -> CollectionRow:
         """The owner's collection whose id or name is ``ref``; 404 otherwise."""
-        return self.collections.get(owner, kind, ref)
 
-    def find_collection(self, owner: str, kind: str, name: str) -> CollectionRow | None:
-        return self.collections.find(owner, kind, name)
+    def find_collection(self, owner: str, kind: str, name: str) -> CollectionRow | None: ...
 
-    def list_collections(self, owner: str, kind: str) -> list[CollectionRow]:
-        return self.collections.of_owner(owner, kind)
+    def list_collections(self, owner: str, kind: str) -> list[CollectionRow]: ...
 
     def counts(self, collection: CollectionRow) -> tuple[int, int]:
         """Documents and chunks."""
-        return self.collections.counts(collection)
 
     def indexed_count(self, collection: CollectionRow) -> int | None:
-        """Vectors the collection's index answers for; None while it is not in memory."""
-        return self.residency.size_of(collection)
+        """Vectors the collection's index answers for; None when that is not known cheaply."""
 
-    def delete_collection(self, collection: CollectionRow) -> None:
-        with self._db.write_lock:
-            with self._db.transaction() as db:
-                Collections.delete(db, collection)
-            self._unmerged.discard(collection.id)
-            self._log_holds_deleted = True
-            self.residency.dropped(collection.id)
+    def delete_collection(self, collection: CollectionRow) -> None: ...
 
     # -- documents -----------------------------------------------------------------------------
 
     def add_documents(
         self, collection: CollectionRow, documents: Sequence[PreparedDocument]
     ) -> list[DocumentRow]:
-        """Store ``documents`` in one transaction (all or none), then index their chunks."""
-        with self._db.write_lock:
-            # loaded (and caught up) before the change, so the change is applied to it once
-            self.residency.loaded(collection)
-            with self._db.transaction() as db:
-                Collections.require(db, collection)
-                added, chunk_ids = Documents.insert(db, collection, documents, int(time.time()))
-            if chunk_ids:
-                vectors = np.concatenate([document.vectors for document in documents])
-                self.residency.added(
-                    collection,
-                    np.asarray(chunk_ids, dtype=np.int64),
-                    np.ascontiguousarray(vectors, dtype=np.float32),
-                )
-        return added
+        """Store ``documents`` in one transaction (all or none; 409 ``document_exists`` for an
+        id the collection has, 404 if the collection was deleted meanwhile), searchable once
+        this returns."""
 
-    def existing_document_ids(self, collection: CollectionRow, ids: Sequence[str]) -> set[str]:
-        return self.documents.existing_ids(collection, ids)
+    def existing_document_ids(self, collection: CollectionRow, ids: Sequence[str]) -> set[str]: ...
 
-    def document(self, collection: CollectionRow, document_id: str, *, text: bool) -> DocumentRow:
-        return self.documents.get(collection, document_id, text=text)
+    def document(
+        self, collection: CollectionRow, document_id: str, *, text: bool
+    ) -> DocumentRow: ...
 
     def list_documents(
         self, collection: CollectionRow, *, limit: int, after: str | None, order: str = "id"
     ) -> tuple[list[DocumentRow], bool]:
         """A page of documents ordered by id (or by ``pk``: insertion order), and whether more
         follow."""
-        return self.documents.page(collection, limit=limit, after=after, order=order)
 
     def latest_documents(self, collection: CollectionRow, limit: int) -> list[DocumentRow]:
         """The last ``limit`` documents added, oldest first, with their text."""
-        return self.documents.latest(collection, limit)
 
-    def delete_document(self, collection: CollectionRow, document_id: str) -> None:
-        with self._db.write_lock:
-            self.residency.loaded(collection)
-            with self._db.transaction() as db:
-                chunk_ids = Documents.delete(db, collection, document_id)
-            self._unmerged.add(collection.id)
-            self._log_holds_deleted = True
-            self.residency.removed(collection, chunk_ids)
+    def delete_document(self, collection: CollectionRow, document_id: str) -> None: ...
 
     def update_metadata(
         self, collection: CollectionRow, document_id: str, metadata: dict[str, Any]
-    ) -> DocumentRow:
-        with self._db.write_lock, self._db.transaction() as db:
-            Documents.update_metadata(db, collection, document_id, metadata)
-        return self.documents.get(collection, document_id, text=False)
+    ) -> DocumentRow: ...
 
     # -- search --------------------------------------------------------------------------------
 
     def matching_chunk_ids(self, collection: CollectionRow, spec: dict[str, Any]) -> Ids:
-        return self.documents.matching_chunk_ids(collection, spec)
+        """The ids of the chunks whose document's metadata matches the filter ``spec`` (400
+        ``invalid_filter`` for one outside the language), ascending."""
 
     def vector_search(
         self, collection: CollectionRow, query: Vectors, k: int, allowed: Ids | None
-    ) -> list[tuple[int, float]]:
-        """The ``k`` chunks most similar to ``query``, among ``allowed`` when given."""
-        scores, ids = self.index_of(collection).search(query, k, allowed)
-        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+    ) -> Ranked:
+        """The ``k`` chunks most similar to ``query`` (one unit row) by the collection's
+        index, among ``allowed`` when given; cosine similarity."""
 
-    def exact_search(
-        self, collection: CollectionRow, query: Vectors, k: int, ids: Ids
-    ) -> list[tuple[int, float]]:
-        """Scores of every chunk in ``ids`` against ``query``, best ``k`` first: a filtered
-        search that matches few chunks reads them and ranks them all."""
-        vectors = self.documents.chunk_vectors(collection, ids)
-        if not vectors:
-            return []
-        order = np.fromiter(vectors, dtype=np.int64)
-        scores = np.stack([vectors[int(i)] for i in order]) @ query[0]
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [(int(order[i]), float(scores[i])) for i in best]
+    def exact_search(self, collection: CollectionRow, query: Vectors, k: int, ids: Ids) -> Ranked:
+        """Every chunk of ``ids`` scored against ``query``, best ``k`` first."""
 
     def lexical_search(
-        self, collection: CollectionRow, text: str, k: int, spec: dict[str, Any] | None
-    ) -> list[tuple[int, float]]:
-        """The ``k`` chunks that best match ``text`` by BM25 (higher is better)."""
-        return self.documents.lexical_search(collection, text, k, spec)
+        self, collection: CollectionRow, text: str, k: int, allowed: Ids | None
+    ) -> Ranked:
+        """The ``k`` chunks that best match ``text`` by BM25 (higher is better), among
+        ``allowed`` when given."""
 
     def chunk_records(
         self, collection: CollectionRow, ids: Sequence[int]
-    ) -> dict[int, ChunkRecord]:
-        return self.documents.chunk_records(collection, ids)
+    ) -> dict[int, ChunkRecord]: ...
 
     def chunk_vectors(
         self, collection: CollectionRow, ids: Ids | Sequence[int]
-    ) -> dict[int, Vectors]:
-        return self.documents.chunk_vectors(collection, ids)
+    ) -> dict[int, Vectors]: ...
 
-    # -- indexes -------------------------------------------------------------------------------
-
-    def index_of(self, collection: CollectionRow) -> VectorIndex:
-        """The collection's index, loaded (and caught up with the database) if it is not."""
-        return self.residency.index_of(collection)
+    # -- upkeep --------------------------------------------------------------------------------
 
     def maintain(self, collection: CollectionRow) -> None:
-        """Purge deleted text from the files; rebuild or write the collection's index when
-        that is due."""
-        with self._db.write_lock:
-            self._purge_deleted_text()
-        self.residency.maintain(collection)
-
-    def _purge_deleted_text(self) -> None:
-        """Merge the full-text index's segments, so deleted words leave the file too (deleting
-        only records a tombstone until segments merge), and checkpoint the log."""
-        if not self._log_holds_deleted or not self._db.is_open:
-            return
-        with self._db.transaction() as db:
-            for collection_id in self._unmerged:
-                fts = fts_table(collection_id)
-                db.execute(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
-        # and out of the write-ahead log, which still holds the old pages
-        self._db.checkpoint()
-        self._unmerged.clear()
-        self._log_holds_deleted = False
+        """Work a change left due (rebuilding or writing an index, purging deleted text); run
+        in the background after changes."""
