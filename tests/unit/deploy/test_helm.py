@@ -34,6 +34,8 @@ from aiplatform.deploy.profiles import (
     engine_profiles,
 )
 from aiplatform.engines.llm import LLM
+from aiplatform.engines.rag import RAG as RAG_KIND
+from aiplatform.engines.rag.settings import RagSettings
 from aiplatform.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -520,3 +522,221 @@ def test_auth_existing_secret_names_the_secret_and_cannot_be_empty() -> None:
     done = run_helm("template", RELEASE, str(CHART), *MICROSERVICES, *sets("auth.existingSecret="))
     assert done.returncode != 0
     assert "auth.existingSecret must name the Secret" in done.stderr
+
+
+# --- RAG on PostgreSQL ---------------------------------------------------------------------------
+
+RAG = engine_name("rag")
+RAG_SECRET = "aiplatform-rag-postgres"
+RAG_POSTGRES = sets("engines.rag.postgres.enabled=true")
+RAG_DATABASE_URL = "postgresql://rag:pw@postgres:5432/rag"
+RAG_STORE = {"AIPLATFORM_ENGINES__RAG__STORE": "postgres"}
+RAG_AUTOSCALING = sets(
+    "engines.rag.autoscaling.enabled=true",
+    "engines.rag.autoscaling.minReplicas=2",
+    "engines.rag.autoscaling.maxReplicas=6",
+    "engines.rag.autoscaling.targetCPUUtilizationPercentage=70",
+)
+
+
+def rag_settings(workload: dict[str, Any], database_url: str = RAG_DATABASE_URL) -> RagSettings:
+    """The RAG section a pod's variables decode into, its Secrets' values filled in."""
+    filled = {
+        name: database_url if name.endswith("RAG__DATABASE_URL") else SECRET_VALUES[ref["key"]]
+        for name, ref in secret_refs(workload).items()
+    }
+    return load_settings(env={**env(workload), **filled}).section(RAG_KIND)
+
+
+def test_rag_keeps_its_store_on_its_volume_unless_postgres_is_enabled() -> None:
+    rag = values()["engines"]["rag"]
+    assert rag["postgres"] == {"enabled": False, "existingSecret": RAG_SECRET, "secretKey": "url"}
+    assert rag["replicas"] == 2
+    assert [name for name, entry in values()["engines"].items() if "postgres" in entry] == ["rag"]
+    # neither the Secret's name nor the replicas change anything while it is off
+    for args in VARIANTS.values():
+        unused = sets("engines.rag.postgres.existingSecret=other", "engines.rag.replicas=5")
+        assert render(*args, *unused) == render(*args)
+    workload = workloads(render(*MICROSERVICES))[RAG]
+    assert workload["kind"] == "StatefulSet"
+    assert "volumes" not in workload["spec"]["template"]["spec"]
+    assert rag_settings(workload).store == "sqlite"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (*MICROSERVICES, *RAG_POSTGRES),
+        (*GPU, *RAG_POSTGRES, *RAG_AUTOSCALING),
+        (*MICROSERVICES, *RAG_POSTGRES, "--set-literal", f"config={CONFIG}"),
+        RAG_POSTGRES,
+    ],
+    ids=["microservices", "gpu-autoscaled", "microservices-config", "monolith"],
+)
+def test_rag_on_postgres_lints_and_renders_valid_kubernetes(args: tuple[str, ...]) -> None:
+    done = run_helm("lint", "--strict", str(CHART), *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for doc in render(*args):
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_rag_on_postgres_is_a_deployment_of_replicas_sharing_the_database() -> None:
+    docs = render(*MICROSERVICES, *RAG_POSTGRES)
+    workload = workloads(docs)[RAG]
+    assert workload["kind"] == "Deployment"
+    assert workload["spec"]["replicas"] == 2
+    assert "volumeClaimTemplates" not in workload["spec"]
+    assert "serviceName" not in workload["spec"]
+    # ingest jobs stay in the data directory: each replica's own emptyDir
+    pod = workload["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "data", "emptyDir": {}}]
+    assert container(workload)["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert RAG_STORE.items() <= env(workload).items()
+    refs = secret_refs(workload)
+    assert refs.pop("AIPLATFORM_ENGINES__RAG__DATABASE_URL") == {"name": RAG_SECRET, "key": "url"}
+    assert refs == expected_refs(SPLIT_SECRETS, AUTH_SECRET)
+    settings = rag_settings(workload)
+    assert (settings.store, settings.database_url) == ("postgres", RAG_DATABASE_URL)
+    assert RAG not in objects(docs, "HorizontalPodAutoscaler")
+    pdb = objects(docs, "PodDisruptionBudget")[RAG]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == workload["spec"]["selector"]["matchLabels"]
+    assert (
+        objects(docs, "Service")[RAG]["spec"]["selector"] == pdb["spec"]["selector"]["matchLabels"]
+    )
+    assert not objects(docs, "Secret")
+    assert not objects(docs, "PersistentVolumeClaim")
+
+
+def key(doc: dict[str, Any]) -> tuple[str, str]:
+    return doc["kind"], doc["metadata"]["name"]
+
+
+def test_rag_on_postgres_changes_nothing_but_the_rag_pods() -> None:
+    before = render(*MICROSERVICES)
+    after = render(*MICROSERVICES, *RAG_POSTGRES)
+    changed = {key(doc) for doc in after} ^ {key(doc) for doc in before}
+    assert changed == {("StatefulSet", RAG), ("Deployment", RAG), ("PodDisruptionBudget", RAG)}
+    unchanged = {key(doc): doc for doc in before if key(doc) not in changed}
+    assert {key(doc): doc for doc in after if key(doc) not in changed} == unchanged
+    # the pod is the same but for the store's settings and the emptyDir
+    old, new = workloads(before)[RAG], workloads(after)[RAG]
+    old_pod, new_pod = old["spec"]["template"], new["spec"]["template"]
+    assert new_pod["spec"].pop("volumes") == [{"name": "data", "emptyDir": {}}]
+    (new_container,) = new_pod["spec"]["containers"]
+    added = [item for item in new_container["env"] if item not in container(old)["env"]]
+    assert [item["name"] for item in added] == [
+        "AIPLATFORM_ENGINES__RAG__STORE",
+        "AIPLATFORM_ENGINES__RAG__DATABASE_URL",
+    ]
+    new_container["env"] = [item for item in new_container["env"] if item not in added]
+    assert new_pod == old_pod
+
+
+def test_rag_on_postgres_reads_the_named_secret_key_and_replica_count() -> None:
+    args = sets(
+        "engines.rag.postgres.existingSecret=prod-rag", "engines.rag.postgres.secretKey=uri"
+    )
+    docs = render(*MICROSERVICES, *RAG_POSTGRES, *args, *sets("engines.rag.replicas=3"))
+    workload = workloads(docs)[RAG]
+    assert workload["spec"]["replicas"] == 3
+    ref = secret_refs(workload)["AIPLATFORM_ENGINES__RAG__DATABASE_URL"]
+    assert ref == {"name": "prod-rag", "key": "uri"}
+    # one replica: a Deployment still, and no budget that would block every drain
+    one = render(*MICROSERVICES, *RAG_POSTGRES, *sets("engines.rag.replicas=1"))
+    assert workloads(one)[RAG]["kind"] == "Deployment"
+    assert workloads(one)[RAG]["spec"]["replicas"] == 1
+    assert set(objects(one, "PodDisruptionBudget")) == {RELEASE}
+
+
+def test_rag_on_postgres_can_autoscale() -> None:
+    docs = render(*MICROSERVICES, *RAG_POSTGRES, *RAG_AUTOSCALING)
+    workload = workloads(docs)[RAG]
+    assert workload["kind"] == "Deployment"
+    assert "replicas" not in workload["spec"], "its autoscaler owns the count"
+    hpa = objects(docs, "HorizontalPodAutoscaler")[RAG]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": RAG}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    assert RAG in objects(docs, "PodDisruptionBudget")
+    from_one = sets("engines.rag.autoscaling.minReplicas=1")
+    lone = render(*MICROSERVICES, *RAG_POSTGRES, *RAG_AUTOSCALING, *from_one)
+    assert RAG not in objects(lone, "PodDisruptionBudget")
+
+
+def test_rag_on_postgres_in_the_monolith_sets_its_store_only() -> None:
+    docs = render(*RAG_POSTGRES)
+    (monolith,) = workloads(docs).values()
+    assert monolith["kind"] == "StatefulSet"
+    (claim,) = monolith["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert "volumes" not in monolith["spec"]["template"]["spec"]
+    assert RAG_STORE.items() <= env(monolith).items()
+    refs = secret_refs(monolith)
+    assert refs.pop("AIPLATFORM_ENGINES__RAG__DATABASE_URL") == {"name": RAG_SECRET, "key": "url"}
+    assert refs == expected_refs(MONOLITH_SECRETS, AUTH_SECRET)
+    assert rag_settings(monolith).store == "postgres"
+    assert not objects(docs, "PodDisruptionBudget")
+    # a disabled RAG is given no store
+    off = workloads(render(*RAG_POSTGRES, *sets("engines.rag.enabled=false")))[RELEASE]
+    assert not [
+        name for name in env(off) | secret_refs(off) if "RAG__" in name and "ENABLED" not in name
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            (*MICROSERVICES, *RAG_POSTGRES, *sets("engines.rag.postgres.existingSecret=")),
+            "engines.rag.postgres.existingSecret must name the Secret with the database URL",
+        ),
+        (
+            (*RAG_POSTGRES, *sets("engines.rag.postgres.existingSecret=")),
+            "engines.rag.postgres.existingSecret must name the Secret with the database URL",
+        ),
+        (
+            (*MICROSERVICES, *RAG_POSTGRES, *sets("engines.rag.postgres.secretKey=")),
+            f"engines.rag.postgres.secretKey must name the key of {RAG_SECRET}",
+        ),
+        (
+            (*MICROSERVICES, *sets("engines.speakers.postgres.enabled=true")),
+            "engines.speakers.postgres: only rag can keep its store in PostgreSQL",
+        ),
+        (
+            (*MICROSERVICES, *RAG_POSTGRES, *sets("engines.rag.replicas=0")),
+            "engines.rag needs at least one replica",
+        ),
+        (
+            (*MICROSERVICES, *RAG_POSTGRES, *sets("engines.rag.autoscaling.enabled=true")),
+            "engines.rag.autoscaling needs minReplicas, maxReplicas and",
+        ),
+        (
+            (
+                *MICROSERVICES,
+                *RAG_POSTGRES,
+                *RAG_AUTOSCALING,
+                *sets("engines.rag.autoscaling.minReplicas=7"),
+            ),
+            "engines.rag.autoscaling: minReplicas is more than maxReplicas",
+        ),
+        (
+            (*MICROSERVICES, *RAG_AUTOSCALING),
+            "engines.rag keeps data in a store with one writer",
+        ),
+    ],
+    ids=[
+        "no-secret",
+        "monolith-no-secret",
+        "no-key",
+        "not-rag",
+        "no-replica",
+        "autoscaling-without-bounds",
+        "autoscaling-min-over-max",
+        "autoscaling-on-the-volume",
+    ],
+)
+def test_inconsistent_rag_postgres_values_are_refused(args: tuple[str, ...], message: str) -> None:
+    done = run_helm("template", RELEASE, str(CHART), *args)
+    assert done.returncode != 0
+    assert message in done.stderr

@@ -7,6 +7,7 @@ Kubernetes 1.32 schemas, so what is checked here is what a cluster would be give
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ from aiplatform.deploy.profiles import (
     engine_profiles,
 )
 from aiplatform.deploy.render import HEADER, generated_files, render, rendered
+from aiplatform.engines.rag import RAG as RAG_KIND
 from aiplatform.engines.registry import ENGINE_KINDS
 from aiplatform.settings import load_settings
 
@@ -76,24 +78,26 @@ def deploy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def built(deploy_dir: Path) -> dict[str, list[Doc]]:
-    """Each overlay as ``kubectl kustomize`` builds it."""
+def kustomize(directory: Path) -> list[Doc]:
+    """The objects ``kubectl kustomize`` builds from ``directory``."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.fail("kubectl is not installed: the kustomize overlays cannot be built and checked")
-    outputs: dict[str, list[Doc]] = {}
-    for overlay in OVERLAYS:
-        done = subprocess.run(
-            [kubectl, "kustomize", str(deploy_dir / "k8s" / "overlays" / overlay)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, f"kubectl kustomize {overlay} failed:\n{done.stderr}"
-        outputs[overlay] = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-    return outputs
+    done = subprocess.run(
+        [kubectl, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"kubectl kustomize {directory} failed:\n{done.stderr}"
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def built(deploy_dir: Path) -> dict[str, list[Doc]]:
+    """Each overlay as ``kubectl kustomize`` builds it."""
+    return {overlay: kustomize(deploy_dir / "k8s" / "overlays" / overlay) for overlay in OVERLAYS}
 
 
 @pytest.fixture(scope="module")
@@ -635,3 +639,142 @@ def test_monolith_compose_takes_an_optional_admin_password(deploy_dir: Path) -> 
     given = {"AIP_ADMIN_PASSWORD": "a-long-enough-admin-password"}
     settings = load_settings(env=_compose_env(service, given))
     assert settings.auth.admin_password == "a-long-enough-admin-password"
+
+
+# --- RAG on PostgreSQL (hand-written: a component and an overlay) -----------------------------
+
+#: The files written by hand, relative to ``deploy/k8s``; ``aiplatform deploy render`` leaves
+#: them in place.
+RAG_POSTGRES_FILES = (
+    "components/rag-postgres/kustomization.yaml",
+    "components/rag-postgres/deployment.yaml",
+    "components/rag-postgres/pdb.yaml",
+    "overlays/microservices-postgres/kustomization.yaml",
+)
+RAG = "aiplatform-rag"
+RAG_SECRET = "aiplatform-rag-postgres"
+RAG_DATABASE_URL = "postgresql://rag:pw@postgres:5432/rag"
+RAG_STORE_ENV = [
+    {"name": "AIPLATFORM_ENGINES__RAG__STORE", "value": "postgres"},
+    {
+        "name": "AIPLATFORM_ENGINES__RAG__DATABASE_URL",
+        "valueFrom": {"secretKeyRef": {"name": RAG_SECRET, "key": "url"}},
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def postgres_tree(deploy_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh render of the kustomize tree with the hand-written files added."""
+    tree = tmp_path_factory.mktemp("postgres") / "k8s"
+    shutil.copytree(deploy_dir / "k8s", tree)
+    for relative in RAG_POSTGRES_FILES:
+        (tree / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / "deploy" / "k8s" / relative, tree / relative)
+    return tree
+
+
+@pytest.fixture(scope="module")
+def postgres_built(postgres_tree: Path) -> list[Doc]:
+    return kustomize(postgres_tree / "overlays" / "microservices-postgres")
+
+
+def _key(doc: Doc) -> tuple[str, str]:
+    return doc["kind"], doc["metadata"]["name"]
+
+
+def test_rag_postgres_files_are_written_by_hand_and_kept_by_render(tmp_path: Path) -> None:
+    generated = set(generated_files(REPO / "deploy"))
+    for relative in RAG_POSTGRES_FILES:
+        path = REPO / "deploy" / "k8s" / relative
+        assert path.read_text().startswith("# Written by hand"), relative
+        assert path not in generated, relative
+    for relative in RAG_POSTGRES_FILES:
+        (tmp_path / "k8s" / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / "deploy" / "k8s" / relative, tmp_path / "k8s" / relative)
+    render(tmp_path)
+    for relative in RAG_POSTGRES_FILES:
+        kept = (tmp_path / "k8s" / relative).read_text()
+        assert kept == (REPO / "deploy" / "k8s" / relative).read_text(), relative
+
+
+def test_postgres_overlay_objects_validate_against_kubernetes_1_32(
+    postgres_built: list[Doc],
+) -> None:
+    assert postgres_built
+    for doc in postgres_built:
+        kubernetes_validate.validate(doc, "1.32.0", strict=True)
+    assert not [d for d in postgres_built if d["kind"] in ("Secret", "PersistentVolumeClaim")]
+
+
+def test_postgres_overlay_runs_rag_as_a_deployment_of_two_replicas(
+    postgres_built: list[Doc],
+) -> None:
+    docs = postgres_built
+    workload = _workload(docs, RAG)
+    assert workload["kind"] == "Deployment"
+    assert workload["spec"]["replicas"] == 2
+    assert "volumeClaimTemplates" not in workload["spec"]
+    assert "serviceName" not in workload["spec"]
+    pod = workload["spec"]["template"]["spec"]
+    # ingest jobs stay in the data directory: each replica's own emptyDir
+    assert pod["volumes"] == [{"name": "data", "emptyDir": {}}]
+    container = _container(docs, RAG)
+    assert container["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert container["env"][-2:] == RAG_STORE_ENV
+    assert _find(docs, "HorizontalPodAutoscaler", RAG) is None
+    budget = _get(docs, "PodDisruptionBudget", RAG)["spec"]
+    assert budget["minAvailable"] == 1
+    assert budget["selector"]["matchLabels"] == workload["spec"]["selector"]["matchLabels"]
+    assert _get(docs, "Service", RAG)["spec"]["selector"] == budget["selector"]["matchLabels"]
+
+
+def test_postgres_overlay_changes_nothing_but_the_rag_pods(
+    built: dict[str, list[Doc]], postgres_built: list[Doc]
+) -> None:
+    before = {_key(doc): doc for doc in built["microservices"]}
+    after = {_key(doc): doc for doc in postgres_built}
+    changed = set(before) ^ set(after)
+    assert changed == {("StatefulSet", RAG), ("Deployment", RAG), ("PodDisruptionBudget", RAG)}
+    assert {k: v for k, v in after.items() if k not in changed} == {
+        k: v for k, v in before.items() if k not in changed
+    }
+    # the pod is the generated one but for the store's settings and the emptyDir
+    old = before["StatefulSet", RAG]["spec"]["template"]
+    new = json.loads(json.dumps(after["Deployment", RAG]["spec"]["template"]))
+    assert new["spec"].pop("volumes") == [{"name": "data", "emptyDir": {}}]
+    (container,) = new["spec"]["containers"]
+    assert container["env"][-2:] == RAG_STORE_ENV
+    del container["env"][-2:]
+    assert new == old
+    assert before["StatefulSet", RAG]["metadata"] == after["Deployment", RAG]["metadata"]
+
+
+def test_postgres_overlay_rag_environment_is_valid_server_settings(
+    postgres_built: list[Doc],
+) -> None:
+    container = _container(postgres_built, RAG)
+    values = _env(container)
+    values.update({env: SECRET_VALUES[key] for env, (key, _) in SPLIT_AUTH.items()})
+    values["AIPLATFORM_ENGINES__RAG__DATABASE_URL"] = RAG_DATABASE_URL
+    settings = load_settings(env=values).section(RAG_KIND)
+    assert (settings.store, settings.database_url) == ("postgres", RAG_DATABASE_URL)
+    assert not _secret_like_literals(_env(container))
+
+
+def test_rag_postgres_component_composes_with_the_gpu_overlay(
+    postgres_tree: Path, tmp_path: Path
+) -> None:
+    """An overlay of one's own: the gpu overlay plus the component."""
+    mine = tmp_path / "my-cluster"
+    mine.mkdir()
+    gpu = os.path.relpath(postgres_tree / "overlays" / "gpu", mine)
+    component = os.path.relpath(postgres_tree / "components" / "rag-postgres", mine)
+    (mine / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": [gpu], "components": [component]})
+    )
+    docs = kustomize(mine)
+    assert _workload(docs, RAG)["kind"] == "Deployment"
+    assert _container(docs, RAG)["env"][-2:] == RAG_STORE_ENV
+    assert _get(docs, "PodDisruptionBudget", RAG)
+    assert str(_container(docs, "aiplatform-llm")["resources"]["limits"]["nvidia.com/gpu"]) == "1"

@@ -211,7 +211,8 @@ checksum/config: {{ .Values.config | sha256sum }}
 
 {{/*
 The pod template of every workload. Arguments: root, component, args (list), env (rendered
-list items), resources, cuda (bool), readyPath, data (mount the "data" claim at /data).
+list items), resources, cuda (bool), readyPath, data (mount the volume "data" at /data),
+scratch (that volume is the pod's own emptyDir, not a StatefulSet's claim).
 */}}
 {{- define "aiplatform.podTemplate" -}}
 {{- $root := .root }}
@@ -281,11 +282,17 @@ spec:
           readOnly: true
         {{- end }}
       {{- end }}
-  {{- if $values.config }}
+  {{- if or .scratch $values.config }}
   volumes:
+    {{- if .scratch }}
+    - name: data
+      emptyDir: {}
+    {{- end }}
+    {{- if $values.config }}
     - name: config
       configMap:
         name: {{ include "aiplatform.fullname" $root }}-config
+    {{- end }}
   {{- end }}
 {{- end }}
 
@@ -339,9 +346,79 @@ spec:
 {{- define "aiplatform.engineAutoscaled" -}}
 {{- $autoscaling := .engine.autoscaling | default dict }}
 {{- if $autoscaling.enabled }}
-{{- if .engine.keepsData }}
+{{- if include "aiplatform.engineStateful" . }}
 {{- fail (printf "engines.%s keeps data in a store with one writer: it runs one replica and cannot autoscale" .name) }}
 {{- end }}
+{{- if not (and $autoscaling.minReplicas $autoscaling.maxReplicas $autoscaling.targetCPUUtilizationPercentage) }}
+{{- fail (printf "engines.%s.autoscaling needs minReplicas, maxReplicas and targetCPUUtilizationPercentage" .name) }}
+{{- end }}
+{{- if gt ($autoscaling.minReplicas | int) ($autoscaling.maxReplicas | int) }}
+{{- fail (printf "engines.%s.autoscaling: minReplicas is more than maxReplicas" .name) }}
+{{- end }}
 {{- true }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether engine .engine (named .name) keeps its store in an external PostgreSQL database
+(.engine.postgres.enabled: "true" or ""). Only RAG can; the database URL is read from key
+postgres.secretKey of the Secret postgres.existingSecret, which the operator creates.
+*/}}
+{{- define "aiplatform.enginePostgres" -}}
+{{- $postgres := .engine.postgres | default dict }}
+{{- if $postgres.enabled }}
+{{- if ne .name "rag" }}
+{{- fail (printf "engines.%s.postgres: only rag can keep its store in PostgreSQL" .name) }}
+{{- end }}
+{{- if not $postgres.existingSecret }}
+{{- fail (printf "engines.%s.postgres.existingSecret must name the Secret with the database URL" .name) }}
+{{- end }}
+{{- if not $postgres.secretKey }}
+{{- fail (printf "engines.%s.postgres.secretKey must name the key of %s holding the database URL" .name $postgres.existingSecret) }}
+{{- end }}
+{{- true }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether engine .engine (named .name) keeps data in local files with one writer ("true" or ""):
+a StatefulSet of one replica with a volume. An engine whose store is in PostgreSQL does not.
+*/}}
+{{- define "aiplatform.engineStateful" -}}
+{{- if and .engine.keepsData (not (include "aiplatform.enginePostgres" .)) }}
+{{- true }}
+{{- end }}
+{{- end }}
+
+{{/*
+The replicas of engine .engine (named .name) that keeps its store in PostgreSQL: at least, and
+without autoscaling exactly, .engine.replicas; with autoscaling, its minReplicas.
+*/}}
+{{- define "aiplatform.engineLeastReplicas" -}}
+{{- $autoscaling := .engine.autoscaling | default dict }}
+{{- $least := ternary $autoscaling.minReplicas .engine.replicas (include "aiplatform.engineAutoscaled" . | eq "true") | int }}
+{{- if lt $least 1 }}
+{{- fail (printf "engines.%s needs at least one replica" .name) }}
+{{- end }}
+{{- $least }}
+{{- end }}
+
+{{/*
+The settings of each enabled engine in .names (a list) that keeps its store in PostgreSQL: the
+store, and the database URL from its Secret (never a value in a manifest).
+*/}}
+{{- define "aiplatform.storeEnv" -}}
+{{- $root := .root }}
+{{- range $name := .names }}
+{{- $engine := get $root.Values.engines $name }}
+{{- if and $engine.enabled (include "aiplatform.enginePostgres" (dict "name" $name "engine" $engine)) }}
+- name: AIPLATFORM_ENGINES__{{ upper $name }}__STORE
+  value: "postgres"
+- name: AIPLATFORM_ENGINES__{{ upper $name }}__DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $engine.postgres.existingSecret | quote }}
+      key: {{ $engine.postgres.secretKey }}
+{{- end }}
 {{- end }}
 {{- end }}
