@@ -2,7 +2,8 @@
 the engine has acknowledged it: ``ADD <collection> <id> <token>`` or ``DEL <collection> <id>``
 (after ``DELETING <collection> <id>``: a delete cut short by the kill may or may not be done).
 
-Run by the crash test: ``python -m tests.rag_ingest DATA_DIR SEED``.
+Run by the crash test: ``python -m tests.rag_ingest DATA_DIR SEED [DATABASE_URL]`` (with a
+PostgreSQL URL, on the PostgreSQL store; otherwise on the embedded one under DATA_DIR).
 """
 
 from __future__ import annotations
@@ -30,17 +31,19 @@ from aiplatform.errors import ConflictError
 COLLECTIONS = {"crash-flat": "flat", "crash-hnsw": "hnsw"}
 
 
-def crash_settings(data_dir: str) -> RagSettings:
+def crash_settings(data_dir: str, database_url: str | None = None) -> RagSettings:
+    if database_url is not None:
+        return RagSettings(data_dir=data_dir, store="postgres", database_url=database_url)
     # index files are rewritten every few changes, so kills land in those writes too
     return RagSettings(data_dir=data_dir, checkpoint_every=7)
 
 
-async def main(data_dir: str, seed: int) -> None:
+async def main(data_dir: str, seed: int, database_url: str | None = None) -> None:
     rng = random.Random(seed)
     embeddings = LocalEmbeddingsEngine(EmbeddingsSettings(backend="fake"))
     async with (
         embeddings,
-        LocalRagEngine(crash_settings(data_dir), embeddings=embeddings) as engine,
+        LocalRagEngine(crash_settings(data_dir, database_url), embeddings=embeddings) as engine,
     ):
         for name, index in COLLECTIONS.items():
             with contextlib.suppress(ConflictError):  # made by an earlier run
@@ -81,4 +84,4 @@ async def main(data_dir: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], int(sys.argv[2]))
+    anyio.run(main, sys.argv[1], int(sys.argv[2]), *sys.argv[3:4])

@@ -1,5 +1,6 @@
 """The RAG and rerank engines give the same answers in-process and remote (through an ASGI pod
-and through a real ``aiplatform serve --engines rag`` process), on the fake embeddings."""
+and through a real ``aiplatform serve --engines rag`` process), on the fake embeddings; RAG on
+both stores (the embedded SQLite one, and PostgreSQL with pgvector)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 
 from aiplatform.api.rag import (
@@ -47,6 +49,7 @@ from aiplatform.tenant import acting_as
 from aiplatform.testing import MODES, in_mode
 from tests.documents import html_page, pdf_file
 from tests.support import FAKE_EMBEDDINGS_ENV, ServerProcess
+from tests.unit.auth_store.postgres_server import postgres_server
 
 pytestmark = pytest.mark.anyio
 
@@ -59,26 +62,63 @@ FACTS = [
 ]
 
 
+#: The stores the RAG engine runs on: each test runs on both.
+STORES = ("sqlite", "postgres")
+
+
 @pytest.fixture(scope="module")
-def rag_pod(pod_auth_env: Callable[[], dict[str, str]]) -> Iterator[ServerProcess]:
-    env = {
-        **pod_auth_env(),
-        **FAKE_EMBEDDINGS_ENV,
-        "AIPLATFORM_ENGINES__RAG__MAX_DOCUMENT_CHARS": "5000",
+def rag_database_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+def pod_store_env(store: str, url: Callable[[], str]) -> dict[str, str]:
+    if store == "sqlite":
+        return {}
+    return {
+        "AIPLATFORM_ENGINES__RAG__STORE": "postgres",
+        "AIPLATFORM_ENGINES__RAG__DATABASE_URL": url(),
     }
-    server = ServerProcess(["--engines", "rag,rerank"], env)
-    server.start()
-    yield server
-    server.stop()
 
 
-@pytest.fixture(params=MODES)
+@pytest.fixture(scope="module")
+def rag_pods(
+    request: pytest.FixtureRequest, pod_auth_env: Callable[[], dict[str, str]]
+) -> Iterator[Callable[[str], ServerProcess]]:
+    """A ``serve --engines rag,rerank`` pod per store, started when first asked for."""
+    pods: dict[str, ServerProcess] = {}
+
+    def pod(store: str) -> ServerProcess:
+        if store not in pods:
+            env = {
+                **pod_auth_env(),
+                **FAKE_EMBEDDINGS_ENV,
+                **pod_store_env(store, lambda: request.getfixturevalue("rag_database_url")),
+                "AIPLATFORM_ENGINES__RAG__MAX_DOCUMENT_CHARS": "5000",
+            }
+            pods[store] = ServerProcess(["--engines", "rag,rerank"], env)
+            pods[store].start()
+        return pods[store]
+
+    yield pod
+    for server in pods.values():
+        server.stop()
+
+
+@pytest.fixture(
+    params=[(mode, store) for store in STORES for mode in MODES],
+    ids=lambda pair: f"{pair[0]}-{pair[1]}",
+)
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    mode, store = request.param
     settings = RagSettings(data_dir=str(tmp_path / "rag"), max_document_chars=5000)
+    if store == "postgres":
+        url = request.getfixturevalue("rag_database_url")
+        settings = msgspec.structs.replace(settings, store="postgres", database_url=url)
     embeddings = LocalEmbeddingsEngine(EMBEDDINGS)
     local = OwningEngine(LocalRagEngine(settings, embeddings=embeddings), [embeddings])
-    pod = lambda: request.getfixturevalue("rag_pod")  # noqa: E731 (started on demand)
-    async with in_mode(request.param, local, settings, pod) as engine:
+    pod = lambda: request.getfixturevalue("rag_pods")(store)  # noqa: E731 (started on demand)
+    async with in_mode(mode, local, settings, pod) as engine:
         yield engine
 
 
@@ -87,7 +127,7 @@ async def reranker(request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
     settings = RerankSettings()
     embeddings = LocalEmbeddingsEngine(EMBEDDINGS)
     local = OwningEngine(LocalRerankEngine(settings, embeddings=embeddings), [embeddings])
-    pod = lambda: request.getfixturevalue("rag_pod")  # noqa: E731
+    pod = lambda: request.getfixturevalue("rag_pods")("sqlite")  # noqa: E731
     async with in_mode(request.param, local, settings, pod) as engine:
         yield engine
 

@@ -1,6 +1,7 @@
-"""Crash safety: a process ingesting and deleting documents is killed with SIGKILL at random
-points; after each restart every acknowledged document is found, every acknowledged delete
-stays deleted, and each index answers for exactly the chunks in the database."""
+"""Crash safety, on both stores: a process ingesting and deleting documents is killed with
+SIGKILL at random points; after each restart every acknowledged document is found, every
+acknowledged delete stays deleted, and (embedded store) each index, vector and lexical, answers
+for exactly the chunks in the database."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +22,32 @@ from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine
 from aiplatform.engines.embeddings.settings import EmbeddingsSettings
 from aiplatform.engines.rag import operations as rag
 from aiplatform.engines.rag.engine import LocalRagEngine
+from aiplatform.engines.rag.sqlite_store import SqliteStore
 from aiplatform.errors import NotFoundError
 from tests.rag_ingest import COLLECTIONS, crash_settings
+from tests.unit.auth_store.postgres_server import postgres_server
 
 pytestmark = pytest.mark.anyio
 
 ROUNDS = 6
 
 
-def ingest_until_killed(data_dir: Path, seed: int, delay_s: float) -> list[str]:
+def ingest_until_killed(
+    data_dir: Path, seed: int, delay_s: float, database_url: str | None
+) -> list[str]:
     """Run the ingest process, kill it ``delay_s`` after its first acknowledgement, and return
     the complete lines it printed."""
     errors = data_dir / "ingest.err"
     with errors.open("ab") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.rag_ingest", str(data_dir), str(seed)],
+            [
+                sys.executable,
+                "-m",
+                "tests.rag_ingest",
+                str(data_dir),
+                str(seed),
+                *([database_url] if database_url else []),
+            ],
             stdout=subprocess.PIPE,
             stderr=stderr,
             cwd=Path(__file__).resolve().parents[2],
@@ -50,13 +63,27 @@ def ingest_until_killed(data_dir: Path, seed: int, delay_s: float) -> list[str]:
     return output.splitlines() if output.endswith("\n") else output.splitlines()[:-1]
 
 
-async def test_acknowledged_changes_survive_sigkill(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for the embedded store; the URL of a fresh PostgreSQL for the other."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with postgres_server() as url:
+        yield url
+
+
+async def test_acknowledged_changes_survive_sigkill(
+    tmp_path: Path, database_url: str | None
+) -> None:
     seed = int.from_bytes(os.urandom(4), "little")
     rng = random.Random(seed)
     added: dict[str, dict[str, str]] = {name: {} for name in COLLECTIONS}
     deleted: dict[str, set[str]] = {name: set() for name in COLLECTIONS}
     for round_number in range(ROUNDS):
-        lines = ingest_until_killed(tmp_path, rng.randrange(1 << 30), rng.uniform(0.05, 1.5))
+        lines = ingest_until_killed(
+            tmp_path, rng.randrange(1 << 30), rng.uniform(0.05, 1.5), database_url
+        )
         for line in lines:
             match line.split():
                 case ["ADD", collection, document_id, token]:
@@ -66,25 +93,26 @@ async def test_acknowledged_changes_survive_sigkill(tmp_path: Path) -> None:
                     added[collection].pop(document_id, None)
                 case ["DEL", collection, document_id]:
                     deleted[collection].add(document_id)
-        await check_recovered(tmp_path, added, deleted, f"seed {seed}, round {round_number}")
+        where = f"seed {seed}, round {round_number}"
+        await check_recovered(tmp_path, database_url, added, deleted, where)
     assert sum(len(documents) for documents in added.values()) > 0
 
 
 async def check_recovered(
-    data_dir: Path, added: dict[str, dict[str, str]], deleted: dict[str, set[str]], where: str
+    data_dir: Path,
+    database_url: str | None,
+    added: dict[str, dict[str, str]],
+    deleted: dict[str, set[str]],
+    where: str,
 ) -> None:
     embeddings = LocalEmbeddingsEngine(EmbeddingsSettings(backend="fake"))
-    engine = LocalRagEngine(crash_settings(str(data_dir)), embeddings=embeddings)
+    engine = LocalRagEngine(crash_settings(str(data_dir), database_url), embeddings=embeddings)
     async with embeddings, engine:
         for name, documents in added.items():
-            store = engine.store
-            row = store.collection("default", "documents", name)
-            store.index_of(row)  # loaded, and caught up, as the first search would
+            if isinstance(engine.store, SqliteStore):
+                check_indexes_agree(engine.store, name, where)
             collection = await engine.invoke(rag.GET_COLLECTION, CollectionRef(collection_id=name))
             assert collection.indexed_count == collection.chunk_count, where
-            stored = np.sort(store.matching_chunk_ids(row, {}))
-            indexed = np.sort(store.index_of(row).ids())
-            assert np.array_equal(stored, indexed), where
             for document_id, token in documents.items():
                 hits = await engine.invoke(
                     rag.SEARCH,
@@ -107,3 +135,16 @@ async def check_recovered(
                     await engine.invoke(
                         rag.GET_DOCUMENT, DocumentRef(collection_id=name, document_id=document_id)
                     )
+
+
+def check_indexes_agree(store: SqliteStore, name: str, where: str) -> None:
+    """The embedded store's vector and lexical indexes, loaded (and caught up) as the first
+    search would load them, answer for exactly the chunks in the database."""
+    row = store.collection("default", "documents", name)
+    loaded = store.residency.loaded(row)
+    stored = store.documents.ids(
+        "SELECT id FROM chunks WHERE collection_id = ? ORDER BY id", (row.id,)
+    )
+    assert np.array_equal(stored, np.sort(loaded.index.ids())), where
+    assert np.array_equal(stored, loaded.lexical.ids()), where
+    assert np.array_equal(stored, loaded.metadata.matching({})), where
