@@ -7,6 +7,7 @@ without a model.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -51,15 +52,24 @@ class FakeEmbeddingBackend:
             time.sleep(self._latency_s)
         vectors = np.zeros((len(texts), self._dimension), dtype=np.float32)
         counts: list[int] = []
+        rows: list[int] = []
+        hashes: list[int] = []
         for row, text in enumerate(texts):
             tokens = _TOKEN.findall(text.lower())
             counts.append(len(tokens))
-            for token in tokens[: self._max_tokens]:
-                digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
-                value = int.from_bytes(digest, "little")
-                sign = 1.0 if value & 1 else -1.0
-                vectors[row, (value >> 1) % self._dimension] += sign
-                vectors[row, (value >> 33) % self._dimension] += 0.5 * sign
+            kept = tokens[: self._max_tokens]
+            rows.extend([row] * len(kept))
+            hashes.extend(map(_token_hash, kept))
+        if hashes:
+            values = np.array(hashes, dtype=np.uint64)
+            where = np.array(rows, dtype=np.intp)
+            signs = np.where(values & np.uint64(1), 1.0, -1.0).astype(np.float32)
+            size = np.uint64(self._dimension)
+            # sums of ±1 and ±0.5 are exact in float32, so the order of adding does not matter
+            np.add.at(vectors, (where, ((values >> np.uint64(1)) % size).astype(np.intp)), signs)
+            np.add.at(
+                vectors, (where, ((values >> np.uint64(33)) % size).astype(np.intp)), 0.5 * signs
+            )
         if self._normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors /= np.where(norms == 0, 1.0, norms)
@@ -67,3 +77,9 @@ class FakeEmbeddingBackend:
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return " ".join(f"t{token_id}" for token_id in token_ids)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _token_hash(token: str) -> int:
+    """The token's 64-bit hash: its sign is the low bit, its two slots the bits above."""
+    return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")

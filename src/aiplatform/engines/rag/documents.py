@@ -79,38 +79,42 @@ class Documents:
         now: int,
     ) -> tuple[list[DocumentRow], list[int]]:
         """The documents and their chunks; the rows and the new chunk ids (in the order of the
-        documents' vectors). 409 for an id the collection has."""
+        documents' vectors). 409 for an id the collection has, or one given twice.
+
+        Keys are handed out here, after the last one AUTOINCREMENT gave (the caller holds the
+        write lock), so that all rows go in with one statement per table."""
+        _refuse_taken_ids(db, collection, documents)
+        first_pk = _next_key(db, "documents")
+        next_chunk = _next_key(db, "chunks")
         added: list[DocumentRow] = []
-        chunk_ids: list[int] = []
-        for document in documents:
-            try:
-                cursor = db.execute(
-                    "INSERT INTO documents (collection_id, id, text, metadata, filename, "
-                    "created_at, chunk_count) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        collection.id,
-                        document.id,
-                        document.text,
-                        json_text(document.metadata),
-                        document.filename,
-                        now,
-                        len(document.chunks),
-                    ),
+        document_rows: list[tuple[Any, ...]] = []
+        chunk_rows: list[tuple[Any, ...]] = []
+        for pk, document in enumerate(documents, first_pk):
+            document_rows.append(
+                (
+                    pk,
+                    collection.id,
+                    document.id,
+                    document.text,
+                    json_text(document.metadata),
+                    document.filename,
+                    now,
+                    len(document.chunks),
                 )
-            except db.IntegrityError:  # the driver's own (SQLite or SQLCipher)
-                raise ConflictError(
-                    f"A document with the id '{document.id}' already exists.",
-                    param="id",
-                    code="document_exists",
-                ) from None
-            pk = int(cursor.lastrowid or 0)
+            )
             for chunk, vector in zip(document.chunks, document.vectors, strict=True):
-                cursor = db.execute(
-                    "INSERT INTO chunks (document_pk, collection_id, start, end, text, vector) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (pk, collection.id, chunk.start, chunk.end, chunk.text, _blob(vector)),
+                chunk_rows.append(
+                    (
+                        next_chunk,
+                        pk,
+                        collection.id,
+                        chunk.start,
+                        chunk.end,
+                        chunk.text,
+                        _blob(vector),
+                    )
                 )
-                chunk_ids.append(int(cursor.lastrowid or 0))
+                next_chunk += 1
             added.append(
                 DocumentRow(
                     pk=pk,
@@ -123,7 +127,17 @@ class Documents:
                     filename=document.filename,
                 )
             )
-        return added, chunk_ids
+        db.executemany(
+            "INSERT INTO documents (pk, collection_id, id, text, metadata, filename, created_at, "
+            "chunk_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            document_rows,
+        )
+        db.executemany(
+            "INSERT INTO chunks (id, document_pk, collection_id, start, end, text, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            chunk_rows,
+        )
+        return added, [row[0] for row in chunk_rows]
 
     @staticmethod
     def delete(
@@ -348,6 +362,37 @@ class Documents:
         for pk, metadata in rows:
             start, end = bounds.get(int(pk), (0, 0))
             yield int(pk), msgspec.json.decode(metadata), chunk_ids[start:end]
+
+
+def _refuse_taken_ids(
+    db: sqlite3.Connection, collection: CollectionRow, documents: Sequence[PreparedDocument]
+) -> None:
+    """409 for the first document whose id the collection has, or that comes twice."""
+    ids = [document.id for document in documents]
+    taken: set[str] = set()
+    for start in range(0, len(ids), 500):
+        batch = ids[start : start + 500]
+        marks = ", ".join("?" * len(batch))
+        rows = db.execute(
+            f"SELECT id FROM documents WHERE collection_id = ? AND id IN ({marks})",
+            (collection.id, *batch),
+        )
+        taken.update(row[0] for row in rows)
+    seen: set[str] = set()
+    for document_id in ids:
+        if document_id in taken or document_id in seen:
+            raise ConflictError(
+                f"A document with the id '{document_id}' already exists.",
+                param="id",
+                code="document_exists",
+            )
+        seen.add(document_id)
+
+
+def _next_key(db: sqlite3.Connection, table: str) -> int:
+    """The key AUTOINCREMENT would give the table's next row."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+    return int(row[0]) + 1 if row is not None else 1
 
 
 def _no_document(document_id: str) -> NotFoundError:
