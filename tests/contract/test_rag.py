@@ -151,7 +151,7 @@ async def facts_collection(engine: Engine, index: str = "flat") -> str:
     return created.id
 
 
-@pytest.mark.parametrize("index", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("index", ["flat", "hnsw", "ivf", "sq8", "ivfpq"])
 async def test_documents_are_found_by_meaning_words_and_metadata(
     engine: Engine, index: str
 ) -> None:

@@ -60,15 +60,15 @@ def consistent(store: SqliteStore, collection: CollectionRow) -> bool:
     return chunks == indexed and set(index.ids().tolist()) == stored
 
 
-@pytest.mark.parametrize("index", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("index", ["flat", "hnsw", "ivf", "sq8", "ivfpq"])
 def test_acknowledged_documents_survive_a_lost_index_file(tmp_path: Path, index: str) -> None:
-    store = open_store(tmp_path, ivf_min_train=256)
+    store = open_store(tmp_path, ivf_min_train=256, sq_min_train=256)
     collection = new_collection(store, index)
     store.add_documents(collection, [document(f"d{n}", n) for n in range(300)])
     store.maintain(collection)
     store.delete_document(collection, "d7")
     # a crash: the process dies without closing; the index file is whatever was last written
-    store = open_store(tmp_path, ivf_min_train=256)
+    store = open_store(tmp_path, ivf_min_train=256, sq_min_train=256)
     assert consistent(store, collection)
     query = vectors(1, 42)
     found = store.vector_search(collection, query, 1, None)
@@ -79,6 +79,39 @@ def test_acknowledged_documents_survive_a_lost_index_file(tmp_path: Path, index:
     store = open_store(tmp_path)
     assert consistent(store, collection)
     assert store.counts(collection)[1] == 299
+
+
+@pytest.mark.parametrize("damage", ["lost", "truncated", "stale"])
+def test_the_lexical_index_is_caught_up_or_rebuilt_from_the_database(
+    tmp_path: Path, damage: str
+) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store)
+    store.add_documents(collection, [document(f"d{n}", n, f"word{n} common") for n in range(30)])
+    store.close()
+    path = tmp_path / "indexes" / f"{collection.id}.lexical"
+    if damage == "lost":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    else:  # written before the last changes: a crash between checkpoints
+        store = open_store(tmp_path)
+        store.add_documents(collection, [document("late", 99, "latecomer common")])
+        store.delete_document(collection, "d3")
+        store._db.close()  # dies without writing its indexes
+    store = open_store(tmp_path)
+    loaded = store.residency.loaded(collection)
+    stored = store.documents.ids(
+        "SELECT id FROM chunks WHERE collection_id = ? ORDER BY id", (collection.id,)
+    )
+    assert np.array_equal(loaded.lexical.ids(), stored)
+    found = store.lexical_search(collection, "word7", 3, None)
+    assert [store.chunk_records(collection, [found[0][0]])[found[0][0]].document_id] == ["d7"]
+    if damage == "stale":
+        assert not store.lexical_search(collection, "word3", 3, None)
+        (late,) = store.lexical_search(collection, "latecomer", 3, None)
+        assert store.chunk_records(collection, [late[0]])[late[0]].document_id == "late"
+    store.close()
 
 
 def test_a_damaged_index_file_is_rebuilt_from_the_database(tmp_path: Path) -> None:
@@ -171,7 +204,9 @@ def test_filters_select_inside_the_database(tmp_path: Path) -> None:
 
 def test_indexes_beyond_the_memory_budget_are_written_and_dropped(tmp_path: Path) -> None:
     one_index = 20 * (4 * DIMENSION + 8)
-    store = SqliteStore(tmp_path, IndexParams(), checkpoint_every=1000, index_memory_bytes=one_index)
+    store = SqliteStore(
+        tmp_path, IndexParams(), checkpoint_every=1000, index_memory_bytes=one_index
+    )
     store.open()
     collections = [
         store.create_collection(

@@ -19,6 +19,7 @@ from aiplatform.errors import ConflictError, NotFoundError
 
 __all__ = ["CollectionRow", "Collections", "new_collection_row"]
 
+
 @dataclass(frozen=True, slots=True)
 class CollectionRow:
     id: str

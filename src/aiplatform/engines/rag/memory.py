@@ -112,6 +112,7 @@ class ConversationMemory:
             "The conversation is being written by others too often; try again shortly.",
             code="memory_contended",
         )
+
     async def recent(self, request: MemoryListRequest) -> MemoryList:
         core = self._core
         row = await self._conversation(request.conversation_id)

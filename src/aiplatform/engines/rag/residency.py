@@ -5,10 +5,11 @@ A collection in memory has three indexes, all derived from the database: its vec
 resolve to chunk ids with). The vector and lexical indexes are loaded from their files when the
 collection is first used, compared with the database then and caught up (chunks missing from
 them added, removed ones taken out), or rebuilt from the database when a file is missing or
-unreadable; the metadata index is built from the database each time. Indexes are derived data: each is written (atomically)
-after ``checkpoint_every`` changes, and when all loaded ones together exceed the memory budget
-the least recently used are written and dropped. IVF clustering and HNSW graphs with many
-masked nodes are rebuilt in the background, while searches use the old index.
+unreadable; the metadata index is built from the database each time. The vector and lexical
+indexes are written (atomically) after ``checkpoint_every`` changes, and when all loaded
+collections' indexes together exceed the memory budget the least recently used are written and
+dropped. IVF clustering and HNSW graphs with many masked nodes are rebuilt in the background,
+while searches use the old index.
 
 Changes to a loaded index are made under the database's write lock, with the write they follow.
 """

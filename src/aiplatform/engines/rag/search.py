@@ -4,15 +4,20 @@ them, hybrid rankings are fused, the threshold applied, and the hits read back."
 
 from __future__ import annotations
 
+import numpy as np
+
 from aiplatform.api.rag import SearchHit, SearchRequest
 from aiplatform.engines.rag.fusion import reciprocal_rank_fusion
 from aiplatform.engines.rag.index import Vectors
-from aiplatform.engines.rag.store import CollectionRow, Ranked, RagStore
+from aiplatform.engines.rag.store import CollectionRow, RagStore, Ranked
 
 __all__ = ["search_collection"]
 
 #: Candidates each ranking contributes to a hybrid search, per hit asked for.
 HYBRID_DEPTH = 4
+#: Index types whose scores are approximate (compressed vectors): this many times the
+#: candidates are taken from them and scored again exactly against the stored vectors.
+RESCORED = {"sq8": 4, "ivfpq": 4}
 
 
 def search_collection(
@@ -39,10 +44,14 @@ def search_collection(
         if allowed is not None and approximate and allowed.size <= exact_filter_limit:
             by_vector = store.exact_search(row, query, depth, allowed)
         else:
-            by_vector = store.vector_search(row, query, depth, allowed)
+            widen = RESCORED.get(row.index_type, 1)
+            by_vector = store.vector_search(row, query, depth * widen, allowed)
             if allowed is not None and approximate and len(by_vector) < min(depth, allowed.size):
                 # the graph or the probed lists held too few matches: score them all
                 by_vector = store.exact_search(row, query, depth, allowed)
+            elif widen > 1 and by_vector:
+                candidates = np.fromiter((i for i, _ in by_vector), dtype=np.int64)
+                by_vector = store.exact_search(row, query, depth, candidates)
     if request.mode != "vector" and request.query:
         by_words = store.lexical_search(row, request.query, depth, allowed)
     if request.mode == "vector":

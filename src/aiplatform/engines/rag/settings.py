@@ -53,10 +53,15 @@ class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
     hnsw_m: Annotated[int, msgspec.Meta(ge=4, le=128)] = 32
     #: HNSW: the breadth of the search.
     hnsw_ef_search: Annotated[int, msgspec.Meta(ge=8, le=4096)] = 128
-    #: IVF: a collection is clustered once it holds this many vectors (exact search before).
+    #: IVF and IVF-PQ: a collection is clustered once it holds this many vectors (exact search
+    #: before).
     ivf_min_train: Annotated[int, msgspec.Meta(ge=256)] = 20_000
-    #: IVF: clusters searched.
+    #: IVF and IVF-PQ: clusters searched.
     ivf_nprobe: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16
+    #: sq8: a collection is quantized once it holds this many vectors (exact search before).
+    sq_min_train: Annotated[int, msgspec.Meta(ge=256)] = 1000
+    #: IVF-PQ: dimensions each one-byte code stands for (a vector takes dimension / this bytes).
+    ivfpq_dims_per_code: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     #: A filtered search matching at most this many chunks scores them all exactly.
     exact_filter_limit: PositiveInt = 4096
     #: Collection indexes kept in memory together, in MiB; beyond it the least recently used

@@ -18,6 +18,8 @@ def index_params(settings: RagSettings) -> IndexParams:
         hnsw_ef_search=settings.hnsw_ef_search,
         ivf_min_train=settings.ivf_min_train,
         ivf_nprobe=settings.ivf_nprobe,
+        sq_min_train=settings.sq_min_train,
+        ivfpq_dims_per_code=settings.ivfpq_dims_per_code,
     )
 
 
