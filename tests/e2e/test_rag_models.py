@@ -4,6 +4,7 @@ folder."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from aiplatform.engines.rerank.settings import RerankSettings
 from aiplatform.server.wiring import build_engine
 from tests.models import tiny_sequence_classifier
 from tests.retrieval import labelled_set, mrr, recall_at
+from tests.unit.auth_store.postgres_server import postgres_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -42,6 +44,22 @@ async def minilm_rag(tmp_path: Path) -> AsyncIterator[LocalRagEngine]:
     engine = LocalRagEngine(RagSettings(data_dir=str(tmp_path)), embeddings=embeddings)
     async with embeddings, engine:
         yield engine
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def minilm_rag_each_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[LocalRagEngine]:
+    """The engine on MiniLM, on each store (a fresh PostgreSQL for the second)."""
+    with contextlib.ExitStack() as stack:
+        settings = RagSettings(data_dir=str(tmp_path))
+        if request.param == "postgres":
+            url = stack.enter_context(postgres_server())
+            settings = RagSettings(data_dir=str(tmp_path), store="postgres", database_url=url)
+        embeddings = LocalEmbeddingsEngine(EmbeddingsSettings())
+        engine = LocalRagEngine(settings, embeddings=embeddings)
+        async with embeddings, engine:
+            yield engine
 
 
 async def ranked_ids(engine: LocalRagEngine, mode: str) -> tuple[list[list[str]], list[str]]:
@@ -66,16 +84,19 @@ async def ranked_ids(engine: LocalRagEngine, mode: str) -> tuple[list[list[str]]
     return rankings, [key for _, key in labelled.queries]
 
 
-async def test_hybrid_retrieval_finds_what_either_ranking_finds(minilm_rag: LocalRagEngine) -> None:
+async def test_hybrid_retrieval_finds_what_either_ranking_finds(
+    minilm_rag_each_store: LocalRagEngine,
+) -> None:
     scores = {}
     for mode in ("vector", "lexical", "hybrid"):
-        rankings, relevant = await ranked_ids(minilm_rag, mode)
+        rankings, relevant = await ranked_ids(minilm_rag_each_store, mode)
         scores[mode] = (recall_at(rankings, relevant, 5), mrr(rankings, relevant))
-    # bench/rag.py prints these; the floors sit below what it measures
+    # bench/rag.py prints these: hybrid recall@5 0.958 and MRR 0.915 on the embedded store
+    # (1.000 and 0.962 on PostgreSQL), the floor for both
     assert scores["vector"][0] >= 0.85, scores
-    assert scores["hybrid"][0] >= 0.9, scores
+    assert round(scores["hybrid"][0], 3) >= 0.958, scores
+    assert round(scores["hybrid"][1], 3) >= 0.915, scores
     assert scores["hybrid"][0] >= scores["lexical"][0], scores
-    assert scores["hybrid"][1] >= 0.7, scores
 
 
 async def test_smollm2_answers_from_the_retrieved_source(minilm_rag: LocalRagEngine) -> None:
