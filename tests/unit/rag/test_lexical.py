@@ -438,3 +438,12 @@ def test_rankings_agree_with_fts5_on_english() -> None:
         reference = fts5_search(db, query, 5)
         assert reference, query
         assert_same_ranking(index.search(query, 5), reference, query)
+
+
+def test_a_word_left_only_by_removed_chunks_among_wordless_ones_scores_nothing() -> None:
+    index = LexicalIndex()
+    index.add(np.arange(10, dtype=np.int64), ["hello", *["!!! ???"] * 9])
+    index.remove(np.array([0], dtype=np.int64))  # 10 % dead: not compacted, "hello" stays
+    scores, ids = index.search("hello", 5)
+    assert ids.size == 0
+    assert scores.size == 0

@@ -109,7 +109,10 @@ class RagCore:
         self.schedule_maintenance(row)  # purges the deleted text from the files
 
     async def public(self, row: CollectionRow) -> Collection:
-        documents, chunks = await self.run_blocking(self.store.counts, row)
+        # both on a worker thread: a store may ask its database for either
+        documents, chunks, indexed = await self.run_blocking(
+            lambda: (*self.store.counts(row), self.store.indexed_count(row))
+        )
         return Collection(
             id=row.id,
             name=row.name,
@@ -120,7 +123,7 @@ class RagCore:
             created_at=row.created_at,
             document_count=documents,
             chunk_count=chunks,
-            indexed_count=self.store.indexed_count(row),
+            indexed_count=indexed,
         )
 
     # -- documents -----------------------------------------------------------------------------

@@ -411,7 +411,8 @@ class LexicalIndex:
 
     def _length_norms(self) -> Vectors:
         if self._norms is None:
-            average = self._live_tokens / self._live
+            # chunks with no words at all (symbols only) make no tokens: no length to divide by
+            average = max(self._live_tokens / max(self._live, 1), 1e-9)
             base, scale = np.float32(K1 * (1 - B)), np.float32(K1 * B / average)
             self._norms = base + scale * self._lengths[: self._slots].astype(np.float32)
         return self._norms

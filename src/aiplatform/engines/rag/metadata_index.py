@@ -73,6 +73,9 @@ class MetadataIndex:
         self._alive: Mask = np.zeros(0, dtype=np.bool_)
         self._sorted_chunk_ids: Ids = np.zeros(0, dtype=np.int64)
         self._sorted_chunk_slots: Slots = _NO_SLOTS
+        #: memory_bytes as last counted; None once a change may have moved it (counting walks
+        #: every document's entry, so it is not done per request)
+        self._memory: int | None = None
 
     # -- changes -------------------------------------------------------------------------------
 
@@ -132,19 +135,26 @@ class MetadataIndex:
         """About how much memory the index takes: its arrays, and the Python objects of its
         dicts and value lists counted one by one."""
         with self._lock:
-            arrays = (self._documents, self._live, self._chunk_starts, self._chunk_ids)
-            derived = (self._alive, self._sorted_chunk_ids, self._sorted_chunk_slots)
-            total = _dict_bytes(self._slot_of) + _array_bytes(self._chunk_slots)
-            total += sum(_array_bytes(a) for a in (*arrays, *derived))
-            total += sum(
-                sys.getsizeof(name) + column.memory_bytes()
-                for name, column in self._columns.items()
-            )
-            return total
+            if self._memory is None:
+                self._memory = self._count_memory()
+            return self._memory
+
+    def _count_memory(self) -> int:
+        """Arrays by their sizes, dicts by their entries' count (not walked: this runs after
+        every change, so it must not grow with the documents)."""
+        arrays = (self._documents, self._live, self._chunk_starts, self._chunk_ids)
+        derived = (self._alive, self._sorted_chunk_ids, self._sorted_chunk_slots)
+        total = _dict_bytes(self._slot_of, 2 * _INT_BYTES) + _array_bytes(self._chunk_slots)
+        total += sum(_array_bytes(a) for a in (*arrays, *derived))
+        total += sum(
+            sys.getsizeof(name) + column.memory_bytes() for name, column in self._columns.items()
+        )
+        return total
 
     # -- under the lock ------------------------------------------------------------------------
 
     def _add(self, document: int, metadata: dict[str, Any], chunks: Ids) -> None:
+        self._memory = None
         slot = len(self._live)
         self._slot_of[document] = slot
         self._documents.append(document)
@@ -161,6 +171,7 @@ class MetadataIndex:
             self._stale.add(path)
 
     def _remove(self, document: int) -> None:
+        self._memory = None
         slot = self._slot_of.pop(document, None)
         if slot is None:
             return
@@ -199,6 +210,8 @@ class MetadataIndex:
 
     def _refresh(self) -> None:
         """Rebuild what changed since the last query."""
+        if self._stale or self._slots_stale:
+            self._memory = None
         for path in self._stale:
             self._columns[path].build()
         self._stale.clear()
@@ -304,12 +317,15 @@ class _Column:
         "rank_of_code",
         "texts",
         "value_bounds",
+        "value_bytes",
         "values",
     )
 
     def __init__(self) -> None:
         self.codes: dict[Any, int] = {}
         self.values: list[Any] = []
+        #: the distinct values' objects and their codes' ints, counted as they come
+        self.value_bytes = 0
         self.entry_slots, self.entry_codes = array("i"), array("i")
         self.member_slots, self.member_codes = array("i"), array("i")
         # built by build(): the distinct values in order, numbers then text (ranks: numbers
@@ -335,6 +351,7 @@ class _Column:
         if code is None:
             code = self.codes[value] = len(self.values)
             self.values.append(value)
+            self.value_bytes += sys.getsizeof(value) + _INT_BYTES
         return code
 
     def build(self) -> None:
@@ -364,6 +381,7 @@ class _Column:
         recoded[used] = np.arange(used.size, dtype=np.intc)
         self.values = [self.values[code] for code in used.tolist()]
         self.codes = {value: code for code, value in enumerate(self.values)}
+        self.value_bytes = sum(sys.getsizeof(value) + _INT_BYTES for value in self.values)
         self.entry_slots = array("i", renumbered[slots[kept]].tobytes())
         self.entry_codes = array("i", recoded[codes[kept]].tobytes())
         self.member_slots = array("i", renumbered[member_slots[members_kept]].tobytes())
@@ -409,7 +427,8 @@ class _Column:
         return self.by_value[self.value_bounds[first] : self.value_bounds[end]]
 
     def memory_bytes(self) -> int:
-        total = _dict_bytes(self.codes) + sys.getsizeof(self.values)  # values: the dict's keys
+        # values: the dict's keys, counted as they were coded
+        total = _dict_bytes(self.codes, 0) + self.value_bytes + sys.getsizeof(self.values)
         total += sys.getsizeof(self.numbers) + sys.getsizeof(self.texts)
         arrays: list[array[int] | npt.NDArray[Any]] = [
             self.entry_slots,
@@ -497,7 +516,10 @@ def _array_bytes(values: array[int] | bytearray | npt.NDArray[Any]) -> int:
     return sys.getsizeof(values)
 
 
-def _dict_bytes(values: dict[Any, Any]) -> int:
-    """The dict's table and its keys and values (shared small ints counted all the same)."""
-    items = values.items()
-    return sys.getsizeof(values) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in items)
+#: An int object (keys and slots past the small cached ones).
+_INT_BYTES = 28
+
+
+def _dict_bytes(values: dict[Any, Any], entry_bytes: int) -> int:
+    """The dict's table and ``entry_bytes`` for the objects of each entry."""
+    return sys.getsizeof(values) + len(values) * entry_bytes

@@ -105,6 +105,8 @@ _SCHEMA = [
 #: Run once, when the chunks' table is made: vectors are kept in the row (compressed only as a
 #: last resort), so a search reads them without fetching from the TOAST table; the text and
 #: its words move there first.
+#: How long a statement waits for a lock before it fails (a 503 for its request).
+_LOCK_TIMEOUT_MS = 30_000
 _NEW_CHUNKS = "ALTER TABLE rag_chunks ALTER COLUMN embedding SET STORAGE MAIN"
 
 _COLLECTION_ID = re.compile(r"col_[0-9a-f]{20}")
@@ -172,6 +174,9 @@ class PostgresConnections:
             "keepalives_idle": seconds,
             "keepalives_interval": seconds,
             "keepalives_count": 3,
+            # a statement waiting on another's lock (a collection's index being made or
+            # dropped) gives up, and its request is a 503, rather than holding its connection
+            "options": f"-c lock_timeout={_LOCK_TIMEOUT_MS}",
         }
 
     def open(self) -> None:

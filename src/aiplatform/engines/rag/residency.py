@@ -65,13 +65,18 @@ class IndexResidency:
         *,
         checkpoint_every: int,
         memory_bytes: int | None,
+        persist_words: bool = True,
     ) -> None:
+        """``persist_words``: whether lexical indexes are written to files (they hold the
+        collection's words; with an encrypted database they are not, and are built from it
+        each time a collection is loaded)."""
         self._folder = folder
         self._params = params
         self._db = database
         self._documents = documents
         self._checkpoint_every = checkpoint_every
         self._budget = memory_bytes
+        self._persist_words = persist_words
         #: Loaded indexes, least recently used first.
         self.indexes: OrderedDict[str, LoadedIndex] = OrderedDict()
 
@@ -156,11 +161,19 @@ class IndexResidency:
     def loaded(self, collection: CollectionRow) -> LoadedIndex:
         with self._db.write_lock:
             loaded = self.indexes.get(collection.id)
-            if loaded is None:
-                loaded = self._load(collection)
-            self.indexes.move_to_end(collection.id)
+            if loaded is not None:
+                self.indexes.move_to_end(collection.id)
+                return loaded
+            loaded = self._load(collection)
             self._evict(keep=collection.id)
             return loaded
+
+    def forget(self, collection_id: str) -> None:
+        """Drop the collection's indexes from memory without writing them: the next use loads
+        them and catches them up with the database (after a change that reached the database
+        but not all of them)."""
+        with self._db.write_lock:
+            self.indexes.pop(collection_id, None)
 
     def maintain(self, collection: CollectionRow) -> None:
         """Rebuild the collection's index when that pays (IVF clustering, masked HNSW nodes)
@@ -181,7 +194,8 @@ class IndexResidency:
         threshold = max(self._checkpoint_every, loaded.index.size // 4)
         if loaded.dirty >= threshold or loaded.removed:
             with self._db.write_lock:
-                self._save(collection.id, loaded)
+                if self.indexes.get(collection.id) is loaded:  # not dropped meanwhile
+                    self._save(collection.id, loaded)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -214,6 +228,8 @@ class IndexResidency:
         )
         fresh = loaded.index.rebuilt(self._documents.vector_batches(collection.id, None), count)
         with self._db.write_lock:
+            if self.indexes.get(collection.id) is not loaded:
+                return  # the collection was deleted (or its indexes dropped) meanwhile
             self._catch_up(collection.id, fresh)
             loaded.index.replace_with(fresh)
             self._save(collection.id, loaded)
@@ -228,11 +244,12 @@ class IndexResidency:
         loaded = LoadedIndex(
             self._read_vectors(collection), self._read_lexical(collection), MetadataIndex()
         )
-        self.indexes[collection.id] = loaded
         for pk, metadata, chunk_ids in self._documents.metadata_of(collection.id):
             loaded.metadata.add(pk, metadata, chunk_ids)
         changes = self._catch_up(collection.id, loaded.index)
         changes += self._catch_up_lexical(collection.id, loaded.lexical)
+        # in use only once complete: a load that fails leaves nothing half-built behind
+        self.indexes[collection.id] = loaded
         if changes:
             logger.info("caught the indexes of %s up by %d changes", collection.id, changes)
             self._save(collection.id, loaded)
@@ -251,6 +268,9 @@ class IndexResidency:
 
     def _read_lexical(self, collection: CollectionRow) -> LexicalIndex:
         path = self.lexical_path(collection.id)
+        if not self._persist_words:
+            path.unlink(missing_ok=True)
+            return LexicalIndex()
         if path.exists():
             try:
                 return LexicalIndex.load(path)
@@ -287,5 +307,6 @@ class IndexResidency:
 
     def _save(self, collection_id: str, loaded: LoadedIndex) -> None:
         loaded.index.save(self.path(collection_id))
-        loaded.lexical.save(self.lexical_path(collection_id))
+        if self._persist_words:
+            loaded.lexical.save(self.lexical_path(collection_id))
         loaded.dirty = loaded.removed = 0

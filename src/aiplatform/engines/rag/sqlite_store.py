@@ -18,9 +18,11 @@ the database and the loaded index together.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ __all__ = [
     "PreparedDocument",
     "SqliteStore",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class SqliteStore:
@@ -62,6 +66,7 @@ class SqliteStore:
             self.documents,
             checkpoint_every=checkpoint_every,
             memory_bytes=index_memory_bytes,
+            persist_words=storage_key is None,
         )
         #: Whether deleted rows' old pages may still sit in the write-ahead log.
         self._log_holds_deleted = False
@@ -155,9 +160,10 @@ class SqliteStore:
                 Collections.require(db, collection)
                 added, chunk_ids = Documents.insert(db, collection, documents, int(time.time()))
             if chunk_ids:
-                self.residency.added(
-                    collection, added, documents, np.asarray(chunk_ids, dtype=np.int64)
-                )
+                with self._indexes_follow(collection):
+                    self.residency.added(
+                        collection, added, documents, np.asarray(chunk_ids, dtype=np.int64)
+                    )
         return added
 
     def existing_document_ids(self, collection: CollectionRow, ids: Sequence[str]) -> set[str]:
@@ -183,7 +189,8 @@ class SqliteStore:
             with self._db.transaction() as db:
                 pk, chunk_ids = Documents.delete(db, collection, document_id)
             self._log_holds_deleted = True
-            self.residency.removed(collection, pk, chunk_ids)
+            with self._indexes_follow(collection):
+                self.residency.removed(collection, pk, chunk_ids)
 
     def update_metadata(
         self, collection: CollectionRow, document_id: str, metadata: dict[str, Any]
@@ -192,8 +199,20 @@ class SqliteStore:
             self.residency.loaded(collection)
             with self._db.transaction() as db:
                 pk = Documents.update_metadata(db, collection, document_id, metadata)
-            self.residency.metadata_changed(collection, pk, metadata)
+            with self._indexes_follow(collection):
+                self.residency.metadata_changed(collection, pk, metadata)
         return self.documents.get(collection, document_id, text=False)
+
+    @contextmanager
+    def _indexes_follow(self, collection: CollectionRow) -> Iterator[None]:
+        """The in-memory indexes following a change the database has committed. Should that
+        fail, the change stands (it is durable and was acknowledged) and the indexes are
+        dropped from memory, to be loaded and caught up with the database when next used."""
+        try:
+            yield
+        except Exception:
+            logger.exception("the indexes of %s are reloaded from the database", collection.id)
+            self.residency.forget(collection.id)
 
     # -- search --------------------------------------------------------------------------------
 
