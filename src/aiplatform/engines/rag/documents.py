@@ -287,53 +287,38 @@ class Documents:
 
     def vector_batches(self, collection_id: str, only: Ids | None) -> Iterator[tuple[Ids, Vectors]]:
         """The collection's vectors (or those of ``only``) in batches, read in id order."""
-        reader = self._db.read()
-        if only is not None:
-            for start in range(0, only.size, 500):
-                batch = [int(i) for i in only[start : start + 500]]
-                marks = ", ".join("?" * len(batch))
-                rows = reader.execute(
-                    f"SELECT id, vector FROM chunks WHERE id IN ({marks}) ORDER BY id", batch
-                ).fetchall()
-                if rows:
-                    yield _stack(rows)
-            return
-        last = 0
-        while True:
-            rows = reader.execute(
-                "SELECT id, vector FROM chunks WHERE collection_id = ? AND id > ? "
-                "ORDER BY id LIMIT ?",
-                (collection_id, last, _READ_BATCH),
-            ).fetchall()
-            if not rows:
-                return
-            last = int(rows[-1][0])
+        for rows in self._chunk_rows("vector", collection_id, only):
             yield _stack(rows)
 
     def text_batches(self, collection_id: str, only: Ids | None) -> Iterator[tuple[Ids, list[str]]]:
         """The collection's chunk texts (or those of ``only``) in batches, in id order."""
+        for rows in self._chunk_rows("text", collection_id, only):
+            yield _texts(rows)
+
+    def _chunk_rows(self, column: str, collection_id: str, only: Ids | None) -> Iterator[list[Any]]:
+        """``(id, column)`` of the collection's chunks (or of ``only``), in batches by id."""
         reader = self._db.read()
         if only is not None:
             for start in range(0, only.size, 500):
                 batch = [int(i) for i in only[start : start + 500]]
                 marks = ", ".join("?" * len(batch))
                 rows = reader.execute(
-                    f"SELECT id, text FROM chunks WHERE id IN ({marks}) ORDER BY id", batch
+                    f"SELECT id, {column} FROM chunks WHERE id IN ({marks}) ORDER BY id", batch
                 ).fetchall()
                 if rows:
-                    yield _texts(rows)
+                    yield rows
             return
         last = 0
         while True:
             rows = reader.execute(
-                "SELECT id, text FROM chunks WHERE collection_id = ? AND id > ? "
+                f"SELECT id, {column} FROM chunks WHERE collection_id = ? AND id > ? "
                 "ORDER BY id LIMIT ?",
                 (collection_id, last, _READ_BATCH),
             ).fetchall()
             if not rows:
                 return
             last = int(rows[-1][0])
-            yield _texts(rows)
+            yield rows
 
     def metadata_of(self, collection_id: str) -> Iterator[tuple[int, dict[str, Any], Ids]]:
         """Each document of the collection: its key, metadata and chunk ids."""

@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from aiplatform.storage.durable import fsync_directory, fsync_file
+
 __all__ = ["IndexParams", "VectorIndex", "Vectors", "pq_codes"]
 
 Vectors = npt.NDArray[np.float32]
@@ -339,13 +341,9 @@ class VectorIndex:
             if self._masked:
                 self._compact()
             faiss.write_index(self._index, str(temporary))
-        descriptor = os.open(temporary, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        fsync_file(temporary)
         os.replace(temporary, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
 
     @classmethod
     def load(cls, path: Path, dimension: int, index_type: str, params: IndexParams) -> VectorIndex:
@@ -467,11 +465,3 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
-
-
-def _fsync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aiplatform.engines.rag.index import Ids, Vectors
+from aiplatform.storage.durable import fsync_directory
 
 __all__ = ["MAX_QUERY_WORDS", "LexicalIndex", "query_terms", "terms", "words"]
 
@@ -472,7 +473,7 @@ class LexicalIndex:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
 
     def _file_arrays(self) -> dict[str, npt.NDArray[Any]]:
         """The compacted index as arrays: every vocabulary term has postings, in term order."""
@@ -592,11 +593,3 @@ def _resized(array: npt.NDArray[Any], capacity: int) -> npt.NDArray[Any]:
     grown = np.zeros(capacity, dtype=array.dtype)
     grown[: array.size] = array
     return grown
-
-
-def _fsync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

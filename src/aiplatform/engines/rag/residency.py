@@ -280,30 +280,27 @@ class IndexResidency:
 
     def _catch_up_lexical(self, collection_id: str, lexical: LexicalIndex) -> int:
         """Make ``lexical`` answer for exactly the collection's chunks in the database."""
-        stored = self._stored_ids(collection_id)
-        indexed = lexical.ids()
-        extra = np.setdiff1d(indexed, stored, assume_unique=True)
-        missing = np.setdiff1d(stored, indexed, assume_unique=True)
+        extra, missing = self._differences(collection_id, lexical.ids())
         lexical.remove(extra)
         for ids, texts in self._documents.text_batches(collection_id, missing):
             lexical.add(ids, texts)
         return int(extra.size + missing.size)
 
-    def _stored_ids(self, collection_id: str) -> Ids:
-        return self._documents.ids(
-            "SELECT id FROM chunks WHERE collection_id = ? ORDER BY id", (collection_id,)
-        )
-
     def _catch_up(self, collection_id: str, index: VectorIndex) -> int:
         """Make ``index`` answer for exactly the collection's chunks in the database."""
-        stored = self._stored_ids(collection_id)
-        indexed = index.ids()
-        extra = np.setdiff1d(indexed, stored, assume_unique=True)
-        missing = np.setdiff1d(stored, indexed, assume_unique=True)
+        extra, missing = self._differences(collection_id, index.ids())
         index.remove(extra)
         for ids, vectors in self._documents.vector_batches(collection_id, missing):
             index.add(ids, vectors)
         return int(extra.size + missing.size)
+
+    def _differences(self, collection_id: str, indexed: Ids) -> tuple[Ids, Ids]:
+        """The ids an index holds that the database does not, and those it lacks."""
+        stored = self._documents.ids(
+            "SELECT id FROM chunks WHERE collection_id = ? ORDER BY id", (collection_id,)
+        )
+        extra = np.setdiff1d(indexed, stored, assume_unique=True)
+        return extra, np.setdiff1d(stored, indexed, assume_unique=True)
 
     def _save(self, collection_id: str, loaded: LoadedIndex) -> None:
         loaded.index.save(self.path(collection_id))

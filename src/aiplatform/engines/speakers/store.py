@@ -15,7 +15,6 @@ One connection, used under a lock: enrollments and lookups are small and few.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -29,6 +28,7 @@ import numpy as np
 
 from aiplatform.api.audio import Speaker
 from aiplatform.engines.speakers.encoder import Matrix
+from aiplatform.storage.durable import fsync_directory
 from aiplatform.storage.sqlite import connect, write_transaction
 from aiplatform.tenant import DEFAULT_TENANT
 
@@ -218,7 +218,7 @@ class SpeakerStore:
             )
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
-        _fsync_directory(self.folder)
+        fsync_directory(self.folder)
 
 
 def _insert(
@@ -242,11 +242,3 @@ def _insert(
 def _speaker(row: tuple[str, str, str, int, float]) -> EnrolledSpeaker:
     id_, owner, name, created_at, duration = row
     return EnrolledSpeaker(id=id_, owner=owner, name=name, created_at=created_at, duration=duration)
-
-
-def _fsync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
