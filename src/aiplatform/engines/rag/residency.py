@@ -191,7 +191,9 @@ class IndexResidency:
             finally:
                 loaded.rebuilding = False
             return
-        threshold = max(self._checkpoint_every, loaded.index.size // 4)
+        # written when the changes since reach what the file holds (or checkpoint_every): the
+        # bytes written while a collection grows stay within about twice its final size
+        threshold = max(self._checkpoint_every, loaded.index.size - loaded.dirty)
         if loaded.dirty >= threshold or loaded.removed:
             with self._db.write_lock:
                 if self.indexes.get(collection.id) is loaded:  # not dropped meanwhile

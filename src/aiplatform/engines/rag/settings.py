@@ -46,8 +46,9 @@ class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
     extract_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     #: Chunks embedded per call to the embeddings engine.
     embed_batch_size: PositiveInt = 64
-    #: A collection's index file is rewritten after this many changes (and at shutdown);
-    #: between rewrites the database is the durable record, and loading catches up from it.
+    #: A collection's index files are rewritten after this many changes, or after as many
+    #: changes as they held when last written if that is more (and at shutdown); between
+    #: rewrites the database is the durable record, and loading catches up from it.
     checkpoint_every: PositiveInt = 5000
     #: HNSW: neighbours per node.
     hnsw_m: Annotated[int, msgspec.Meta(ge=4, le=128)] = 32
