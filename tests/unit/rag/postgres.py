@@ -1,28 +1,17 @@
-"""A throwaway PostgreSQL server (with pgvector) for the RAG store's tests, and the documents
-they store."""
+"""The documents the PostgreSQL store's tests store (the server is
+:func:`tests.unit.auth_store.postgres_server.postgres_server`: PostgreSQL 16 with pgvector)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 
 from aiplatform.engines.rag.chunking import split_text
 from aiplatform.engines.rag.index import Vectors
 from aiplatform.engines.rag.store import PreparedDocument
-from tests.unit.auth_store.postgres_server import postgres_server
 
-__all__ = ["DIMENSION", "document", "postgres_database", "unit_vectors"]
+__all__ = ["DIMENSION", "document", "unit_vectors"]
 
 DIMENSION = 16
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """The URL of a fresh PostgreSQL 16 database with pgvector, gone when the block ends."""
-    with postgres_server() as url:
-        yield url
 
 
 def unit_vectors(count: int, seed: int, dimension: int = DIMENSION) -> Vectors:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from aiplatform.engines.rag.database import json_text
 from aiplatform.engines.rag.postgres_filters import compile_postgres_filter
 from aiplatform.errors import InvalidRequestError
-from tests.unit.rag.postgres import postgres_database
+from tests.unit.auth_store.postgres_server import postgres_server
 from tests.unit.rag.test_filter_properties import (
     FILTERS,
     INVALID_FILTERS,
@@ -27,7 +27,7 @@ from tests.unit.rag.test_filter_properties import (
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[psycopg.Connection[Any]]:
-    with postgres_database() as url, psycopg.connect(url, autocommit=True) as connection:
+    with postgres_server() as url, psycopg.connect(url, autocommit=True) as connection:
         connection.execute("CREATE TABLE d (pk integer PRIMARY KEY, metadata json, fields jsonb)")
         yield connection
 

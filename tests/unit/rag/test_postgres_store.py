@@ -26,12 +26,13 @@ from aiplatform.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from tests.unit.rag.postgres import DIMENSION, document, postgres_database, unit_vectors
+from tests.unit.auth_store.postgres_server import postgres_server
+from tests.unit.rag.postgres import DIMENSION, document, unit_vectors
 
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
-    with postgres_database() as url:
+    with postgres_server() as url:
         yield url
 
 
@@ -510,7 +511,7 @@ def test_an_unreachable_database_is_a_503_at_open(tmp_path: Any) -> None:
 
 
 def test_a_database_lost_after_open_is_a_503_not_a_hang(owner: str) -> None:
-    with postgres_database() as url:
+    with postgres_server() as url:
         store = open_store(url, max_connections=2, timeout_s=1.0)
         collection = new_collection(store, owner)
         store.add_documents(collection, [document("d", 1)])

@@ -42,6 +42,22 @@ class DocumentRow:
     filename: str | None
     text: str | None = None
 
+    @classmethod
+    def stored(
+        cls, pk: int, document: PreparedDocument, collection_id: str, now: int
+    ) -> DocumentRow:
+        """The row of ``document``, stored under ``pk`` at ``now``."""
+        return cls(
+            pk=pk,
+            id=document.id,
+            collection_id=collection_id,
+            metadata=document.metadata,
+            created_at=now,
+            chunk_count=len(document.chunks),
+            characters=len(document.text),
+            filename=document.filename,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PreparedDocument:
@@ -115,18 +131,7 @@ class Documents:
                     )
                 )
                 next_chunk += 1
-            added.append(
-                DocumentRow(
-                    pk=pk,
-                    id=document.id,
-                    collection_id=collection.id,
-                    metadata=document.metadata,
-                    created_at=now,
-                    chunk_count=len(document.chunks),
-                    characters=len(document.text),
-                    filename=document.filename,
-                )
-            )
+            added.append(DocumentRow.stored(pk, document, collection.id, now))
         db.executemany(
             "INSERT INTO documents (pk, collection_id, id, text, metadata, filename, created_at, "
             "chunk_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

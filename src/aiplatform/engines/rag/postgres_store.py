@@ -237,16 +237,7 @@ class PostgresStore:
         except errors.UniqueViolation:
             raise self._document_conflict(collection, documents) from None
         return [
-            DocumentRow(
-                pk=pk,
-                id=document.id,
-                collection_id=collection.id,
-                metadata=document.metadata,
-                created_at=now,
-                chunk_count=len(document.chunks),
-                characters=len(document.text),
-                filename=document.filename,
-            )
+            DocumentRow.stored(pk, document, collection.id, now)
             for pk, document in zip(pks, documents, strict=True)
         ]
 
