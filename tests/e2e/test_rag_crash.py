@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from aiplatform.api.rag import CollectionRef, DocumentRef, SearchRequest
@@ -22,6 +23,7 @@ from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine
 from aiplatform.engines.embeddings.settings import EmbeddingsSettings
 from aiplatform.engines.rag import operations as rag
 from aiplatform.engines.rag.engine import LocalRagEngine
+from aiplatform.engines.rag.postgres_store import PostgresStore
 from aiplatform.engines.rag.sqlite_store import SqliteStore
 from aiplatform.errors import NotFoundError
 from tests.rag_ingest import COLLECTIONS, crash_settings
@@ -112,6 +114,12 @@ async def check_recovered(
             if isinstance(engine.store, SqliteStore):
                 check_indexes_agree(engine.store, name, where)
             collection = await engine.invoke(rag.GET_COLLECTION, CollectionRef(collection_id=name))
+            if isinstance(engine.store, PostgresStore):
+                assert database_url is not None
+                check_replica_indexes_agree(engine.store, database_url, name, where)
+                collection = await engine.invoke(
+                    rag.GET_COLLECTION, CollectionRef(collection_id=name)
+                )
             assert collection.indexed_count == collection.chunk_count, where
             for document_id, token in documents.items():
                 hits = await engine.invoke(
@@ -145,6 +153,23 @@ def check_indexes_agree(store: SqliteStore, name: str, where: str) -> None:
     stored = store.documents.ids(
         "SELECT id FROM chunks WHERE collection_id = ? ORDER BY id", (row.id,)
     )
+    assert np.array_equal(stored, np.sort(loaded.index.ids())), where
+    assert np.array_equal(stored, loaded.lexical.ids()), where
+    assert np.array_equal(stored, loaded.metadata.matching({})), where
+
+
+def check_replica_indexes_agree(
+    store: PostgresStore, database_url: str, name: str, where: str
+) -> None:
+    """A replica's indexes, built from the database as its first search builds them, answer
+    for exactly the chunks in the database."""
+    row = store.collection("default", "documents", name)
+    loaded = store.indexes.current(row)
+    with psycopg.connect(database_url) as db:
+        found = db.execute(
+            "SELECT id FROM rag_chunks WHERE collection_id = %s ORDER BY id", (row.id,)
+        ).fetchall()
+    stored = np.asarray([r[0] for r in found], dtype=np.int64)
     assert np.array_equal(stored, np.sort(loaded.index.ids())), where
     assert np.array_equal(stored, loaded.lexical.ids()), where
     assert np.array_equal(stored, loaded.metadata.matching({})), where

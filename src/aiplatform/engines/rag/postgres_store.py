@@ -1,20 +1,17 @@
 """The RAG store on PostgreSQL with pgvector, which several RAG replicas share.
 
-Collections, documents and chunks are rows (:mod:`~aiplatform.engines.rag.postgres_database`);
-each chunk holds its vector and its words (a ``tsvector``), so PostgreSQL keeps the vector and
-full-text indexes in step with every write, and what one replica commits, every other searches
-at once. Each write is one transaction, acknowledged once committed; deletes are real deletes.
-
-Searching: a ``flat`` collection is searched exactly (every vector of the collection scored).
-Any other collection has an HNSW index of its own, a partial index over its rows only, made
-with the collection and dropped with it; its searches repeat the index's expression and
-predicate so the planner can use it. Words are matched by PostgreSQL's full-text search (the
-``english`` configuration: stemmed, without stop words), the query's words OR-ed, and ranked by
-``ts_rank`` divided by ``1 + log(length)``. Metadata filters compile to SQL
-(:mod:`~aiplatform.engines.rag.postgres_filters`) with the SQLite store's exact semantics.
+PostgreSQL holds the record: collections, documents and chunks (each with its text and its
+vector, in pgvector's ``vector`` type) are rows (:mod:`~aiplatform.engines.rag.postgres_database`).
+Each write is one transaction, acknowledged once committed; deletes are real deletes. Every
+change to a collection's documents takes the collection's next version and is logged, so that
+each replica keeps in memory the indexes it searches with — the embedded store's FAISS,
+lexical (BM25) and metadata indexes — in step with what every replica commits
+(:mod:`~aiplatform.engines.rag.postgres_indexes`): a search first catches them up with the
+changes committed since they were last used, so what one replica commits, every other
+searches at once. Searches, rankings and filters are therefore the embedded store's, exactly.
 
 PostgreSQL cannot keep the character U+0000 in text: in a document's text it is stored as
-U+FFFD (offsets stay the same), and metadata holding it is refused (400).
+U+FFFD (offsets stay the same).
 """
 
 from __future__ import annotations
@@ -31,38 +28,24 @@ from psycopg import errors
 from aiplatform.engines.rag.collections import CollectionRow, new_collection_row
 from aiplatform.engines.rag.database import json_text
 from aiplatform.engines.rag.documents import ChunkRecord, DocumentRow, PreparedDocument
-from aiplatform.engines.rag.index import Ids, Vectors
+from aiplatform.engines.rag.index import Ids, IndexParams, Vectors
 from aiplatform.engines.rag.postgres_database import (
-    Connection,
     PostgresConnections,
     Vector,
-    checked_id,
-    graph_index_name,
+    begin_change,
     insert_documents,
-    metadata_text,
+    record_change,
 )
-from aiplatform.engines.rag.postgres_filters import compile_postgres_filter
+from aiplatform.engines.rag.postgres_indexes import KEPT_CHANGES, ReplicaIndexes
 from aiplatform.engines.rag.store import Ranked
 from aiplatform.errors import ConflictError, InvalidRequestError, NotFoundError
 
 __all__ = ["PostgresStore"]
 
-#: pgvector's bounds: vectors of at most 16,000 dimensions, HNSW indexes over at most 2,000
-#: (larger collections of any index type are searched exactly), and ``hnsw.ef_search``.
+#: pgvector's bound on a vector's dimensions.
 MAX_DIMENSION = 16_000
-MAX_GRAPH_DIMENSION = 2_000
-MAX_EF_SEARCH = 1_000
-#: Words of a lexical query that are searched for (the first ones).
-MAX_QUERY_WORDS = 64
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 _INTEGER = re.compile(r"-?[0-9]+")
-#: How well a chunk's words match the query's (higher is better): ``ts_rank`` (each repeat of a
-#: word counts less than the one before) divided by ``1 + log`` of the chunk's length. Of
-#: PostgreSQL's rankings it did best in a known-item test on Python's own docstrings: MRR@10
-#: 0.83, against 0.85 for SQLite's BM25, 0.57 to 0.82 for other normalizations, and 0.36 to
-#: 0.49 for ``ts_rank_cd``, which ranks by proximity.
-_RANK = "ts_rank(words, query, 1)"
 _COLLECTION = (
     "id, owner, kind, name, embedding_model, dimension, index_type, metadata, created_at, shortened"
 )
@@ -77,21 +60,17 @@ class PostgresStore:
     def __init__(
         self,
         url: str,
+        params: IndexParams,
         *,
         max_connections: int = 8,
         timeout_s: float = 10.0,
-        hnsw_m: int = 16,
-        hnsw_ef_construction: int = 64,
-        hnsw_ef_search: int = 128,
+        index_memory_bytes: int | None = None,
     ) -> None:
         """``timeout_s``: the longest a call waits to connect or for a free connection before
-        its 503. HNSW parameters are brought within pgvector's bounds (``m`` 2 to 100,
-        ``ef_construction`` at least ``2 m``, ``ef_search`` at most 1000, and never below a
-        search's ``k``)."""
+        its 503. ``params`` and ``index_memory_bytes``: those of the indexes this replica keeps
+        in memory."""
         self._db = PostgresConnections(url, max_connections=max_connections, timeout_s=timeout_s)
-        self._m = min(max(hnsw_m, 2), 100)
-        self._ef_construction = min(max(hnsw_ef_construction, 2 * self._m), 1000)
-        self._ef_search = min(max(hnsw_ef_search, 1), MAX_EF_SEARCH)
+        self.indexes = ReplicaIndexes(self._db, params, memory_bytes=index_memory_bytes)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -115,8 +94,7 @@ class PostgresStore:
         metadata: dict[str, Any],
         shortened: bool = False,
     ) -> CollectionRow:
-        """A new collection (and its HNSW index unless it is flat); 409 ``collection_exists``
-        if the owner has one of that name."""
+        """A new collection; 409 ``collection_exists`` if the owner has one of that name."""
         if dimension > MAX_DIMENSION:
             raise InvalidRequestError(
                 f"This store holds vectors of at most {MAX_DIMENSION} dimensions.",
@@ -151,14 +129,13 @@ class PostgresStore:
                         shortened,
                     ),
                 )
-                if _has_graph(row):
-                    db.execute(self._graph_index_sql(row))
         except errors.UniqueViolation:
             raise ConflictError(
                 f"A collection named '{name}' already exists.",
                 param="name",
                 code="collection_exists",
             ) from None
+        self.indexes.created(row)
         return row
 
     def collection(self, owner: str, kind: str, ref: str) -> CollectionRow:
@@ -205,23 +182,23 @@ class PostgresStore:
         return int(found[0]), int(found[1])
 
     def indexed_count(self, collection: CollectionRow) -> int | None:
-        """The chunks: PostgreSQL's indexes answer for every committed row."""
-        return self.counts(collection)[1]
+        """Vectors this replica's index of the collection answers for; None while it is not in
+        memory."""
+        return self.indexes.size_of(collection)
 
     def delete_collection(self, collection: CollectionRow) -> None:
-        """The collection, its documents, chunks and index."""
+        """The collection, its documents, chunks and change log."""
         with self._db.transaction() as db:
-            # adds to it (which hold a key share on its row) finish first; later ones find none
+            # the changes being made to it commit first (they hold its row); later ones find none
             found = db.execute(
                 "SELECT 1 FROM rag_collections WHERE id = %s FOR UPDATE", (collection.id,)
             ).fetchone()
-            if found is None:
-                return
-            if _has_graph(collection):
-                db.execute(f"DROP INDEX IF EXISTS {graph_index_name(collection.id)}")
-            db.execute("DELETE FROM rag_chunks WHERE collection_id = %s", (collection.id,))
-            db.execute("DELETE FROM rag_documents WHERE collection_id = %s", (collection.id,))
-            db.execute("DELETE FROM rag_collections WHERE id = %s", (collection.id,))
+            if found is not None:
+                db.execute("DELETE FROM rag_changes WHERE collection_id = %s", (collection.id,))
+                db.execute("DELETE FROM rag_chunks WHERE collection_id = %s", (collection.id,))
+                db.execute("DELETE FROM rag_documents WHERE collection_id = %s", (collection.id,))
+                db.execute("DELETE FROM rag_collections WHERE id = %s", (collection.id,))
+        self.indexes.dropped(collection.id)
 
     # -- documents -----------------------------------------------------------------------------
 
@@ -229,17 +206,24 @@ class PostgresStore:
         self, collection: CollectionRow, documents: Sequence[PreparedDocument]
     ) -> list[DocumentRow]:
         """Store ``documents`` in one transaction (all or none): 409 ``document_exists`` for an
-        id the collection has (or the batch repeats), 404 if the collection was deleted."""
+        id the collection has (or the batch repeats), 404 if the collection was deleted. Then
+        into this replica's indexes."""
+        # in memory before the change, so that the change is applied to them as it commits
+        self.indexes.current(collection)
         now = int(time.time())
         try:
             with self._db.transaction() as db:
-                pks = insert_documents(db, collection, documents, now=now)
+                version = begin_change(db, collection)
+                stored = insert_documents(db, collection, documents, now=now)
+                record_change(db, collection.id, version, "added", [row.pk for row in stored])
         except errors.UniqueViolation:
             raise self._document_conflict(collection, documents) from None
-        return [
-            DocumentRow.stored(pk, document, collection.id, now)
-            for pk, document in zip(pks, documents, strict=True)
+        rows = [
+            DocumentRow.stored(new.pk, document, collection.id, now)
+            for new, document in zip(stored, documents, strict=True)
         ]
+        self.indexes.added(collection, version, rows, documents, [new.chunks for new in stored])
+        return rows
 
     def existing_document_ids(self, collection: CollectionRow, ids: Sequence[str]) -> set[str]:
         with self._db.connection() as db:
@@ -292,104 +276,70 @@ class PostgresStore:
 
     def delete_document(self, collection: CollectionRow, document_id: str) -> None:
         """The document and (by the foreign key's cascade) its chunks."""
+        self.indexes.current(collection)
         with self._db.transaction() as db:
-            deleted = db.execute(
-                "DELETE FROM rag_documents WHERE collection_id = %s AND id = %s",
+            version = begin_change(db, collection)
+            found = db.execute(
+                "DELETE FROM rag_documents WHERE collection_id = %s AND id = %s "
+                "RETURNING pk, chunk_ids",
                 (collection.id, document_id),
-            )
-            if deleted.rowcount == 0:
-                raise _no_document(document_id)
+            ).fetchone()
+            if found is None:
+                raise _no_document(document_id)  # rolled back, version and all
+            pk, chunk_ids = int(found[0]), found[1]
+            record_change(db, collection.id, version, "removed", [pk], chunk_ids=chunk_ids)
+        self.indexes.removed(collection, version, pk, np.asarray(chunk_ids, dtype=np.int64))
 
     def update_metadata(
         self, collection: CollectionRow, document_id: str, metadata: dict[str, Any]
     ) -> DocumentRow:
-        text = metadata_text(metadata)
+        self.indexes.current(collection)
         with self._db.transaction() as db:
+            version = begin_change(db, collection)
             found = db.execute(
-                "UPDATE rag_documents SET metadata = %s::json, fields = %s::jsonb "
+                "UPDATE rag_documents SET metadata = %s::json "
                 f"WHERE collection_id = %s AND id = %s RETURNING {_DOCUMENT}",
-                (text, text, collection.id, document_id),
+                (json_text(metadata), collection.id, document_id),
             ).fetchone()
-        if found is None:
-            raise _no_document(document_id)
-        return _document(found)
+            if found is None:
+                raise _no_document(document_id)
+            updated = _document(found)
+            record_change(db, collection.id, version, "metadata", [updated.pk])
+        self.indexes.relabelled(collection, version, updated.pk, metadata)
+        return updated
 
-    # -- search --------------------------------------------------------------------------------
+    # -- search (this replica's indexes, caught up first) -------------------------------------
 
     def matching_chunk_ids(self, collection: CollectionRow, spec: dict[str, Any]) -> Ids:
         """The ids of the chunks whose document's metadata matches ``spec``, ascending."""
-        condition, params = compile_postgres_filter(spec, "d.fields", "d.metadata")
-        with self._db.connection() as db:
-            found = db.execute(
-                "SELECT coalesce(array_agg(chunk ORDER BY chunk), '{}') "
-                "FROM rag_documents d, unnest(d.chunk_ids) AS chunk "
-                f"WHERE d.collection_id = %s AND {condition}",
-                (collection.id, *params),
-                binary=True,
-            ).fetchone()
-        assert found is not None
-        return np.asarray(found[0], dtype=np.int64)
+        return self.indexes.current(collection).metadata.matching(spec)
 
     def vector_search(
         self, collection: CollectionRow, query: Vectors, k: int, allowed: Ids | None
     ) -> Ranked:
-        """The ``k`` chunks most similar to ``query`` (cosine similarity: the inner product of
-        unit vectors), among ``allowed`` when given. By the collection's HNSW index, whose
-        results under ``allowed`` may be fewer than ``k``; exact for a flat collection."""
-        if not _has_graph(collection):
-            return self._exact(collection, query, k, allowed)
-        sql, params = _graph_search(collection, query, k, allowed)
-        with self._db.transaction() as db:
-            self._graph_settings(db, k)
-            rows = db.execute(sql, params).fetchall()
-        return [(int(row[0]), -float(row[1])) for row in rows]
-
-    def explain_vector_search(
-        self, collection: CollectionRow, query: Vectors, k: int, allowed: Ids | None
-    ) -> str:
-        """The plan PostgreSQL runs for :meth:`vector_search` (``EXPLAIN``), to check that a
-        collection's HNSW index serves its searches."""
-        sql, params = _graph_search(collection, query, k, allowed)
-        with self._db.transaction() as db:
-            self._graph_settings(db, k)
-            rows = db.execute(f"EXPLAIN {sql}", params).fetchall()
-        return "\n".join(row[0] for row in rows)
-
-    def _graph_settings(self, db: Connection, k: int) -> None:
-        """For this transaction: candidates the graph search keeps (at least ``k``), and no
-        sorting, so the planner takes the index whatever its row estimates (a collection made
-        since the last ``ANALYZE`` looks empty to it)."""
-        ef_search = min(max(self._ef_search, k), MAX_EF_SEARCH)
-        db.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
-        db.execute("SET LOCAL enable_sort = off")
+        """The ``k`` chunks most similar to ``query`` (cosine similarity), among ``allowed``
+        when given, by the collection's index."""
+        scores, ids = self.indexes.current(collection).index.search(query, k, allowed)
+        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
 
     def exact_search(self, collection: CollectionRow, query: Vectors, k: int, ids: Ids) -> Ranked:
-        """Every chunk of ``ids`` scored against ``query``, best ``k`` first."""
-        return self._exact(collection, query, k, ids)
+        """Every chunk of ``ids`` scored against ``query`` (in the database), best ``k``
+        first."""
+        with self._db.connection() as db:
+            rows = db.execute(
+                "SELECT id, embedding <#> %s AS distance FROM rag_chunks "
+                "WHERE collection_id = %s AND id = ANY(%s) ORDER BY distance, id LIMIT %s",
+                (Vector(query[0]), collection.id, ids.tolist(), k),
+            ).fetchall()
+        return [(int(row[0]), -float(row[1])) for row in rows]
 
     def lexical_search(
         self, collection: CollectionRow, text: str, k: int, allowed: Ids | None
     ) -> Ranked:
-        """The ``k`` chunks whose words best match ``text``'s (any of them; higher is better),
-        among ``allowed`` when given."""
-        words = list(dict.fromkeys(word.lower() for word in _WORD.findall(text)))
-        if not words:
-            return []
-        # \w+ words hold no tsquery syntax; each is quoted all the same
-        query = " | ".join(f"'{word}'" for word in words[:MAX_QUERY_WORDS])
-        among = " AND id = ANY(%s)" if allowed is not None else ""
-        params: list[Any] = [query, collection.id]
-        if allowed is not None:
-            params.append(allowed.tolist())
-        with self._db.connection() as db:
-            rows = db.execute(
-                f"SELECT id, {_RANK} AS rank "
-                "FROM rag_chunks, to_tsquery('english', %s) AS query "
-                f"WHERE collection_id = %s AND words @@ query{among} "
-                "ORDER BY rank DESC, id LIMIT %s",
-                (*params, k),
-            ).fetchall()
-        return [(int(row[0]), float(row[1])) for row in rows]
+        """The ``k`` chunks that best match ``text`` by BM25 (higher is better), among
+        ``allowed`` when given."""
+        scores, ids = self.indexes.current(collection).lexical.search(text, k, allowed)
+        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
 
     def chunk_records(
         self, collection: CollectionRow, ids: Sequence[int]
@@ -427,35 +377,17 @@ class PostgresStore:
     # -- upkeep --------------------------------------------------------------------------------
 
     def maintain(self, collection: CollectionRow) -> None:
-        """Nothing: PostgreSQL keeps the indexes with each write and vacuums deleted rows."""
+        """Rebuild this replica's index of the collection when that pays (IVF clustering,
+        masked HNSW nodes), and forget the oldest changes of its log."""
+        self.indexes.rebuild_if_due(collection)
+        with self._db.connection() as db:
+            db.execute(
+                "DELETE FROM rag_changes WHERE collection_id = %s AND version <= "
+                "(SELECT version FROM rag_collections WHERE id = %s) - %s",
+                (collection.id, collection.id, KEPT_CHANGES),
+            )
 
     # -- helpers -------------------------------------------------------------------------------
-
-    def _exact(
-        self, collection: CollectionRow, query: Vectors, k: int, among: Ids | None
-    ) -> Ranked:
-        """The collection's chunks (or those of ``among``) scored one by one, best ``k``."""
-        where = "collection_id = %s" + (" AND id = ANY(%s)" if among is not None else "")
-        params: list[Any] = [Vector(query[0]), collection.id]
-        if among is not None:
-            params.append(among.tolist())
-        with self._db.connection() as db:
-            rows = db.execute(
-                f"SELECT id, embedding <#> %s AS distance FROM rag_chunks WHERE {where} "
-                "ORDER BY distance, id LIMIT %s",
-                (*params, k),
-            ).fetchall()
-        return [(int(row[0]), -float(row[1])) for row in rows]
-
-    def _graph_index_sql(self, row: CollectionRow) -> str:
-        """The collection's HNSW index: over its rows only, by inner product, on the vectors
-        cast to the collection's dimension (an index needs one)."""
-        return (
-            f"CREATE INDEX {graph_index_name(row.id)} ON rag_chunks USING hnsw "
-            f"((embedding::vector({row.dimension})) vector_ip_ops) "
-            f"WITH (m = {self._m}, ef_construction = {self._ef_construction}) "
-            f"WHERE collection_id = '{checked_id(row.id)}'"
-        )
 
     def _document_conflict(
         self, collection: CollectionRow, documents: Sequence[PreparedDocument]
@@ -478,30 +410,7 @@ class PostgresStore:
         )
 
 
-def _graph_search(
-    collection: CollectionRow, query: Vectors, k: int, allowed: Ids | None
-) -> tuple[str, list[Any]]:
-    """A search by the collection's HNSW index: the index's own expression and predicate,
-    spelled out so the planner matches them."""
-    among = " AND id = ANY(%s)" if allowed is not None else ""
-    sql = (
-        f"SELECT id, embedding::vector({collection.dimension}) <#> %s AS distance "
-        f"FROM rag_chunks WHERE collection_id = '{checked_id(collection.id)}'{among} "
-        "ORDER BY distance LIMIT %s"
-    )
-    params: list[Any] = [Vector(query[0])]
-    if allowed is not None:
-        params.append(allowed.tolist())
-    return sql, [*params, k]
-
-
 # -- reading rows ----------------------------------------------------------------------------------
-
-
-def _has_graph(collection: CollectionRow) -> bool:
-    """Whether the collection has an HNSW index (flat ones, and any of more dimensions than
-    pgvector indexes, are searched exactly)."""
-    return collection.index_type != "flat" and collection.dimension <= MAX_GRAPH_DIMENSION
 
 
 def _collection(row: tuple[Any, ...]) -> CollectionRow:

@@ -26,18 +26,18 @@ def index_params(settings: RagSettings) -> IndexParams:
 def make_store(settings: RagSettings, folder: Path, *, storage_key: str | None) -> RagStore:
     """The embedded store under ``folder`` (its SQLite file encrypted with ``storage_key`` when
     one is set), or the PostgreSQL store at ``database_url``."""
+    budget = settings.index_memory_mb
     if settings.store == "postgres":
         assert settings.database_url is not None  # the settings refuse it otherwise
         from aiplatform.engines.rag.postgres_store import PostgresStore
 
         return PostgresStore(
             settings.database_url,
+            index_params(settings),
             max_connections=settings.database_connections,
             timeout_s=settings.connect_timeout_s,
-            hnsw_m=settings.hnsw_m,
-            hnsw_ef_search=settings.hnsw_ef_search,
+            index_memory_bytes=budget * 1024 * 1024 if budget is not None else None,
         )
-    budget = settings.index_memory_mb
     return SqliteStore(
         folder,
         index_params(settings),
