@@ -14,7 +14,7 @@ store (the embedded SQLite one, and PostgreSQL + pgvector on a throwaway ``pgser
 
 Every step is checked to have done its work (documents stored, each search returning its
 ``top_k`` hits, filtered hits matching the filter) before a figure is printed; a failed check
-exits 1. Run: ``python -m bench.rag [--sizes 100000,1000000] [--postgres-sizes 100000]
+exits 1. Run: ``python -m bench.rag [--sizes 100000,1000000] [--postgres-sizes 100000,1000000]
 [--stores sqlite,postgres] [--index flat|hnsw|ivf|sq8|ivfpq] [--skip-quality]``.
 """
 
@@ -46,7 +46,10 @@ from aiplatform.engines.embeddings.engine import LocalEmbeddingsEngine, make_bac
 from aiplatform.engines.embeddings.settings import EmbeddingsSettings
 from aiplatform.engines.rag import operations as rag
 from aiplatform.engines.rag.engine import LocalRagEngine
+from aiplatform.engines.rag.index import IndexParams
+from aiplatform.engines.rag.postgres_store import PostgresStore
 from aiplatform.engines.rag.settings import RagSettings
+from aiplatform.tenant import current_tenant
 from bench.checks import require, require_count, run_bench
 
 _SYLLABLES = [
@@ -203,6 +206,8 @@ async def scale(store: str, size: int, index: str) -> None:
                 rag.GET_COLLECTION, CollectionRef(collection_id=created.id)
             )
             require_count("chunks stored", listed.chunk_count, size)
+            if rag_setup.database_url is not None:
+                await another_replica(engine, rag_setup.database_url, created.id, size)
             raw_index, raw_ingest_s = raw_faiss(texts, backend)
             query_vectors = _unit(np.asarray(backend.encode(queries).vectors))
             raw_search: list[float] = []
@@ -243,6 +248,41 @@ async def scale(store: str, size: int, index: str) -> None:
         )
     mean_overhead = statistics.fmean(latencies["vector"]) - statistics.fmean(raw_search)
     print(f"    mean added latency of a vector search: {mean_overhead * 1e3:.2f} ms")
+
+
+async def another_replica(
+    engine: LocalRagEngine, database_url: str, collection_id: str, size: int
+) -> None:
+    """PostgreSQL: what a second replica pays for the collection the engine just filled — its
+    first search builds its indexes from the database; after a batch written through the
+    engine, its next search catches them up from the change log."""
+    replica = PostgresStore(database_url, IndexParams())
+    replica.open()
+    try:
+        row = replica.collection(current_tenant(), "documents", collection_id)
+        started = time.perf_counter()
+        built = replica.indexes.current(row)
+        build_s = time.perf_counter() - started
+        require_count("chunks the second replica indexed", built.index.size, size)
+        batch = [DocumentInput(text=text) for text in corpus(BATCH, seed=-1 % 2**32)]
+        await engine.invoke(
+            rag.ADD_DOCUMENTS, DocumentAddRequest(collection_id=collection_id, documents=batch)
+        )
+        started = time.perf_counter()
+        caught_up = replica.indexes.current(row)
+        catch_up_s = time.perf_counter() - started
+        require_count("chunks after catching up", caught_up.index.size, size + BATCH)
+        started = time.perf_counter()
+        replica.indexes.current(row)
+        check_s = time.perf_counter() - started
+    finally:
+        replica.close()
+    print(
+        f"    second replica: indexes built from the database in {build_s:.1f} s "
+        f"({size / build_s:,.0f} chunks/s); caught up with a batch of {BATCH} written "
+        f"through the first in {catch_up_s * 1e3:.1f} ms; the version check of a search "
+        f"with nothing to catch up {check_s * 1e3:.2f} ms"
+    )
 
 
 def _requests(query: str) -> list[tuple[str, SearchRequest, tuple[str, set[int]] | None]]:
@@ -288,7 +328,9 @@ def _verdict(met: bool) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="chunks, SQLite store")
-    parser.add_argument("--postgres-sizes", default="100000", help="chunks, PostgreSQL store")
+    parser.add_argument(
+        "--postgres-sizes", default="100000,1000000", help="chunks, PostgreSQL store"
+    )
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivf", "sq8", "ivfpq"])
     parser.add_argument("--skip-quality", action="store_true")

@@ -299,7 +299,7 @@ class ReplicaIndexes:
                 changes = _Changes()
                 for _, change, pks, chunk_ids in log:
                     changes.follow(change, pks, chunk_ids or [])
-                complete = _read_changes(db, collection.id, changes)
+                complete = _read_changes(db, changes)
         if complete is None:
             fresh = self._built(collection)
             followed.loaded, followed.version = fresh.loaded, fresh.version
@@ -389,22 +389,21 @@ class _ReadChanges:
             loaded.metadata.update(pk, metadata)
 
 
-def _read_changes(db: Connection, collection_id: str, changes: _Changes) -> _ReadChanges:
+def _read_changes(db: Connection, changes: _Changes) -> _ReadChanges:
     added: list[tuple[int, dict[str, Any], list[int]]] = []
     chunks: list[tuple[Ids, Vectors, list[str]]] = []
     pks = sorted(changes.added)
     for start in range(0, len(pks), _DOCUMENTS_PER_READ):
         some = pks[start : start + _DOCUMENTS_PER_READ]
+        # by primary keys (those the collection's log names), whatever the planner's statistics
+        # say of the collection
         rows = db.execute(
-            "SELECT pk, metadata::text, chunk_ids FROM rag_documents "
-            "WHERE collection_id = %s AND pk = ANY(%s)",
-            (collection_id, some),
+            "SELECT pk, metadata::text, chunk_ids FROM rag_documents WHERE pk = ANY(%s)", (some,)
         ).fetchall()
         added.extend((int(pk), msgspec.json.decode(text), ids) for pk, text, ids in rows)
         found = db.execute(
-            "SELECT id, text, embedding FROM rag_chunks "
-            "WHERE collection_id = %s AND document_pk = ANY(%s) ORDER BY id",
-            (collection_id, some),
+            "SELECT id, text, embedding FROM rag_chunks WHERE id = ANY(%s) ORDER BY id",
+            (sorted(i for _, _, ids in rows for i in ids),),
             binary=True,
         ).fetchall()
         if found:
@@ -412,9 +411,8 @@ def _read_changes(db: Connection, collection_id: str, changes: _Changes) -> _Rea
     relabelled = []
     if changes.relabelled:
         rows = db.execute(
-            "SELECT pk, metadata::text FROM rag_documents "
-            "WHERE collection_id = %s AND pk = ANY(%s)",
-            (collection_id, sorted(changes.relabelled)),
+            "SELECT pk, metadata::text FROM rag_documents WHERE pk = ANY(%s)",
+            (sorted(changes.relabelled),),
         ).fetchall()
         relabelled = [(int(pk), msgspec.json.decode(text)) for pk, text in rows]
     return _ReadChanges(changes.removed, added, chunks, relabelled)
