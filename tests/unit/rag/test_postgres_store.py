@@ -39,8 +39,8 @@ def database_url() -> Iterator[str]:
         yield url
 
 
-def new_store(url: str, **options: Any) -> PostgresStore:
-    return PostgresStore(url, IndexParams(), **{"timeout_s": 2.0, **options})
+def new_store(url: str, params: IndexParams | None = None, **options: Any) -> PostgresStore:
+    return PostgresStore(url, params or IndexParams(), **{"timeout_s": 2.0, **options})
 
 
 def open_store(url: str, **options: Any) -> PostgresStore:
@@ -507,6 +507,32 @@ def test_a_replica_behind_the_kept_log_builds_its_indexes_again(
         expected = stored_chunks(database_url, collection)
         assert indexed(second, collection) == (expected, expected, expected)
         assert builds(caplog, collection) == 2  # first use, then the log no longer reached
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_replica_trains_an_index_that_others_changes_grew(database_url: str, owner: str) -> None:
+    """Maintenance is scheduled by a replica's own writes; one that only catches up says when a
+    rebuild is due, and its maintenance trains the index from the database."""
+    first = open_store(database_url)
+    second = new_store(database_url, params=IndexParams(ivf_min_train=256))
+    second.open()
+    try:
+        collection = new_collection(first, owner, "ivf")
+        first.add_documents(collection, [document("d0", 0)])
+        second.vector_search(collection, unit_vectors(1, 0), 1, None)
+        first.add_documents(collection, [document(f"d{n}", n) for n in range(1, 400)])
+        assert not second.maintenance_due(collection)  # not caught up yet
+        own = second.vector_search(collection, unit_vectors(1, 7), 1, None)
+        assert not second.indexes.current(collection).index.is_trained
+        assert second.maintenance_due(collection)
+        second.maintain(collection)
+        assert not second.maintenance_due(collection)
+        trained = second.indexes.current(collection).index
+        assert trained.is_trained
+        assert trained.size == 400
+        assert second.vector_search(collection, unit_vectors(1, 7), 1, None) == own
     finally:
         first.close()
         second.close()

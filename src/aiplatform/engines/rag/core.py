@@ -234,15 +234,18 @@ class RagCore:
                 param="query",
             )
         query = await self._query_vector(row, request) if request.mode != "lexical" else None
-        return await self.run_blocking(
-            lambda: search_collection(
-                self.store,
-                row,
-                request,
-                query,
-                exact_filter_limit=self.settings.exact_filter_limit,
+
+        def searched() -> tuple[list[SearchHit], bool]:
+            hits = search_collection(
+                self.store, row, request, query, exact_filter_limit=self.settings.exact_filter_limit
             )
-        )
+            # asked on the worker thread: it takes the index's lock
+            return hits, self.store.maintenance_due(row)
+
+        hits, due = await self.run_blocking(searched)
+        if due:
+            self.schedule_maintenance(row)
+        return hits
 
     async def _query_vector(self, row: CollectionRow, request: SearchRequest) -> Vectors:
         if request.vector is not None:

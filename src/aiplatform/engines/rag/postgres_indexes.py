@@ -130,15 +130,26 @@ class ReplicaIndexes:
             followed = self._followed.get(collection.id)
         return followed.loaded.index.size if followed is not None else None
 
-    def rebuild_if_due(self, collection: CollectionRow) -> None:
-        """Build the collection's indexes again from the database when that pays (IVF
-        clustering, masked HNSW nodes), while searches use the old ones, then swap them in."""
+    def rebuild_due(self, collection: CollectionRow) -> bool:
+        """Whether building the collection's indexes again would pay: an sq8, IVF or IVF-PQ
+        collection has grown large enough to train, many HNSW nodes are masked, or many sq8
+        vectors clipped (whoever's changes made it so)."""
         with self._lock:
             followed = self._followed.get(collection.id)
-        if followed is None or followed.loaded.rebuilding:
+        return (
+            followed is not None
+            and not followed.loaded.rebuilding
+            and followed.loaded.index.wants_rebuild()
+        )
+
+    def rebuild_if_due(self, collection: CollectionRow) -> None:
+        """Build the collection's indexes again from the database when that pays
+        (:meth:`rebuild_due`), while searches use the old ones, then swap them in."""
+        if not self.rebuild_due(collection):
             return
-        index = followed.loaded.index
-        if not (index.wants_rebuild() or index.masked_count):
+        with self._lock:
+            followed = self._followed.get(collection.id)
+        if followed is None:
             return
         followed.loaded.rebuilding = True
         try:

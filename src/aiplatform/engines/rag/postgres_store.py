@@ -376,9 +376,14 @@ class PostgresStore:
 
     # -- upkeep --------------------------------------------------------------------------------
 
+    def maintenance_due(self, collection: CollectionRow) -> bool:
+        """Whether :meth:`maintain` has work to do that changes caught up from other replicas
+        made due (they do not schedule this replica's maintenance)."""
+        return self.indexes.rebuild_due(collection)
+
     def maintain(self, collection: CollectionRow) -> None:
-        """Rebuild this replica's index of the collection when that pays (IVF clustering,
-        masked HNSW nodes), and forget the oldest changes of its log."""
+        """Rebuild this replica's indexes of the collection when that pays (IVF clustering,
+        many masked HNSW nodes), and forget the oldest changes of its log."""
         self.indexes.rebuild_if_due(collection)
         with self._db.connection() as db:
             db.execute(

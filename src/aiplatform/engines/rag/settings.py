@@ -21,7 +21,8 @@ class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
     #: Where collections, documents and their indexes are kept: ``sqlite`` (embedded: a SQLite
     #: file and in-memory FAISS, lexical and metadata indexes under ``data_dir``, for one
     #: server) or ``postgres`` (a PostgreSQL database with pgvector at ``database_url``, which
-    #: several RAG replicas share).
+    #: several RAG replicas share; each searches with the same in-memory indexes, built from
+    #: the database and kept in step with every replica's changes).
     store: Literal["sqlite", "postgres"] = "sqlite"
     #: The PostgreSQL database of ``store = "postgres"``
     #: (``postgresql://user:password@host:5432/db``; needs ``aiplatform[postgres]`` and the
@@ -46,9 +47,9 @@ class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
     extract_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     #: Chunks embedded per call to the embeddings engine.
     embed_batch_size: PositiveInt = 64
-    #: A collection's index files are rewritten after this many changes, or after as many
-    #: changes as they held when last written if that is more (and at shutdown); between
-    #: rewrites the database is the durable record, and loading catches up from it.
+    #: Embedded store: a collection's index files are rewritten after this many changes, or
+    #: after as many changes as they held when last written if that is more (and at shutdown);
+    #: between rewrites the database is the durable record, and loading catches up from it.
     checkpoint_every: PositiveInt = 5000
     #: HNSW: neighbours per node.
     hnsw_m: Annotated[int, msgspec.Meta(ge=4, le=128)] = 32
@@ -66,7 +67,8 @@ class RagSettings(EngineSettings, kw_only=True, forbid_unknown_fields=True):
     #: A filtered search matching at most this many chunks scores them all exactly.
     exact_filter_limit: PositiveInt = 4096
     #: Collection indexes kept in memory together, in MiB; beyond it the least recently used
-    #: are written out and dropped (and loaded again when used). Unset: no limit.
+    #: are written out and dropped (and loaded again when used; on the PostgreSQL store, built
+    #: again from the database). Unset: no limit.
     index_memory_mb: PositiveInt | None = 4096
 
     def __post_init__(self) -> None:

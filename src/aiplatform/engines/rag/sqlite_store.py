@@ -263,6 +263,11 @@ class SqliteStore:
         """The collection's index, loaded (and caught up with the database) if it is not."""
         return self.residency.index_of(collection)
 
+    def maintenance_due(self, collection: CollectionRow) -> bool:
+        """Never found by a search: this store's changes are all made here, and each schedules
+        its maintenance."""
+        return False
+
     def maintain(self, collection: CollectionRow) -> None:
         """Purge deleted text from the files; rebuild or write the collection's index when
         that is due."""

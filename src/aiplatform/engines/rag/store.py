@@ -126,6 +126,10 @@ class RagStore(Protocol):
 
     # -- upkeep --------------------------------------------------------------------------------
 
+    def maintenance_due(self, collection: CollectionRow) -> bool:
+        """Whether :meth:`maintain` has work that a search found due (changes made elsewhere,
+        which did not schedule it here)."""
+
     def maintain(self, collection: CollectionRow) -> None:
         """Work a change left due (rebuilding or writing an index, purging deleted text); run
-        in the background after changes."""
+        in the background after changes, and after a search that found it due."""
