@@ -24,7 +24,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +60,11 @@ class _Followed:
 
     loaded: LoadedIndex
     version: int
-    #: Held while the indexes are built, caught up or changed.
+    #: Held while the indexes are caught up or changed (from a change's commit until it is
+    #: applied, so a search that needs the change waits for it).
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: A change failed half-applied: these indexes are dropped and built again.
+    broken: bool = False
 
 
 @dataclass(slots=True)
@@ -102,33 +106,52 @@ class ReplicaIndexes:
         self._followed: OrderedDict[str, _Followed] = OrderedDict()
         #: Per collection not yet in memory: held while it is built, so it is built once.
         self._building: dict[str, threading.Lock] = {}
+        #: Applies this replica's added documents to its indexes while the next write goes to
+        #: the database (one at a time, in the order of their versions).
+        self._applier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-indexes")
+
+    def close(self) -> None:
+        """Finish applying the changes under way."""
+        self._applier.shutdown(wait=True)
 
     # -- use -----------------------------------------------------------------------------------
 
     def current(self, collection: CollectionRow) -> LoadedIndex:
         """The collection's indexes as of its latest committed version: caught up with the
-        changes since they were last used, or built when they are not in memory; 404 if the
-        collection is gone."""
+        changes since they were last used (waiting for this replica's own being applied), or
+        built when they are not in memory; 404 if the collection is gone."""
         with self._db.connection() as db:
             version = _version(db, collection)
         if version is None:
             self.dropped(collection.id)
             raise _gone(collection)
-        followed = self._touch(collection.id)
-        if followed is not None and followed.version >= version:
-            return followed.loaded
-        if followed is None:
-            followed = self._build_once(collection)
-        with followed.lock:
-            if followed.version < version:
-                self._catch_up(collection, followed)
-        return followed.loaded
+        while True:
+            followed = self._touch(collection.id) or self._build_once(collection)
+            if followed.version >= version and not followed.broken:
+                return followed.loaded
+            with followed.lock:
+                if followed.broken:
+                    continue  # dropped: built again
+                if followed.version < version:
+                    self._catch_up(collection, followed)
+                return followed.loaded
+
+    def ensure_loaded(self, collection: CollectionRow) -> None:
+        """Before this replica changes the collection: its indexes in memory (built if they are
+        not), so that the change is applied to them as it commits — when they stand at the
+        version before it; otherwise the next search catches them up."""
+        if self._touch(collection.id) is None:
+            self._build_once(collection)
 
     def size_of(self, collection: CollectionRow) -> int | None:
-        """Vectors the index answers for; None while it is not in memory."""
+        """Vectors the index answers for (once this replica's changes are applied); None while
+        it is not in memory."""
         with self._lock:
             followed = self._followed.get(collection.id)
-        return followed.loaded.index.size if followed is not None else None
+        if followed is None:
+            return None
+        with followed.lock:
+            return followed.loaded.index.size
 
     def rebuild_due(self, collection: CollectionRow) -> bool:
         """Whether building the collection's indexes again would pay: an sq8, IVF or IVF-PQ
@@ -195,15 +218,16 @@ class ReplicaIndexes:
         documents: Sequence[PreparedDocument],
         chunk_ids: Sequence[Sequence[int]],
     ) -> None:
-        """Documents stored at ``version`` (``chunk_ids``: each one's chunks' ids)."""
-        with self._following(collection, version) as loaded:
-            if loaded is None:
-                return
-            every_id = np.fromiter(
-                (i for ids in chunk_ids for i in ids),
-                dtype=np.int64,
-                count=sum(map(len, chunk_ids)),
-            )
+        """Documents stored at ``version`` (``chunk_ids``: each one's chunks' ids), applied in
+        the background: a search of the collection waits for them."""
+        followed = self._claim(collection.id, version)
+        if followed is None:
+            return
+        every_id = np.fromiter(
+            (i for ids in chunk_ids for i in ids), dtype=np.int64, count=sum(map(len, chunk_ids))
+        )
+
+        def apply(loaded: LoadedIndex) -> None:
             vectors = np.concatenate([document.vectors for document in documents])
             loaded.index.add(every_id, np.ascontiguousarray(vectors, dtype=np.float32))
             loaded.lexical.add(
@@ -211,26 +235,68 @@ class ReplicaIndexes:
             )
             for row, document, ids in zip(rows, documents, chunk_ids, strict=True):
                 loaded.metadata.add(row.pk, document.metadata, ids)
-        self._evict(keep=collection.id)
+
+        def in_background() -> None:
+            self._apply(collection.id, followed, version, apply)
+            self._evict(keep=collection.id)
+
+        try:
+            self._applier.submit(in_background)
+        except RuntimeError:  # closing: applied here
+            in_background()
 
     def removed(self, collection: CollectionRow, version: int, pk: int, chunk_ids: Ids) -> None:
-        with self._following(collection, version) as loaded:
-            if loaded is not None:
-                _remove(loaded, pk, chunk_ids)
+        followed = self._claim(collection.id, version)
+        if followed is not None:
+            self._apply(
+                collection.id, followed, version, lambda loaded: _remove(loaded, pk, chunk_ids)
+            )
 
     def relabelled(
         self, collection: CollectionRow, version: int, pk: int, metadata: dict[str, Any]
     ) -> None:
-        with self._following(collection, version) as loaded:
-            if loaded is not None:
-                loaded.metadata.update(pk, metadata)
+        followed = self._claim(collection.id, version)
+        if followed is not None:
+            self._apply(
+                collection.id,
+                followed,
+                version,
+                lambda loaded: loaded.metadata.update(pk, metadata),
+            )
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _following(self, collection: CollectionRow, version: int) -> _Applying:
+    def _claim(self, collection_id: str, version: int) -> _Followed | None:
+        """The collection's indexes, locked, if they stand at the version before ``version``
+        (they then take that change next); None otherwise (the next search catches them up)."""
         with self._lock:
-            followed = self._followed.get(collection.id)
-        return _Applying(self, collection.id, followed, version)
+            followed = self._followed.get(collection_id)
+        if followed is None:
+            return None
+        followed.lock.acquire()
+        if followed.version != version - 1 or followed.broken:
+            followed.lock.release()
+            return None
+        return followed
+
+    def _apply(
+        self,
+        collection_id: str,
+        followed: _Followed,
+        version: int,
+        change: Callable[[LoadedIndex], None],
+    ) -> None:
+        """``change`` made to the claimed indexes, which then stand at ``version``; unlocked
+        after. A change that fails drops them, to be built again when next used."""
+        try:
+            change(followed.loaded)
+            followed.version = version
+        except Exception:
+            logger.exception("the indexes of %s are built again when next used", collection_id)
+            followed.broken = True
+            self.dropped(collection_id)
+        finally:
+            followed.lock.release()
 
     def _touch(self, collection_id: str) -> _Followed | None:
         with self._lock:
@@ -318,7 +384,8 @@ class ReplicaIndexes:
         try:
             complete.apply_to(followed.loaded)
         except Exception:
-            self.dropped(collection.id)  # half-applied: built afresh when next used
+            followed.broken = True  # half-applied: built afresh when next used
+            self.dropped(collection.id)
             raise
         followed.version = version
 
@@ -338,45 +405,6 @@ class ReplicaIndexes:
                 total -= followed.loaded.memory_bytes
                 del self._followed[collection_id]
                 logger.debug("dropped the indexes of %s from memory", collection_id)
-
-
-class _Applying:
-    """Applies one of this replica's committed changes to the collection's indexes, if they
-    stand at the version before it; otherwise leaves it to the next catch-up. A change that
-    fails to apply drops the indexes, to be built afresh."""
-
-    def __init__(
-        self, owner: ReplicaIndexes, collection_id: str, followed: _Followed | None, version: int
-    ) -> None:
-        self._owner = owner
-        self._collection_id = collection_id
-        self._followed = followed
-        self._version = version
-
-    def __enter__(self) -> LoadedIndex | None:
-        if self._followed is None:
-            return None
-        self._followed.lock.acquire()
-        if self._followed.version != self._version - 1:
-            self._followed.lock.release()
-            self._followed = None
-            return None
-        return self._followed.loaded
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        followed = self._followed
-        if followed is None:
-            return
-        try:
-            if kind is None:
-                followed.version = self._version
-            else:
-                logger.error(
-                    "the indexes of %s are built again when next used", self._collection_id
-                )
-                self._owner.dropped(self._collection_id)
-        finally:
-            followed.lock.release()
 
 
 @dataclass(slots=True)

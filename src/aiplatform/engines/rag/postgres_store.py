@@ -78,6 +78,7 @@ class PostgresStore:
         self._db.open()
 
     def close(self) -> None:
+        self.indexes.close()
         self._db.close()
 
     # -- collections ---------------------------------------------------------------------------
@@ -208,8 +209,7 @@ class PostgresStore:
         """Store ``documents`` in one transaction (all or none): 409 ``document_exists`` for an
         id the collection has (or the batch repeats), 404 if the collection was deleted. Then
         into this replica's indexes."""
-        # in memory before the change, so that the change is applied to them as it commits
-        self.indexes.current(collection)
+        self.indexes.ensure_loaded(collection)
         now = int(time.time())
         try:
             with self._db.transaction() as db:
@@ -276,7 +276,7 @@ class PostgresStore:
 
     def delete_document(self, collection: CollectionRow, document_id: str) -> None:
         """The document and (by the foreign key's cascade) its chunks."""
-        self.indexes.current(collection)
+        self.indexes.ensure_loaded(collection)
         with self._db.transaction() as db:
             version = begin_change(db, collection)
             found = db.execute(
@@ -293,7 +293,7 @@ class PostgresStore:
     def update_metadata(
         self, collection: CollectionRow, document_id: str, metadata: dict[str, Any]
     ) -> DocumentRow:
-        self.indexes.current(collection)
+        self.indexes.ensure_loaded(collection)
         with self._db.transaction() as db:
             version = begin_change(db, collection)
             found = db.execute(
