@@ -5,6 +5,7 @@ and the quantized ones stay close to exact search while taking a fraction of its
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,34 @@ def test_added_vectors_are_found_removed_ones_gone_and_a_saved_index_loads_the_s
     loaded.add(more, clustered(50, seed=9))
     assert loaded.size == kept.size + 50
     assert set(more.tolist()) <= set(loaded.ids().tolist())
+
+
+@pytest.mark.parametrize("index_type", TYPES)
+def test_an_index_written_while_it_is_in_use_loads_as_it_was_copied(
+    index_type: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids, vectors = chunk_ids(600), clustered(600)
+    index = built(index_type, ids, vectors)
+    index.remove(ids[:50])  # an HNSW graph masks them: they are compacted away before the copy
+    fsync = os.fsync
+    during: list[int] = []
+
+    def fsync_meanwhile(descriptor: int) -> None:
+        # the copy is being written: the index is free for changes and searches
+        index.add(chunk_ids(10, start=5000), clustered(10, seed=5))
+        during.append(len(top(index, vectors[100])))
+        fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync_meanwhile)
+    path = tmp_path / f"{index_type}.faiss"
+    index.write(path)
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert during == [10]
+    loaded = VectorIndex.load(path, DIMENSION, index_type, PARAMS)
+    assert sorted(loaded.ids().tolist()) == ids[50:].tolist()
+    assert index.size == 560
+    for row in range(100, 600, 50):
+        assert int(ids[row]) in top(loaded, vectors[row], 5)
 
 
 @pytest.mark.parametrize("index_type", TYPES)

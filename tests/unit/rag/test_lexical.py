@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from aiplatform.engines.rag import lexical
 from aiplatform.engines.rag.index import Ids, Vectors
-from aiplatform.engines.rag.lexical import LexicalIndex, query_terms, terms, words
+from aiplatform.engines.rag.lexical import LexicalIndex, cut_words, query_terms, terms, words
 
 _SYLLABLES = ["ka", "lo", "mi", "ren", "tas", "vo", "del", "ur", "sen", "pri", "nol", "ba"]
 _SYLLABLES += ["fe", "gor", "il", "quin", "sta", "mu"]
@@ -323,6 +326,49 @@ def test_save_and_load_give_the_same_index(tmp_path: Path) -> None:
     loaded.add(ids_of(1000), ["brand new words"])
     assert found_ids(loaded, "brand") == [1000]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_words_cut_beforehand_are_indexed_as_their_texts_are() -> None:
+    texts = corpus(300, seed=4) + ENGLISH
+    ids = np.arange(1, len(texts) + 1, dtype=np.int64)
+    from_texts, from_words = LexicalIndex(), LexicalIndex()
+    from_texts.add(ids, texts)
+    from_words.add(ids, cut_words(texts))
+    assert from_words.ids().tolist() == from_texts.ids().tolist()
+    assert from_words.memory_bytes == from_texts.memory_bytes
+    for query in ["running cafe", "kalomi renta", ENGLISH[3]]:
+        mine, theirs = from_words.search(query, 10), from_texts.search(query, 10)
+        np.testing.assert_array_equal(mine[0], theirs[0])
+        np.testing.assert_array_equal(mine[1], theirs[1])
+    with pytest.raises(ValueError, match="2 ids for 1 texts"):
+        LexicalIndex().add(ids_of(1, 2), cut_words(["one"]))
+
+
+def test_a_file_holds_the_chunks_added_before_it_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = LexicalIndex()
+    for start in range(0, 100, 10):  # several segments, merged for the file
+        index.add(np.arange(start + 1, start + 11, dtype=np.int64), corpus(10, seed=start))
+    merged = lexical._Segment.merged
+    added: list[bool] = []
+
+    def merged_meanwhile(segments: Sequence[Any]) -> Any:
+        if not added:  # the file's merge, outside the lock: chunks can be added meanwhile
+            added.append(True)
+            index.add(ids_of(500), ["latecomer words"])
+        return merged(segments)
+
+    monkeypatch.setattr(lexical._Segment, "merged", staticmethod(merged_meanwhile))
+    path = tmp_path / "words.npz"
+    index.write(path)
+    assert LexicalIndex.load(path).ids().tolist() == list(range(1, 101))
+    assert index.ids().tolist() == [*range(1, 101), 500]
+    assert found_ids(index, "latecomer") == [500]
+    assert found_ids(LexicalIndex.load(path), "latecomer") == []
+    index.write(path)  # nothing added meanwhile: the index keeps the merged segment
+    assert len(index._segments) == 1
+    assert LexicalIndex.load(path).ids().tolist() == index.ids().tolist()
 
 
 def test_an_empty_index_saves_and_loads(tmp_path: Path) -> None:

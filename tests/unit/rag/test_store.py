@@ -3,16 +3,21 @@ they were left, and deleted text leaves the disk."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from aiplatform.api.rag import SearchRequest
 from aiplatform.engines.rag.chunking import split_text
-from aiplatform.engines.rag.index import IndexParams, Vectors
+from aiplatform.engines.rag.index import IndexParams, VectorIndex, Vectors
 from aiplatform.engines.rag.search import search_collection
 from aiplatform.engines.rag.sqlite_store import CollectionRow, PreparedDocument, SqliteStore
+from aiplatform.errors import ConflictError
 
 DIMENSION = 16
 
@@ -236,3 +241,133 @@ def test_a_filtered_graph_search_finds_every_match_it_asks_for(tmp_path: Path) -
     hits = search_collection(store, collection, request, vectors(1, 9999), exact_filter_limit=10)
     assert len(hits) == 50
     assert {hit.metadata["n"] for hit in hits} == set(range(0, 400, 8))
+
+
+def test_a_batch_with_a_taken_id_is_refused_whole(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store)
+    store.add_documents(collection, [document("d1", 1)])
+    for batch, named in (
+        ([document("d2", 2), document("d1", 3)], "'d1'"),
+        ([document("d3", 3), document("d3", 4)], "'d3'"),
+    ):
+        with pytest.raises(ConflictError) as refused:
+            store.add_documents(collection, batch)
+        assert (refused.value.status_code, refused.value.param) == (409, "id")
+        assert named in refused.value.message
+        assert store.counts(collection) == (1, 1)  # all or none
+    store.add_documents(collection, [document("d2", 2)])  # the keys the refused ones took
+    assert store.counts(collection) == (2, 2)
+    assert consistent(store, collection)
+    store.close()
+
+
+def test_changes_made_while_the_index_files_are_written_stay_unwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store)
+    store.add_documents(collection, [document(f"d{n}", n) for n in range(20)])
+    write = VectorIndex.write
+    seen: list[bool] = []
+
+    def write_meanwhile(index: VectorIndex, path: Path) -> None:
+        write(index, path)  # the snapshot: taken before the changes below
+        seen.append(free_elsewhere(store._db.write_lock))
+        store.add_documents(collection, [document(f"late{n}", 100 + n) for n in range(3)])
+        store.delete_document(collection, "d0")
+
+    monkeypatch.setattr(VectorIndex, "write", write_meanwhile)
+    store.maintain(collection)
+    assert seen == [True]  # the files were written without the write lock held
+    loaded = store.residency.loaded(collection)
+    assert (loaded.dirty, loaded.removed) == (4, 1)
+    assert loaded.written == loaded.snapshots == 1
+    folder = tmp_path / "indexes"
+    saved = VectorIndex.load(folder / f"{collection.id}.faiss", DIMENSION, "flat", IndexParams())
+    assert saved.size == 20
+    assert not list(folder.glob(".*"))
+    # a crash now: the files hold the snapshot, the database the changes after it
+    store = open_store(tmp_path)
+    assert consistent(store, collection)
+    assert store.counts(collection) == (22, 22)
+
+
+def test_a_collection_deleted_while_its_index_files_are_written_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store)
+    store.add_documents(collection, [document(f"d{n}", n) for n in range(20)])
+    write = VectorIndex.write
+
+    def write_meanwhile(index: VectorIndex, path: Path) -> None:
+        write(index, path)
+        store.delete_collection(collection)
+
+    monkeypatch.setattr(VectorIndex, "write", write_meanwhile)
+    store.maintain(collection)
+    assert list((tmp_path / "indexes").iterdir()) == []
+    store.close()
+
+
+def test_a_later_snapshot_written_first_is_not_replaced_by_an_earlier_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store)
+    store.add_documents(collection, [document(f"d{n}", n) for n in range(20)])
+    write = VectorIndex.write
+
+    def write_meanwhile(index: VectorIndex, path: Path) -> None:
+        write(index, path)
+        store.add_documents(collection, [document("late", 99)])
+        store.close()  # writes every changed index, under the write lock, at once
+
+    monkeypatch.setattr(VectorIndex, "write", write_meanwhile)
+    store.maintain(collection)
+    folder = tmp_path / "indexes"
+    saved = VectorIndex.load(folder / f"{collection.id}.faiss", DIMENSION, "flat", IndexParams())
+    assert saved.size == 21
+    assert not list(folder.glob(".*"))
+
+
+def test_commits_leave_the_log_to_the_checkpointing_thread(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    collection = new_collection(store)
+    for n in range(5):
+        store.add_documents(collection, [document(f"d{n}-{m}", 100 * n + m) for m in range(20)])
+    reader = sqlite3.connect(store.database_path)
+    pages = reader.execute("PRAGMA page_count").fetchone()[0]
+    size = pages * reader.execute("PRAGMA page_size").fetchone()[0]
+    reader.close()
+    deadline = time.monotonic() + 10
+    # far fewer pages than make a commit checkpoint the log itself: the thread copies them
+    # into the database file, beside the writes
+    while store.database_path.stat().st_size < size and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.database_path.stat().st_size == size
+    thread = checkpointer(store)
+    assert thread.is_alive()
+    store.close()
+    assert not thread.is_alive()
+
+
+def checkpointer(store: SqliteStore) -> threading.Thread:
+    thread: threading.Thread = store._db._checkpointer._thread  # type: ignore[union-attr]
+    return thread
+
+
+def free_elsewhere(lock: Any) -> bool:
+    """Whether another thread can take ``lock`` now."""
+    taken: list[bool] = []
+
+    def take() -> None:
+        taken.append(lock.acquire(blocking=False))
+        if taken[0]:
+            lock.release()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    thread.join()
+    return taken == [True]

@@ -97,52 +97,18 @@ class Documents:
         """The documents and their chunks; the rows and the new chunk ids (in the order of the
         documents' vectors). 409 for an id the collection has, or one given twice.
 
-        Keys are handed out here, after the last one AUTOINCREMENT gave (the caller holds the
-        write lock), so that all rows go in with one statement per table."""
-        _refuse_taken_ids(db, collection, documents)
-        first_pk = _next_key(db, "documents")
-        next_chunk = _next_key(db, "chunks")
-        added: list[DocumentRow] = []
-        document_rows: list[tuple[Any, ...]] = []
-        chunk_rows: list[tuple[Any, ...]] = []
-        for pk, document in enumerate(documents, first_pk):
-            document_rows.append(
-                (
-                    pk,
-                    collection.id,
-                    document.id,
-                    document.text,
-                    json_text(document.metadata),
-                    document.filename,
-                    now,
-                    len(document.chunks),
-                )
-            )
-            for chunk, vector in zip(document.chunks, document.vectors, strict=True):
-                chunk_rows.append(
-                    (
-                        next_chunk,
-                        pk,
-                        collection.id,
-                        chunk.start,
-                        chunk.end,
-                        chunk.text,
-                        _blob(vector),
-                    )
-                )
-                next_chunk += 1
-            added.append(DocumentRow.stored(pk, document, collection.id, now))
-        db.executemany(
-            "INSERT INTO documents (pk, collection_id, id, text, metadata, filename, created_at, "
-            "chunk_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            document_rows,
-        )
-        db.executemany(
-            "INSERT INTO chunks (id, document_pk, collection_id, start, end, text, vector) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            chunk_rows,
-        )
-        return added, [row[0] for row in chunk_rows]
+        Ids are not looked up beforehand: the unique index refuses a taken one, and only then
+        are the rows taken back and the ids looked up, to name the first in the 409."""
+        db.execute("SAVEPOINT documents")
+        try:
+            stored = _insert(db, collection, documents, now)
+        except sqlite3.IntegrityError:
+            db.execute("ROLLBACK TO documents")
+            db.execute("RELEASE documents")
+            _refuse_taken_ids(db, collection, documents)
+            raise
+        db.execute("RELEASE documents")
+        return stored
 
     @staticmethod
     def delete(
@@ -352,6 +318,60 @@ class Documents:
         for pk, metadata in rows:
             start, end = bounds.get(int(pk), (0, 0))
             yield int(pk), msgspec.json.decode(metadata), chunk_ids[start:end]
+
+
+def _insert(
+    db: sqlite3.Connection,
+    collection: CollectionRow,
+    documents: Sequence[PreparedDocument],
+    now: int,
+) -> tuple[list[DocumentRow], list[int]]:
+    """The rows of :meth:`Documents.insert`, their ids not checked. Keys are handed out here,
+    after the last one AUTOINCREMENT gave (the caller holds the write lock), so that all rows
+    go in with one statement per table."""
+    first_pk = _next_key(db, "documents")
+    next_chunk = _next_key(db, "chunks")
+    added: list[DocumentRow] = []
+    document_rows: list[tuple[Any, ...]] = []
+    chunk_rows: list[tuple[Any, ...]] = []
+    for pk, document in enumerate(documents, first_pk):
+        document_rows.append(
+            (
+                pk,
+                collection.id,
+                document.id,
+                document.text,
+                json_text(document.metadata),
+                document.filename,
+                now,
+                len(document.chunks),
+            )
+        )
+        for chunk, vector in zip(document.chunks, document.vectors, strict=True):
+            chunk_rows.append(
+                (
+                    next_chunk,
+                    pk,
+                    collection.id,
+                    chunk.start,
+                    chunk.end,
+                    chunk.text,
+                    _blob(vector),
+                )
+            )
+            next_chunk += 1
+        added.append(DocumentRow.stored(pk, document, collection.id, now))
+    db.executemany(
+        "INSERT INTO documents (pk, collection_id, id, text, metadata, filename, created_at, "
+        "chunk_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        document_rows,
+    )
+    db.executemany(
+        "INSERT INTO chunks (id, document_pk, collection_id, start, end, text, vector) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        chunk_rows,
+    )
+    return added, [row[0] for row in chunk_rows]
 
 
 def _refuse_taken_ids(

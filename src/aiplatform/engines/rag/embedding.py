@@ -4,9 +4,12 @@ collection is created."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
+
 import numpy as np
 
-from aiplatform.api.openai import EmbeddingRequest
+from aiplatform.api.openai import Embedding, EmbeddingRequest
 from aiplatform.engines.base import Engine
 from aiplatform.engines.embeddings.operations import EMBED
 from aiplatform.engines.rag.collections import CollectionRow
@@ -38,26 +41,19 @@ class Embedder:
     async def embed_with(
         self, model: str | None, dimension: int | None, texts: list[str]
     ) -> Vectors:
-        """Unit vectors of ``texts``, filled into one float32 array batch by batch: only one
-        batch's answer is ever held as Python floats."""
+        """Unit vectors of ``texts``, filled into one float32 array batch by batch. They are
+        asked for as base64 (little-endian float32): no Python float is made per component;
+        an engine that answers floats all the same is understood too."""
         size = self._batch_size
         out: Vectors | None = None
         for start in range(0, len(texts), size):
             batch: list[str | int | list[int]] = list(texts[start : start + size])
-            request = EmbeddingRequest(input=batch, model=model, dimensions=dimension)
+            request = EmbeddingRequest(
+                input=batch, model=model, dimensions=dimension, encoding_format="base64"
+            )
             response = await self._embeddings.invoke(EMBED, request)
-            items = sorted(response.data, key=lambda item: item.index)
-            if len(items) != len(batch):
-                raise InternalError(
-                    f"The embeddings engine answered {len(items)} vectors for {len(batch)} texts."
-                )
-            rows: list[list[float]] = []
-            for item in items:
-                if not isinstance(item.embedding, list):
-                    raise InternalError("The embeddings engine answered base64 vectors.")
-                rows.append(item.embedding)
-            answered = np.asarray(rows, dtype=np.float32)
-            del rows, items, response
+            answered = _answered(response.data, len(batch))
+            del response
             if out is None:
                 out = np.empty((len(texts), answered.shape[1]), dtype=np.float32)
             elif answered.shape[1] != out.shape[1]:
@@ -111,3 +107,21 @@ class Embedder:
 def unit(vectors: Vectors) -> Vectors:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.ascontiguousarray(vectors / np.where(norms == 0, 1.0, norms), dtype=np.float32)
+
+
+def _answered(items: Sequence[Embedding], count: int) -> Vectors:
+    """The vectors of an answer to ``count`` texts, in the texts' order, one row each."""
+    ordered = sorted(items, key=lambda item: item.index)
+    if len(ordered) != count:
+        raise InternalError(
+            f"The embeddings engine answered {len(ordered)} vectors for {count} texts."
+        )
+    rows = [
+        np.frombuffer(base64.b64decode(item.embedding), dtype="<f4")
+        if isinstance(item.embedding, str)
+        else np.asarray(item.embedding, dtype=np.float32)
+        for item in ordered
+    ]
+    if len({row.size for row in rows}) > 1:
+        raise InternalError("The embeddings engine answered vectors of different sizes.")
+    return np.stack(rows).astype(np.float32, copy=False)

@@ -63,6 +63,8 @@ _PQ_TRAIN_ITERATIONS = 10
 #: Bytes an ``IndexIDMap2`` spends per id: the id, and its entry in the reverse map (a 24-byte
 #: hash node in a 32-byte allocation, and the bucket pointing to it).
 _ID_MAP_BYTES = 8 + 40
+#: Bytes written to a file per call (a single write of more than 2 GiB is cut short by Linux).
+_WRITE_BLOCK = 64 << 20
 #: A filter's allowed ids are marked in a bitmap (a bit per id up to the largest) when it
 #: takes at most this many bits per allowed id, or at most a MiB; sparser ones go into a hash
 #: set, slower to build and to probe (see :func:`_allowed_selector`).
@@ -333,7 +335,8 @@ class VectorIndex:
     def save(self, path: Path) -> None:
         """Write the index to ``path`` atomically: a crash leaves the old file or the new one.
         Masked vectors are compacted away first, so a deleted document's vector is not
-        written."""
+        written. Changes and searches wait until the file is written (:meth:`write` has them
+        wait only for a copy in memory)."""
         faiss = _faiss()
 
         temporary = path.with_name(f".{path.name}.tmp")
@@ -344,6 +347,37 @@ class VectorIndex:
         fsync_file(temporary)
         os.replace(temporary, path)
         fsync_directory(path.parent)
+
+    def write(self, path: Path) -> None:
+        """Write the index to ``path`` and flush it to the disk, for the caller to rename into
+        place. The index is copied in memory under the lock (masked vectors compacted away
+        first) and the copy written after it, so changes and searches wait for a copy of
+        memory, not for the disk; the copy takes about as much memory as the file."""
+        image = self._image()
+        # a view of the image's memory: the image is kept until the view's last use
+        data = _faiss().rev_swig_ptr(image.data.data(), image.data.size())
+        with open(path, "wb") as file:
+            for start in range(0, data.size, _WRITE_BLOCK):
+                file.write(data[start : start + _WRITE_BLOCK])
+            file.flush()
+            os.fsync(file.fileno())
+
+    def _image(self) -> Any:
+        """The index as its file holds it, in memory (a FAISS ``VectorIOWriter``)."""
+        faiss = _faiss()
+
+        with self._lock:
+            expected = _footprint(self._index, id_bytes=8)
+        image = faiss.VectorIOWriter()
+        # the memory is taken (and touched) before the lock, so that under it the index is only
+        # copied; a little more than the index needs, for the vectors added meanwhile
+        image.data.resize(expected + expected // 32 + (1 << 20))
+        image.data.resize(0)  # a vector keeps its capacity when it shrinks
+        with self._lock:
+            if self._masked:
+                self._compact()
+            faiss.write_index(self._index, image)
+        return image
 
     @classmethod
     def load(cls, path: Path, dimension: int, index_type: str, params: IndexParams) -> VectorIndex:
@@ -392,8 +426,9 @@ def _kind(index: Any) -> str:
     return "flat" if isinstance(inner, faiss.IndexFlatIP) else "other"
 
 
-def _footprint(index: Any) -> int:
-    """The bytes :attr:`VectorIndex.memory_bytes` reports for a FAISS index of ours."""
+def _footprint(index: Any, *, id_bytes: int = _ID_MAP_BYTES) -> int:
+    """The bytes :attr:`VectorIndex.memory_bytes` reports for a FAISS index of ours; with
+    ``id_bytes`` 8, about the size of its file (which holds no reverse id map)."""
     faiss = _faiss()
 
     total = int(index.ntotal)
@@ -407,11 +442,11 @@ def _footprint(index: Any) -> int:
         graph = inner.hnsw
         links = 4 * (int(graph.neighbors.size()) + int(graph.levels.size()))
         links += 8 * int(graph.offsets.size())
-        return links + total * (4 * int(index.d) + _ID_MAP_BYTES)
+        return links + total * (4 * int(index.d) + id_bytes)
     trained = 0
     if isinstance(inner, faiss.IndexScalarQuantizer):
         trained = 4 * int(inner.sq.trained.size())
-    return trained + total * (int(inner.code_size) + _ID_MAP_BYTES)
+    return trained + total * (int(inner.code_size) + id_bytes)
 
 
 def _quantizer_ranges(index: Any) -> tuple[Vectors, Vectors] | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import importlib
 import math
+import operator
 import os
 import re
 import threading
@@ -39,7 +40,15 @@ import numpy.typing as npt
 from aiplatform.engines.rag.index import Ids, Vectors
 from aiplatform.storage.durable import fsync_directory
 
-__all__ = ["MAX_QUERY_WORDS", "LexicalIndex", "query_terms", "terms", "words"]
+__all__ = [
+    "MAX_QUERY_WORDS",
+    "ChunkWords",
+    "LexicalIndex",
+    "cut_words",
+    "query_terms",
+    "terms",
+    "words",
+]
 
 #: FTS5's bm25 constants.
 K1 = 1.2
@@ -139,6 +148,32 @@ def query_terms(text: str) -> Counter[str]:
     return Counter(map(stem, distinct))
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkWords:
+    """Chunks' words as :meth:`LexicalIndex.add` indexes them, cut and stemmed beforehand (by
+    :func:`cut_words`, which needs no index: it can run while the chunks are being stored)."""
+
+    #: The distinct terms, in the order they first occur.
+    terms: list[str]
+    #: Each word's term (its place in ``terms``), chunk after chunk.
+    term_at: Ids
+    #: Words per chunk.
+    lengths: npt.NDArray[np.int64]
+
+
+def cut_words(texts: Sequence[str]) -> ChunkWords:
+    """The words of ``texts`` (one chunk each), as :meth:`LexicalIndex.add` takes them."""
+    chunks = [words(text) for text in texts]
+    lengths = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
+    every_word = list(chain.from_iterable(chunks))
+    distinct = dict.fromkeys(every_word)
+    term_of: dict[str, int] = {}
+    word_term = [term_of.setdefault(stem(word), len(term_of)) for word in distinct]
+    place = dict(zip(distinct, word_term, strict=True))
+    term_at = np.fromiter(map(place.__getitem__, every_word), np.int64, len(every_word))
+    return ChunkWords(list(term_of), term_at, lengths)
+
+
 # -- postings ----------------------------------------------------------------------------------
 
 
@@ -236,25 +271,22 @@ class LexicalIndex:
 
     # -- changes -------------------------------------------------------------------------------
 
-    def add(self, ids: Ids, texts: Sequence[str]) -> None:
-        """Index new chunks; ``ValueError`` for an id already indexed."""
+    def add(self, ids: Ids, texts: Sequence[str] | ChunkWords) -> None:
+        """Index new chunks (their texts, or their words cut already); ``ValueError`` for an id
+        already indexed."""
         ids = np.asarray(ids, dtype=np.int64)
-        if ids.size != len(texts):
-            raise ValueError(f"{ids.size} ids for {len(texts)} texts")
+        cut = texts if isinstance(texts, ChunkWords) else cut_words(texts)
+        if ids.size != cut.lengths.size:
+            raise ValueError(f"{ids.size} ids for {cut.lengths.size} texts")
         if ids.size == 0:
             return
-        chunks = [words(text) for text in texts]
-        lengths = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
-        every_word = list(chain.from_iterable(chunks))
-        stems = {word: stem(word) for word in dict.fromkeys(every_word)}
         with self._lock:
             self._require_new(ids)
-            term_of = self._term_ids(stems)
-            term_ids = np.fromiter(map(term_of.__getitem__, every_word), np.int64, len(every_word))
+            term_ids = self._term_ids(cut.terms)[cut.term_at]
             first = self._slots
-            self._append_slots(ids, lengths)
+            self._append_slots(ids, cut.lengths)
             if term_ids.size:
-                self._segments.append(_Segment.counted(first, lengths, term_ids))
+                self._segments.append(_Segment.counted(first, cut.lengths, term_ids))
                 self._merge_similar()
 
     def remove(self, ids: Ids) -> None:
@@ -279,16 +311,18 @@ class LexicalIndex:
         if int(ids.min()) <= self._max_id and self._live_slots(ids).size:
             raise ValueError("chunk ids already in the lexical index")
 
-    def _term_ids(self, stems: dict[str, str]) -> dict[str, int]:
-        """Each word's term id (for ``stems``, word → stem), new terms added to the
-        vocabulary."""
+    def _term_ids(self, terms: list[str]) -> Ids:
+        """The term ids of ``terms``, new ones added to the vocabulary (in order)."""
         vocabulary = self._vocabulary
-        for term in stems.values():
-            if term not in vocabulary:
-                vocabulary[term] = len(self._terms)
+        found = np.empty(len(terms), dtype=np.int64)
+        for at, term in enumerate(terms):
+            term_id = vocabulary.get(term)
+            if term_id is None:
+                term_id = vocabulary[term] = len(self._terms)
                 self._terms.append(term)
                 self._term_chars += len(term)
-        return {word: vocabulary[term] for word, term in stems.items()}
+            found[at] = term_id
+        return found
 
     def _append_slots(self, ids: Ids, lengths: npt.NDArray[np.int64]) -> None:
         needed = self._slots + ids.size
@@ -462,37 +496,32 @@ class LexicalIndex:
         """Write the index to ``path`` atomically: a crash leaves the old file or the new one.
         Removed chunks are compacted away first, so their words are not written."""
         temporary = path.with_name(f".{path.name}.tmp")
-        with self._lock:
-            if self._live < self._slots:
-                self._compact()
-            elif len(self._segments) > 1:
-                self._segments = [_Segment.merged(self._segments)]
-            arrays = self._file_arrays()
-        with open(temporary, "wb") as file:
-            np.savez(file, allow_pickle=False, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
+        self.write(temporary)
         os.replace(temporary, path)
         fsync_directory(path.parent)
 
-    def _file_arrays(self) -> dict[str, npt.NDArray[Any]]:
-        """The compacted index as arrays: every vocabulary term has postings, in term order."""
-        if self._segments:
-            segment = self._segments[0]
-            starts, slots, freqs = segment.starts, segment.slots, segment.freqs
-        else:
-            starts = np.zeros(1, dtype=np.int64)
-            slots, freqs = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint16)
-        vocabulary = "\n".join(self._terms).encode()
-        return {
-            "version": np.array([_FILE_VERSION], dtype=np.int64),
-            "ids": self._slot_ids[: self._slots].copy(),
-            "lengths": self._lengths[: self._slots].copy(),
-            "vocabulary": np.frombuffer(vocabulary, dtype=np.uint8),
-            "starts": starts,
-            "slots": slots,
-            "freqs": freqs,
-        }
+    def write(self, path: Path) -> None:
+        """Write the index to ``path`` and flush it to the disk, for the caller to rename into
+        place. Removed chunks are compacted away first (under the lock), so their words are
+        not written; the postings are merged into the one segment the file holds outside it
+        (segments never change), and that segment then replaces those it was merged from."""
+        with self._lock:
+            if self._live < self._slots:
+                self._compact()
+            segments = tuple(self._segments)
+            ids = self._slot_ids[: self._slots].copy()
+            lengths = self._lengths[: self._slots].copy()
+            vocabulary = "\n".join(self._terms).encode()
+        merged = _Segment.merged(segments)
+        if len(segments) > 1:
+            with self._lock:
+                held = self._segments[: len(segments)]
+                if len(held) == len(segments) and all(map(operator.is_, held, segments)):
+                    self._segments[: len(segments)] = [merged]
+        with open(path, "wb") as file:
+            np.savez(file, allow_pickle=False, **_file_arrays(ids, lengths, vocabulary, merged))
+            file.flush()
+            os.fsync(file.fileno())
 
     @classmethod
     def load(cls, path: Path) -> LexicalIndex:
@@ -548,6 +577,27 @@ class LexicalIndex:
         index._ids_ascending = bool(np.all(np.diff(ids) > 0))
         index._max_id = int(ids.max()) if ids.size else -1
         return index
+
+
+def _file_arrays(
+    ids: Ids, lengths: npt.NDArray[np.int32], vocabulary: bytes, segment: _Segment
+) -> dict[str, npt.NDArray[Any]]:
+    """A compacted index as its file's arrays: every vocabulary term (``vocabulary``: the
+    terms, one a line) has postings in ``segment``, in term order."""
+    if segment.size:
+        starts, slots, freqs = segment.starts, segment.slots, segment.freqs
+    else:
+        starts = np.zeros(1, dtype=np.int64)
+        slots, freqs = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint16)
+    return {
+        "version": np.array([_FILE_VERSION], dtype=np.int64),
+        "ids": ids,
+        "lengths": lengths,
+        "vocabulary": np.frombuffer(vocabulary, dtype=np.uint8),
+        "starts": starts,
+        "slots": slots,
+        "freqs": freqs,
+    }
 
 
 def _check_types(arrays: dict[str, npt.NDArray[Any]]) -> None:

@@ -12,11 +12,18 @@ dropped. IVF clustering and HNSW graphs with many masked nodes are rebuilt in th
 while searches use the old index.
 
 Changes to a loaded index are made under the database's write lock, with the write they follow.
+The files written after changes (:meth:`IndexResidency.maintain`) are written without it: each
+index is copied under its own lock, and the copies written and flushed while writes go on; the
+files then replace the old ones under the write lock, unless the collection was deleted (or its
+indexes dropped from memory) meanwhile, or a later copy was written first. The changes made
+while the files were written still count as unwritten.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -30,8 +37,9 @@ from aiplatform.engines.rag.collections import CollectionRow
 from aiplatform.engines.rag.database import Database
 from aiplatform.engines.rag.documents import DocumentRow, Documents, PreparedDocument
 from aiplatform.engines.rag.index import Ids, IndexParams, VectorIndex
-from aiplatform.engines.rag.lexical import LexicalIndex
+from aiplatform.engines.rag.lexical import ChunkWords, LexicalIndex, cut_words
 from aiplatform.engines.rag.metadata_index import MetadataIndex
+from aiplatform.storage.durable import fsync_directory
 
 __all__ = ["IndexResidency", "LoadedIndex"]
 
@@ -49,6 +57,12 @@ class LoadedIndex:
     #: Chunks removed since the indexes were last written (their files still hold them).
     removed: int = 0
     rebuilding: bool = False
+    #: Snapshots of the indexes taken to be written so far, and the one their files hold
+    #: (files are replaced only by those of a later snapshot).
+    snapshots: int = 0
+    written: int = 0
+    #: Whether a snapshot is being written outside the write lock.
+    writing: bool = False
 
     @property
     def memory_bytes(self) -> int:
@@ -79,6 +93,8 @@ class IndexResidency:
         self._persist_words = persist_words
         #: Loaded indexes, least recently used first.
         self.indexes: OrderedDict[str, LoadedIndex] = OrderedDict()
+        #: Held while a snapshot is copied and written: one copy in memory at a time.
+        self._snapshot_lock = threading.Lock()
 
     def path(self, collection_id: str) -> Path:
         """The vector index's file."""
@@ -108,9 +124,13 @@ class IndexResidency:
         self._evict(keep=collection.id)
 
     def dropped(self, collection_id: str) -> None:
+        """The collection was deleted: its indexes go, with their files (and any a write cut
+        short left behind)."""
         self.indexes.pop(collection_id, None)
-        self.path(collection_id).unlink(missing_ok=True)
-        self.lexical_path(collection_id).unlink(missing_ok=True)
+        for path in (self.path(collection_id), self.lexical_path(collection_id)):
+            for leftover in (f".{path.name}.tmp", f".{path.name}.snapshot"):
+                path.with_name(leftover).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
 
     def added(
         self,
@@ -118,13 +138,16 @@ class IndexResidency:
         rows: Sequence[DocumentRow],
         documents: Sequence[PreparedDocument],
         chunk_ids: Ids,
+        words: ChunkWords | None = None,
     ) -> None:
-        """The stored ``documents`` (``rows``; their chunks got ``chunk_ids``, in order)."""
+        """The stored ``documents`` (``rows``; their chunks got ``chunk_ids``, in order), with
+        their chunks' ``words`` when they were cut already (:func:`~.lexical.cut_words`)."""
         loaded = self.loaded(collection)
-        texts = [chunk.text for document in documents for chunk in document.chunks]
+        if words is None:
+            words = cut_words([chunk.text for document in documents for chunk in document.chunks])
         vectors = np.concatenate([document.vectors for document in documents])
         loaded.index.add(chunk_ids, np.ascontiguousarray(vectors, dtype=np.float32))
-        loaded.lexical.add(chunk_ids, texts)
+        loaded.lexical.add(chunk_ids, words)
         start = 0
         for row, document in zip(rows, documents, strict=True):
             end = start + len(document.chunks)
@@ -195,9 +218,7 @@ class IndexResidency:
         # bytes written while a collection grows stay within about twice its final size
         threshold = max(self._checkpoint_every, loaded.index.size - loaded.dirty)
         if loaded.dirty >= threshold or loaded.removed:
-            with self._db.write_lock:
-                if self.indexes.get(collection.id) is loaded:  # not dropped meanwhile
-                    self._save(collection.id, loaded)
+            self._write(collection.id, loaded)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -234,7 +255,8 @@ class IndexResidency:
                 return  # the collection was deleted (or its indexes dropped) meanwhile
             self._catch_up(collection.id, fresh)
             loaded.index.replace_with(fresh)
-            self._save(collection.id, loaded)
+            loaded.dirty += 1  # the files hold the index it replaced
+        self._write(collection.id, loaded)
         logger.info(
             "rebuilt the index of %s (%d vectors) in %.1f s",
             collection.id,
@@ -305,7 +327,52 @@ class IndexResidency:
         return extra, np.setdiff1d(stored, indexed, assume_unique=True)
 
     def _save(self, collection_id: str, loaded: LoadedIndex) -> None:
+        """Write the collection's indexes (under the write lock: nothing changes meanwhile)."""
         loaded.index.save(self.path(collection_id))
         if self._persist_words:
             loaded.lexical.save(self.lexical_path(collection_id))
+        loaded.snapshots += 1
+        loaded.written = loaded.snapshots
         loaded.dirty = loaded.removed = 0
+
+    def _write(self, collection_id: str, loaded: LoadedIndex) -> None:
+        """Write the collection's indexes without the write lock held while the files are
+        written (see the module's documentation); nothing when they are being written already
+        or the collection is no longer loaded."""
+        with self._db.write_lock:
+            if self.indexes.get(collection_id) is not loaded or loaded.writing:
+                return
+            loaded.writing = True
+            loaded.snapshots += 1
+            number, dirty, removed = loaded.snapshots, loaded.dirty, loaded.removed
+        staged: list[tuple[Path, Path]] = []
+        try:
+            with self._snapshot_lock:
+                for path, index in self._files(collection_id, loaded):
+                    staged.append((path.with_name(f".{path.name}.snapshot"), path))
+                    index.write(staged[-1][0])
+            with self._db.write_lock:
+                if self.indexes.get(collection_id) is not loaded or loaded.written > number:
+                    return  # deleted or dropped meanwhile, or written from a later snapshot
+                for temporary, path in staged:
+                    os.replace(temporary, path)
+                staged.clear()
+                fsync_directory(self._folder)
+                loaded.written = number
+                loaded.dirty -= dirty
+                loaded.removed -= removed
+        finally:
+            for temporary, _ in staged:
+                temporary.unlink(missing_ok=True)
+            loaded.writing = False
+
+    def _files(
+        self, collection_id: str, loaded: LoadedIndex
+    ) -> list[tuple[Path, VectorIndex | LexicalIndex]]:
+        """The indexes that are written to files, with their files."""
+        files: list[tuple[Path, VectorIndex | LexicalIndex]] = [
+            (self.path(collection_id), loaded.index)
+        ]
+        if self._persist_words:
+            files.append((self.lexical_path(collection_id), loaded.lexical))
+        return files

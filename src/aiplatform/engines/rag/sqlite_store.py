@@ -22,6 +22,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from aiplatform.engines.rag.collections import CollectionRow, Collections, new_c
 from aiplatform.engines.rag.database import Database
 from aiplatform.engines.rag.documents import ChunkRecord, DocumentRow, Documents, PreparedDocument
 from aiplatform.engines.rag.index import Ids, IndexParams, VectorIndex, Vectors
+from aiplatform.engines.rag.lexical import cut_words
 from aiplatform.engines.rag.residency import IndexResidency, LoadedIndex
 
 __all__ = [
@@ -70,6 +72,8 @@ class SqliteStore:
         )
         #: Whether deleted rows' old pages may still sit in the write-ahead log.
         self._log_holds_deleted = False
+        #: Cuts added chunks' words while their transaction commits (while open).
+        self._cutter = _closed_cutter()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -84,6 +88,7 @@ class SqliteStore:
     def open(self) -> None:
         self.residency.open()
         self._db.open()
+        self._cutter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-words")
 
     def close(self) -> None:
         """Write every changed index, then close the database."""
@@ -91,6 +96,8 @@ class SqliteStore:
             self.residency.save_all()
             self._purge_deleted_text()
             self._db.close()
+        self._cutter.shutdown()
+        self._cutter = _closed_cutter()
 
     # -- collections ---------------------------------------------------------------------------
 
@@ -152,17 +159,26 @@ class SqliteStore:
     def add_documents(
         self, collection: CollectionRow, documents: Sequence[PreparedDocument]
     ) -> list[DocumentRow]:
-        """Store ``documents`` in one transaction (all or none), then index their chunks."""
+        """Store ``documents`` in one transaction (all or none), then index their chunks.
+
+        Their chunks' words are cut on another thread while the commit is flushed to the disk
+        (which lets go of the interpreter)."""
+        texts = [chunk.text for document in documents for chunk in document.chunks]
         with self._db.write_lock:
             # loaded (and caught up) before the change, so the change is applied to it once
             self.residency.loaded(collection)
             with self._db.transaction() as db:
                 Collections.require(db, collection)
                 added, chunk_ids = Documents.insert(db, collection, documents, int(time.time()))
+                words = self._cutter.submit(cut_words, texts)
             if chunk_ids:
                 with self._indexes_follow(collection):
                     self.residency.added(
-                        collection, added, documents, np.asarray(chunk_ids, dtype=np.int64)
+                        collection,
+                        added,
+                        documents,
+                        np.asarray(chunk_ids, dtype=np.int64),
+                        words.result(),
                     )
         return added
 
@@ -281,3 +297,10 @@ class SqliteStore:
             return
         self._db.checkpoint()
         self._log_holds_deleted = False
+
+
+def _closed_cutter() -> ThreadPoolExecutor:
+    """An executor that takes no work (the store is not open)."""
+    cutter = ThreadPoolExecutor(max_workers=1)
+    cutter.shutdown()
+    return cutter
