@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,16 +325,23 @@ class ReplicaIndexes:
             with self._lock:
                 self._building.pop(collection.id, None)
 
-    def _built(self, collection: CollectionRow) -> _Followed:
-        """The collection's indexes built from one snapshot of its chunks and documents."""
-        started = time.perf_counter()
-        lexical = LexicalIndex()
-        metadata = MetadataIndex()
+    @contextmanager
+    def _snapshot(self, collection: CollectionRow) -> Iterator[tuple[Connection, int]]:
+        """A transaction that reads one snapshot of the database, and the collection's version
+        in it; 404 if the collection is gone."""
         with self._db.connection() as db, db.transaction():
             db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             version = _version(db, collection)
             if version is None:
                 raise _gone(collection)
+            yield db, version
+
+    def _built(self, collection: CollectionRow) -> _Followed:
+        """The collection's indexes built from one snapshot of its chunks and documents."""
+        started = time.perf_counter()
+        lexical = LexicalIndex()
+        metadata = MetadataIndex()
+        with self._snapshot(collection) as (db, version):
             found = db.execute(
                 "SELECT count(*) FROM rag_chunks WHERE collection_id = %s", (collection.id,)
             ).fetchone()
@@ -358,11 +366,7 @@ class ReplicaIndexes:
     def _catch_up(self, collection: CollectionRow, followed: _Followed) -> None:
         """Apply the changes committed since ``followed``'s version (under its lock); built
         again when the log no longer holds them all."""
-        with self._db.connection() as db, db.transaction():
-            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            version = _version(db, collection)
-            if version is None:
-                raise _gone(collection)
+        with self._snapshot(collection) as (db, version):
             log = db.execute(
                 "SELECT version, change, document_pks, chunk_ids FROM rag_changes "
                 "WHERE collection_id = %s AND version > %s ORDER BY version",
