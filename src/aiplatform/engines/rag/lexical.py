@@ -312,17 +312,15 @@ class LexicalIndex:
             raise ValueError("chunk ids already in the lexical index")
 
     def _term_ids(self, terms: list[str]) -> Ids:
-        """The term ids of ``terms``, new ones added to the vocabulary (in order)."""
+        """The term ids of ``terms`` (distinct), new ones added to the vocabulary in order."""
         vocabulary = self._vocabulary
-        found = np.empty(len(terms), dtype=np.int64)
-        for at, term in enumerate(terms):
-            term_id = vocabulary.get(term)
-            if term_id is None:
-                term_id = vocabulary[term] = len(self._terms)
-                self._terms.append(term)
-                self._term_chars += len(term)
-            found[at] = term_id
-        return found
+        new = [term for term in terms if term not in vocabulary]
+        if new:
+            first = len(self._terms)
+            vocabulary.update(zip(new, range(first, first + len(new)), strict=True))
+            self._terms += new
+            self._term_chars += sum(map(len, new))
+        return np.fromiter(map(vocabulary.__getitem__, terms), np.int64, len(terms))
 
     def _append_slots(self, ids: Ids, lengths: npt.NDArray[np.int64]) -> None:
         needed = self._slots + ids.size
