@@ -344,6 +344,13 @@ def test_words_cut_beforehand_are_indexed_as_their_texts_are() -> None:
         LexicalIndex().add(ids_of(1, 2), cut_words(["one"]))
 
 
+def test_a_term_new_to_the_vocabulary_gets_one_id_however_often_it_comes() -> None:
+    index = LexicalIndex()
+    index.add(ids_of(1), ["river"])
+    assert index._term_ids(["delta", "river", "delta", "bank"]).tolist() == [1, 0, 1, 2]
+    assert index._term_ids(["bank", "river"]).tolist() == [2, 0]
+
+
 def test_a_file_holds_the_chunks_added_before_it_was_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -312,9 +312,9 @@ class LexicalIndex:
             raise ValueError("chunk ids already in the lexical index")
 
     def _term_ids(self, terms: list[str]) -> Ids:
-        """The term ids of ``terms`` (distinct), new ones added to the vocabulary in order."""
+        """The term ids of ``terms``, new ones added to the vocabulary (in order, once each)."""
         vocabulary = self._vocabulary
-        new = [term for term in terms if term not in vocabulary]
+        new = list(dict.fromkeys(term for term in terms if term not in vocabulary))
         if new:
             first = len(self._terms)
             vocabulary.update(zip(new, range(first, first + len(new)), strict=True))
